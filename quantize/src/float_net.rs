@@ -1,0 +1,220 @@
+//! The float network: a checkpoint's tensors arranged by the architecture, with every BN folded
+//! into the convolution before it (`w' = w * gamma / sqrt(var + eps)`,
+//! `b' = beta - mean * gamma / sqrt(var + eps)`, computed in f64), and its ONNX graph.
+//!
+//! Folding is what every deployment of these models does: the int8 path quantizes the folded
+//! weights, and the float graph written here is the reference it is measured against.
+
+use crate::checkpoint::Checkpoint;
+use crate::onnx_builder::{Attr, Dim, GraphBuilder};
+use resnext_edge::arch::{ConvShape, ResNeXtConfig};
+use resnext_edge::metadata::ModelMetadata;
+use tract_onnx::pb;
+use tract_onnx::pb::tensor_proto::DataType;
+
+/// BatchNorm epsilon of mmcls and torchvision.
+pub const BN_EPS: f64 = 1e-5;
+
+/// Input name of every model this project writes.
+pub const INPUT: &str = "input";
+/// Output name of every model this project writes.
+pub const OUTPUT: &str = "logits";
+
+/// A convolution with its BN folded in: `weight` `[out, in / groups, k, k]`, `bias` `[out]`.
+#[derive(Clone, Debug)]
+pub struct FoldedConv {
+    pub shape: ConvShape,
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+/// A bottleneck block of folded convolutions.
+#[derive(Clone, Debug)]
+pub struct FoldedBlock {
+    pub name: String,
+    pub conv1: FoldedConv,
+    pub conv2: FoldedConv,
+    pub conv3: FoldedConv,
+    pub downsample: Option<FoldedConv>,
+}
+
+/// The whole network, BN folded, ready to be written.
+#[derive(Clone, Debug)]
+pub struct FloatNet {
+    pub config: ResNeXtConfig,
+    pub stem: FoldedConv,
+    pub blocks: Vec<FoldedBlock>,
+    /// `[classes, features]`.
+    pub fc_weight: Vec<f32>,
+    pub fc_bias: Vec<f32>,
+}
+
+fn fold(ck: &Checkpoint, shape: &ConvShape) -> FoldedConv {
+    // check_tensors has verified presence and shapes; a panic here is a bug, not bad input.
+    let t = |suffix: &str, prefix: &str| &ck.tensors[&format!("{prefix}.{suffix}")].data;
+    let w = t("weight", &shape.name);
+    let (gamma, beta, mean, var) = (
+        t("weight", &shape.bn),
+        t("bias", &shape.bn),
+        t("running_mean", &shape.bn),
+        t("running_var", &shape.bn),
+    );
+    let per_out = w.len() / shape.out_channels;
+    let mut weight = Vec::with_capacity(w.len());
+    let mut bias = Vec::with_capacity(shape.out_channels);
+    for o in 0..shape.out_channels {
+        let scale = gamma[o] as f64 / (var[o] as f64 + BN_EPS).sqrt();
+        weight.extend(
+            w[o * per_out..(o + 1) * per_out]
+                .iter()
+                .map(|&v| (v as f64 * scale) as f32),
+        );
+        bias.push((beta[o] as f64 - mean[o] as f64 * scale) as f32);
+    }
+    FoldedConv {
+        shape: shape.clone(),
+        weight,
+        bias,
+    }
+}
+
+impl FloatNet {
+    /// Folds a checkpoint whose tensors were checked against `config`
+    /// ([`crate::infer::check_tensors`]).
+    pub fn from_checkpoint(ck: &Checkpoint, config: &ResNeXtConfig) -> Self {
+        let blocks = config
+            .blocks(224)
+            .iter()
+            .map(|b| FoldedBlock {
+                name: b.name.clone(),
+                conv1: fold(ck, &b.conv1),
+                conv2: fold(ck, &b.conv2),
+                conv3: fold(ck, &b.conv3),
+                downsample: b.downsample.as_ref().map(|d| fold(ck, d)),
+            })
+            .collect();
+        FloatNet {
+            config: config.clone(),
+            stem: fold(ck, &config.stem(224)),
+            blocks,
+            fc_weight: ck.tensors["fc.weight"].data.clone(),
+            fc_bias: ck.tensors["fc.bias"].data.clone(),
+        }
+    }
+
+    /// Every folded convolution in execution order.
+    pub fn convs(&self) -> Vec<&FoldedConv> {
+        let mut v = vec![&self.stem];
+        for b in &self.blocks {
+            v.extend([&b.conv1, &b.conv2, &b.conv3]);
+            v.extend(b.downsample.as_ref());
+        }
+        v
+    }
+
+    /// The float ONNX model: input `input` `[N, 3, 224, 224]`, output `logits` `[N, classes]`.
+    pub fn to_onnx(&self, metadata: &ModelMetadata) -> pb::ModelProto {
+        let crop = metadata.preprocessing.crop as i64;
+        let mut g = GraphBuilder::new("resnext");
+        g.input(
+            INPUT,
+            DataType::Float,
+            &[
+                Dim::Named("N"),
+                Dim::Fixed(3),
+                Dim::Fixed(crop),
+                Dim::Fixed(crop),
+            ],
+        );
+        let x = conv(&mut g, &self.stem, INPUT, true);
+        let mut x = g.node(
+            "MaxPool",
+            "maxpool",
+            &[&x],
+            &["maxpool"],
+            vec![
+                ("kernel_shape", Attr::Ints(vec![3, 3])),
+                ("strides", Attr::Ints(vec![2, 2])),
+                ("pads", Attr::Ints(vec![1, 1, 1, 1])),
+            ],
+        );
+        for b in &self.blocks {
+            let y = conv(&mut g, &b.conv1, &x, true);
+            let y = conv(&mut g, &b.conv2, &y, true);
+            let y = conv(&mut g, &b.conv3, &y, false);
+            let identity = match &b.downsample {
+                Some(d) => conv(&mut g, d, &x, false),
+                None => x.clone(),
+            };
+            let sum = g.node(
+                "Add",
+                &format!("{}.add", b.name),
+                &[&y, &identity],
+                &[&format!("{}.add", b.name)],
+                vec![],
+            );
+            x = g.node(
+                "Relu",
+                &format!("{}.relu", b.name),
+                &[&sum],
+                &[&format!("{}.out", b.name)],
+                vec![],
+            );
+        }
+        let pooled = g.node("GlobalAveragePool", "avgpool", &[&x], &["avgpool"], vec![]);
+        let flat = g.node(
+            "Flatten",
+            "flatten",
+            &[&pooled],
+            &["flatten"],
+            vec![("axis", Attr::Int(1))],
+        );
+        let features = self.config.feature_channels();
+        let classes = self.config.num_classes;
+        let w = g.f32_tensor("fc.weight", &[classes, features], &self.fc_weight);
+        let b = g.f32_tensor("fc.bias", &[classes], &self.fc_bias);
+        g.node(
+            "Gemm",
+            "fc",
+            &[&flat, &w, &b],
+            &[OUTPUT],
+            vec![("transB", Attr::Int(1))],
+        );
+        g.output(
+            OUTPUT,
+            DataType::Float,
+            &[Dim::Named("N"), Dim::Fixed(classes as i64)],
+        );
+        g.finish(
+            metadata.to_props(),
+            "ResNeXt classifier, BN folded, float32",
+        )
+    }
+}
+
+/// Writes one folded conv (and its ReLU); returns the output name.
+fn conv(g: &mut GraphBuilder, c: &FoldedConv, input: &str, relu: bool) -> String {
+    let s = &c.shape;
+    let w = g.f32_tensor(&format!("{}.weight", s.name), &s.weight_shape(), &c.weight);
+    let b = g.f32_tensor(&format!("{}.bias", s.name), &[s.out_channels], &c.bias);
+    let k = s.kernel as i64;
+    let p = s.padding as i64;
+    let out = g.node(
+        "Conv",
+        &s.name,
+        &[input, &w, &b],
+        &[&s.name],
+        vec![
+            ("kernel_shape", Attr::Ints(vec![k, k])),
+            ("strides", Attr::Ints(vec![s.stride as i64; 2])),
+            ("pads", Attr::Ints(vec![p; 4])),
+            ("group", Attr::Int(s.groups as i64)),
+        ],
+    );
+    if relu {
+        let name = format!("{}.relu", s.name);
+        g.node("Relu", &name, &[&out], &[&name], vec![])
+    } else {
+        out
+    }
+}

@@ -1,0 +1,214 @@
+//! `resnext-quantize`: the offline command-line tool.
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use resnext_edge::arch;
+use resnext_quantize::export::{self, ArchRequest, WeightSource};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(
+    name = "resnext-quantize",
+    version,
+    about = "Turn ResNeXt checkpoints (mmclassification, torchvision, timm; .pth or .safetensors) into ONNX models for resnext-edge",
+    after_help = "Exit codes: 0 success; 1 the job failed (the message names the file, key or shape); 2 bad command line.\nLogging: -v for progress, -vv for details, or RUST_LOG=debug."
+)]
+struct Cli {
+    /// More log output on stderr (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone, Debug, Default)]
+struct ArchArgs {
+    /// Expected architecture, a preset name (see `resnext-quantize arch`); the checkpoint must match it.
+    #[arg(long, value_name = "NAME")]
+    arch: Option<String>,
+    /// Expected architecture as a JSON file: {"layers": [3,4,6,3], "groups", "width_per_group", "base_channels", "stem_channels", "num_classes"}.
+    #[arg(long, value_name = "FILE", conflicts_with = "arch")]
+    config: Option<PathBuf>,
+}
+
+impl From<ArchArgs> for ArchRequest {
+    fn from(a: ArchArgs) -> Self {
+        ArchRequest {
+            preset: a.arch,
+            config_file: a.config,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the ResNeXt presets with their parameter and FLOP counts (mmcv's way of counting).
+    Arch {
+        /// A JSON array of {"name", "params", "flops"} (raw counts).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what a checkpoint holds: container, key layout, inferred architecture, labels.
+    Inspect {
+        checkpoint: PathBuf,
+        #[command(flatten)]
+        arch: ArchArgs,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the float ONNX model of a checkpoint (BN folded), for the runtime or as a reference.
+    Export {
+        /// The checkpoint (.pth zip or legacy, .safetensors); omit with --random-weights.
+        #[arg(required_unless_present = "random_weights")]
+        checkpoint: Option<PathBuf>,
+        /// Output ONNX file (written atomically).
+        #[arg(short, long, value_name = "OUT.onnx")]
+        output: PathBuf,
+        #[command(flatten)]
+        arch: ArchArgs,
+        /// Deterministic random weights instead of a checkpoint (needs --arch or --config).
+        #[arg(long, value_name = "SEED", conflicts_with = "checkpoint")]
+        random_weights: Option<u64>,
+        /// Class names, one per line (overrides the checkpoint's own).
+        #[arg(long, value_name = "FILE")]
+        labels: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .format_timestamp(None)
+        .init();
+    let result = match cli.command {
+        Command::Arch { json } => list_presets(json),
+        Command::Inspect {
+            checkpoint,
+            arch,
+            json,
+        } => inspect(checkpoint, arch.into(), json),
+        Command::Export {
+            checkpoint,
+            output,
+            arch,
+            random_weights,
+            labels,
+        } => {
+            let weights = match (checkpoint, random_weights) {
+                (_, Some(seed)) => WeightSource::Random(seed),
+                (Some(p), None) => WeightSource::Checkpoint(p),
+                (None, None) => unreachable!("clap requires one of them"),
+            };
+            run_export(weights, arch.into(), labels, output)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn list_presets(json: bool) -> Result<()> {
+    let presets = arch::presets();
+    if json {
+        let rows: Vec<_> = presets
+            .iter()
+            .map(|p| serde_json::json!({ "name": p.name, "params": p.config.params(), "flops": p.config.flops(224), "config": p.config }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!(
+            "{:<18} {:>6} {:>14} {:>11} {:>9}",
+            "preset", "layers", "groups x width", "params (M)", "FLOPs (G)"
+        );
+        for p in &presets {
+            let c = &p.config;
+            println!(
+                "{:<18} {:>6} {:>14} {:>11.2} {:>9.2}",
+                p.name,
+                c.depth,
+                format!("{}x{}", c.groups, c.width_per_group),
+                c.params() as f64 / 1e6,
+                c.flops(224) as f64 / 1e9
+            );
+        }
+    }
+    Ok(())
+}
+
+fn inspect(path: PathBuf, request: ArchRequest, json: bool) -> Result<()> {
+    let source = export::load_source(&WeightSource::Checkpoint(path.clone()), &request)?;
+    let ck = &source.checkpoint;
+    let c = &source.config;
+    if json {
+        let v = serde_json::json!({
+            "checkpoint": path.display().to_string(),
+            "container": format!("{:?}", ck.container),
+            "layout": format!("{:?}", ck.layout),
+            "tensors": ck.tensors.len(),
+            "sha256": ck.sha256,
+            "config": c,
+            "params": c.params(),
+            "flops": c.flops(224),
+            "labels": ck.labels,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "{}: {:?} container, {:?} keys, {} tensors",
+            path.display(),
+            ck.container,
+            ck.layout,
+            ck.tensors.len()
+        );
+        println!("architecture: {}", serde_json::to_string(c)?);
+        println!(
+            "params {:.3} M, FLOPs {:.3} G at 224x224",
+            c.params() as f64 / 1e6,
+            c.flops(224) as f64 / 1e9
+        );
+        match &ck.labels {
+            Some(l) => println!(
+                "labels: {} ({}, ...)",
+                l.len(),
+                l.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+            ),
+            None => println!("labels: none in the checkpoint"),
+        }
+        println!("sha256: {}", ck.sha256);
+    }
+    Ok(())
+}
+
+fn run_export(
+    weights: WeightSource,
+    request: ArchRequest,
+    labels: Option<PathBuf>,
+    output: PathBuf,
+) -> Result<()> {
+    let t0 = Instant::now();
+    let source = export::load_source(&weights, &request)?;
+    let labels = labels.map(|p| export::read_labels(&p)).transpose()?;
+    let metadata = export::metadata_for(&source, labels)?;
+    let bytes = export::export_float(&source, &metadata, &output)?;
+    eprintln!(
+        "wrote {} (float32, {} classes, {:.2} M params, {:.1} MB) in {:.2} s",
+        output.display(),
+        source.config.num_classes,
+        source.config.params() as f64 / 1e6,
+        bytes as f64 / 1e6,
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

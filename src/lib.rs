@@ -1,0 +1,15 @@
+//! resnext-edge: ImageNet-class ResNeXt classifiers on small ARM boards, on top of tract.
+//!
+//! The runtime half of the project: it loads an ONNX model written by `resnext-quantize` (or any
+//! ONNX classifier with the same input contract), preprocesses images exactly as mmclassification
+//! does, and ranks the classes. It stays lean enough to cross-compile with only a C
+//! cross-compiler: no host-only dependency belongs here.
+
+pub mod arch;
+pub mod classify;
+pub mod inputs;
+pub mod labels;
+pub mod metadata;
+pub mod model;
+pub mod preprocess;
+pub mod topk;

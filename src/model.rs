@@ -1,0 +1,142 @@
+//! An ONNX classifier loaded into tract, batch 1: the model's own metadata (labels,
+//! preprocessing) read from the same parse, the graph optimized once at load, and a reusable
+//! state so that repeated runs do not rebuild the plan.
+
+use crate::metadata::{MetadataError, ModelMetadata};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tract_onnx::prelude::*;
+
+/// A model that could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{path}: {message}")]
+    Load { path: String, message: String },
+    #[error("{path}: {source}")]
+    Metadata { path: String, source: MetadataError },
+    #[error("inference failed: {0}")]
+    Run(String),
+}
+
+/// A loaded classifier: `input` `[1, 3, crop, crop]` float32 in, `[1, classes]` float32 out.
+pub struct Model {
+    path: PathBuf,
+    plan: Arc<TypedRunnableModel>,
+    state: TypedSimpleState,
+    metadata: ModelMetadata,
+    num_classes: usize,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("path", &self.path)
+            .field("num_classes", &self.num_classes)
+            .finish()
+    }
+}
+
+fn format_chain(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+impl Model {
+    /// Loads and optimizes an ONNX model for batch 1.
+    pub fn load(path: &Path) -> Result<Self, ModelError> {
+        let shown = path.display().to_string();
+        let load_err = |message: String| ModelError::Load {
+            path: shown.clone(),
+            message,
+        };
+        if !path.is_file() {
+            return Err(load_err("no such model file".into()));
+        }
+        let onnx = tract_onnx::onnx();
+        let proto = onnx
+            .proto_model_for_path(path)
+            .map_err(|e| load_err(format!("not a readable ONNX model: {}", format_chain(&e))))?;
+        let metadata = ModelMetadata::from_props(
+            proto
+                .metadata_props
+                .iter()
+                .map(|p| (p.key.as_str(), p.value.as_str())),
+        )
+        .map_err(|source| ModelError::Metadata {
+            path: shown.clone(),
+            source,
+        })?;
+        let crop = metadata.preprocessing.crop;
+        let plan = (|| -> TractResult<_> {
+            let model = onnx.model_for_proto_model(&proto)?;
+            let model = model.with_input_fact(0, f32::fact([1, 3, crop, crop]).into())?;
+            let typed = model.into_optimized()?;
+            typed.into_runnable()
+        })()
+        .map_err(|e| {
+            load_err(format!(
+                "cannot prepare the model for a [1, 3, {crop}, {crop}] input: {}",
+                format_chain(&e)
+            ))
+        })?;
+        let out_fact = plan
+            .model()
+            .output_fact(0)
+            .map_err(|e| load_err(format_chain(&e)))?;
+        let num_classes = match out_fact.shape.as_concrete() {
+            Some([1, n]) => *n,
+            _ => {
+                return Err(load_err(format!(
+                    "expected one output of shape [1, classes], got {:?}",
+                    out_fact.shape
+                )))
+            }
+        };
+        let state = plan.spawn().map_err(|e| load_err(format_chain(&e)))?;
+        log::info!("loaded {shown}: {num_classes} classes, input [1, 3, {crop}, {crop}]");
+        Ok(Model {
+            path: path.to_path_buf(),
+            plan,
+            state,
+            metadata,
+            num_classes,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn metadata(&self) -> &ModelMetadata {
+        &self.metadata
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    /// The optimized tract model, for inspection.
+    pub fn typed_model(&self) -> &TypedModel {
+        self.plan.model()
+    }
+
+    /// Runs one preprocessed image (`3 * crop * crop` floats, planar) and returns its logits.
+    pub fn run(&mut self, input: &[f32]) -> Result<Vec<f32>, ModelError> {
+        let crop = self.metadata.preprocessing.crop;
+        let tensor = Tensor::from_shape(&[1, 3, crop, crop], input)
+            .map_err(|e| ModelError::Run(format_chain(&e)))?;
+        let out = self
+            .state
+            .run(tvec!(tensor.into_tvalue()))
+            .map_err(|e| ModelError::Run(format_chain(&e)))?;
+        let logits = out[0]
+            .to_plain_array_view::<f32>()
+            .map_err(|e| ModelError::Run(format_chain(&e)))?
+            .iter()
+            .copied()
+            .collect();
+        Ok(logits)
+    }
+}
