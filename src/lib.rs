@@ -8,6 +8,7 @@
 pub mod arch;
 pub mod classify;
 pub mod inputs;
+pub mod jpeg;
 pub mod labels;
 pub mod metadata;
 pub mod model;

@@ -89,7 +89,11 @@ fn classify(
     let (files, missing) = inputs::collect(paths);
     let mut failed = missing.len();
     for (p, e) in &missing {
-        report_failure(json, &p.display().to_string(), &e.to_string());
+        report_failure(
+            json,
+            &p.display().to_string(),
+            &format!("{}: {e}", p.display()),
+        );
     }
     if files.is_empty() {
         eprintln!(

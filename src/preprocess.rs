@@ -11,7 +11,7 @@
 
 use crate::metadata::Preprocessing;
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
-use std::io::{BufRead, Cursor, Seek};
+use std::io::Cursor;
 use std::path::Path;
 
 /// An image that could not be decoded, with the file it came from.
@@ -27,35 +27,35 @@ pub enum DecodeError {
         what: String,
         source: image::ImageError,
     },
+    #[error("{what}: cannot decode JPEG: {reason}")]
+    Jpeg { what: String, reason: String },
 }
 
 /// Decodes an image file to RGB, EXIF orientation applied.
 pub fn decode_file(path: &Path) -> Result<RgbImage, DecodeError> {
     let shown = path.display().to_string();
-    let reader = ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|source| DecodeError::Open {
-            path: shown.clone(),
-            source,
-        })?;
-    decode_reader(reader, &shown)
+    let bytes = std::fs::read(path).map_err(|source| DecodeError::Open {
+        path: shown.clone(),
+        source,
+    })?;
+    decode_bytes(&bytes, &shown)
 }
 
-/// Decodes an encoded image (JPEG, PNG) held in memory; `what` names it in errors.
+/// Decodes an encoded image held in memory; `what` names it in errors. JPEGs go through
+/// libjpeg-turbo (see [`crate::jpeg`]), other formats (PNG) through `image`.
 pub fn decode_bytes(bytes: &[u8], what: &str) -> Result<RgbImage, DecodeError> {
+    if crate::jpeg::is_jpeg(bytes) {
+        return crate::jpeg::decode(bytes).map_err(|reason| DecodeError::Jpeg {
+            what: what.to_string(),
+            reason,
+        });
+    }
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| DecodeError::Decode {
             what: what.to_string(),
             source: e.into(),
         })?;
-    decode_reader(reader, what)
-}
-
-fn decode_reader<R: BufRead + Seek>(
-    reader: ImageReader<R>,
-    what: &str,
-) -> Result<RgbImage, DecodeError> {
     let err = |source| DecodeError::Decode {
         what: what.to_string(),
         source,
@@ -295,7 +295,12 @@ mod tests {
     fn corrupt_bytes_are_a_decode_error_naming_the_input() {
         let e = decode_bytes(b"\xff\xd8\xff\xe0 not really a jpeg", "frame 7").unwrap_err();
         assert!(
-            e.to_string().starts_with("frame 7: cannot decode image"),
+            e.to_string().starts_with("frame 7: cannot decode JPEG"),
+            "{e}"
+        );
+        let e = decode_bytes(b"\x89PNG\r\n\x1a\n truncated", "frame 8").unwrap_err();
+        assert!(
+            e.to_string().starts_with("frame 8: cannot decode image"),
             "{e}"
         );
     }

@@ -7,5 +7,6 @@ pub mod checkpoint;
 pub mod export;
 pub mod float_net;
 pub mod infer;
+pub mod npy;
 pub mod onnx_builder;
 pub mod random_weights;

@@ -1,0 +1,78 @@
+//! Shared by the integration tests: where the fixtures are, the peer runtime (onnxruntime in a
+//! Python venv), and the export of fixture checkpoints.
+#![allow(dead_code)]
+
+use resnext_quantize::export::{self, ArchRequest, WeightSource};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn fixtures() -> PathBuf {
+    workspace().join("tests/fixtures")
+}
+
+/// Exports a checkpoint to a float ONNX model in `dir`.
+pub fn export_float(checkpoint: &Path, dir: &Path) -> PathBuf {
+    let source = export::load_source(
+        &WeightSource::Checkpoint(checkpoint.to_path_buf()),
+        &ArchRequest::default(),
+    )
+    .unwrap();
+    let meta = export::metadata_for(&source, None).unwrap();
+    let out = dir.join("model.onnx");
+    export::export_float(&source, &meta, &out).unwrap();
+    out
+}
+
+/// The Python interpreter with onnxruntime: `RESNEXT_EDGE_PYTHON`, or the workspace's `.venv`,
+/// created by scripts/python-venv.sh when missing.
+pub fn python() -> PathBuf {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        if let Ok(p) = std::env::var("RESNEXT_EDGE_PYTHON") {
+            return PathBuf::from(p);
+        }
+        let out = Command::new("bash")
+            .arg(workspace().join("scripts/python-venv.sh"))
+            .output()
+            .expect("bash runs");
+        assert!(
+            out.status.success(),
+            "scripts/python-venv.sh failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+    .clone()
+}
+
+/// Logits of `model` on `inputs` (.npy) from onnxruntime.
+pub fn ort_logits(model: &Path, inputs: &Path, dir: &Path) -> resnext_quantize::npy::Array {
+    let out = dir.join("ort_logits.npy");
+    let st = Command::new(python())
+        .arg(workspace().join("scripts/ort_logits.py"))
+        .args([model, inputs, &out])
+        .status()
+        .expect("python runs");
+    assert!(st.success(), "ort_logits.py failed on {}", model.display());
+    resnext_quantize::npy::read(&out).unwrap()
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+pub fn argmax(v: &[f32]) -> usize {
+    resnext_edge::topk::top_indices(v, 1)[0]
+}

@@ -1,0 +1,227 @@
+//! `resnext-edge classify` end to end through the binary: text and JSON output, labels from the
+//! model's metadata, directory walking, a corrupt image among good ones, exit codes.
+//!
+//! The model is a real ONNX file run by tract, built here so that the runtime crate tests on its
+//! own: per-channel mean of the image (GlobalAveragePool) into a 3-class linear layer that
+//! scores "red", "green", "blue". The ResNeXt models themselves are tested in the quantizer's
+//! tests, which write them.
+
+use prost::Message;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use tract_onnx::pb;
+
+fn attr_int(name: &str, v: i64) -> pb::AttributeProto {
+    pb::AttributeProto {
+        name: name.into(),
+        r#type: pb::attribute_proto::AttributeType::Int as i32,
+        i: v,
+        ..Default::default()
+    }
+}
+
+fn value_info(name: &str, dims: &[Option<i64>]) -> pb::ValueInfoProto {
+    use pb::tensor_shape_proto::{dimension::Value, Dimension};
+    let dim = dims
+        .iter()
+        .map(|d| Dimension {
+            value: Some(d.map_or(Value::DimParam("N".into()), Value::DimValue)),
+            ..Default::default()
+        })
+        .collect();
+    pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: pb::tensor_proto::DataType::Float as i32,
+                shape: Some(pb::TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn f32_init(name: &str, dims: &[i64], data: &[f32]) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: pb::tensor_proto::DataType::Float as i32,
+        raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}
+
+/// Writes the colour classifier to `path`.
+fn colour_model(path: &Path) {
+    let node = |op: &str, i: &[&str], o: &str, attribute: Vec<pb::AttributeProto>| pb::NodeProto {
+        op_type: op.into(),
+        name: o.into(),
+        input: i.iter().map(|s| s.to_string()).collect(),
+        output: vec![o.into()],
+        attribute,
+        ..Default::default()
+    };
+    let graph = pb::GraphProto {
+        name: "colours".into(),
+        node: vec![
+            node("GlobalAveragePool", &["input"], "pooled", vec![]),
+            node("Flatten", &["pooled"], "flat", vec![attr_int("axis", 1)]),
+            node(
+                "Gemm",
+                &["flat", "w", "b"],
+                "logits",
+                vec![attr_int("transB", 1)],
+            ),
+        ],
+        initializer: vec![
+            f32_init("w", &[3, 3], &[4.0, 0.0, 0.0, 0.0, 4.0, 0.0, 0.0, 0.0, 4.0]),
+            f32_init("b", &[3], &[0.0, 0.0, 0.0]),
+        ],
+        input: vec![value_info("input", &[None, Some(3), Some(224), Some(224)])],
+        output: vec![value_info("logits", &[None, Some(3)])],
+        ..Default::default()
+    };
+    let model = pb::ModelProto {
+        ir_version: 7,
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        graph: Some(graph),
+        metadata_props: vec![pb::StringStringEntryProto {
+            key: "resnext_edge.labels".into(),
+            value: r#"["red","green","blue"]"#.into(),
+        }],
+        ..Default::default()
+    };
+    std::fs::write(path, model.encode_to_vec()).unwrap();
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    model: PathBuf,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let model = root.join("colours.onnx");
+    colour_model(&model);
+    std::fs::create_dir_all(root.join("imgs/sub")).unwrap();
+    image::RgbImage::from_pixel(320, 240, image::Rgb([250, 10, 10]))
+        .save(root.join("imgs/red.png"))
+        .unwrap();
+    image::RgbImage::from_pixel(300, 400, image::Rgb([10, 10, 250]))
+        .save(root.join("imgs/sub/blue.png"))
+        .unwrap();
+    let photo = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images/rocket.jpg");
+    std::fs::copy(photo, root.join("imgs/sub/rocket.jpg")).unwrap();
+    Setup {
+        _dir: dir,
+        root,
+        model,
+    }
+}
+
+fn classify(args: &[&Path], extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_resnext-edge"))
+        .arg("classify")
+        .args(args)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn json_lines(o: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn json_lines_with_labels_from_the_model() {
+    let s = setup();
+    let o = classify(
+        &[&s.model, &s.root.join("imgs")],
+        &["--json", "--top-k", "2", "--logits"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines = json_lines(&o);
+    assert_eq!(lines.len(), 3);
+    assert!(lines[0]["image"]
+        .as_str()
+        .unwrap()
+        .ends_with("imgs/red.png"));
+    assert_eq!(lines[0]["top"][0]["label"], "red");
+    assert_eq!(lines[0]["top"][0]["index"], 0);
+    assert_eq!(lines[0]["top"].as_array().unwrap().len(), 2);
+    assert!(lines[0]["top"][0]["score"].as_f64().unwrap() > 0.9);
+    assert!(lines[0]["latency_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(lines[0]["logits"].as_array().unwrap().len(), 3);
+    assert!(lines[1]["image"]
+        .as_str()
+        .unwrap()
+        .ends_with("imgs/sub/blue.png"));
+    assert_eq!(lines[1]["top"][0]["label"], "blue");
+    assert!(lines[2]["image"]
+        .as_str()
+        .unwrap()
+        .ends_with("imgs/sub/rocket.jpg"));
+    assert_eq!(lines[2]["top"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn text_output_by_default() {
+    let s = setup();
+    let o = classify(&[&s.model, &s.root.join("imgs/red.png")], &["-k", "1"]);
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("red.png: red ("), "{text}");
+    assert!(text.contains(" ms]"), "{text}");
+}
+
+#[test]
+fn a_corrupt_image_among_good_ones_is_reported_and_the_others_run() {
+    let s = setup();
+    let bad = s.root.join("imgs/broken.jpg");
+    let mut bytes = std::fs::read(s.root.join("imgs/sub/rocket.jpg")).unwrap();
+    bytes.truncate(200);
+    std::fs::write(&bad, bytes).unwrap();
+    let o = classify(&[&s.model, &s.root.join("imgs")], &["--json"]);
+    assert_eq!(o.status.code(), Some(1), "partial failure exits 1");
+    let lines = json_lines(&o);
+    assert_eq!(lines.len(), 4);
+    let errors: Vec<_> = lines.iter().filter(|l| l.get("error").is_some()).collect();
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0]["image"].as_str().unwrap().ends_with("broken.jpg"));
+    assert_eq!(lines.iter().filter(|l| l.get("top").is_some()).count(), 3);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("broken.jpg"), "{stderr}");
+}
+
+#[test]
+fn missing_inputs_and_models_have_their_own_exit_codes() {
+    let s = setup();
+    let o = classify(
+        &[
+            &s.model,
+            &s.root.join("imgs/red.png"),
+            &s.root.join("nope.png"),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nope.png"));
+
+    let o = classify(&[&s.root.join("missing.onnx"), &s.root.join("imgs")], &[]);
+    assert_eq!(o.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("missing.onnx"), "{stderr}");
+
+    let o = classify(&[&s.root.join("imgs/red.png"), &s.root.join("imgs")], &[]);
+    assert_eq!(o.status.code(), Some(3), "a PNG is not a model");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("red.png"));
+}
