@@ -114,95 +114,217 @@ impl FloatNet {
 
     /// The float ONNX model: input `input` `[N, 3, 224, 224]`, output `logits` `[N, classes]`.
     pub fn to_onnx(&self, metadata: &ModelMetadata) -> pb::ModelProto {
-        let crop = metadata.preprocessing.crop as i64;
-        let mut g = GraphBuilder::new("resnext");
-        g.input(
-            INPUT,
-            DataType::Float,
-            &[
-                Dim::Named("N"),
-                Dim::Fixed(3),
-                Dim::Fixed(crop),
-                Dim::Fixed(crop),
-            ],
-        );
-        let x = conv(&mut g, &self.stem, INPUT, true);
-        let mut x = g.node(
-            "MaxPool",
-            "maxpool",
-            &[&x],
-            &["maxpool"],
-            vec![
-                ("kernel_shape", Attr::Ints(vec![3, 3])),
-                ("strides", Attr::Ints(vec![2, 2])),
-                ("pads", Attr::Ints(vec![1, 1, 1, 1])),
-            ],
-        );
-        for b in &self.blocks {
-            let y = conv(&mut g, &b.conv1, &x, true);
-            let y = conv(&mut g, &b.conv2, &y, true);
-            let y = conv(&mut g, &b.conv3, &y, false);
-            let identity = match &b.downsample {
-                Some(d) => conv(&mut g, d, &x, false),
-                None => x.clone(),
-            };
-            let sum = g.node(
-                "Add",
-                &format!("{}.add", b.name),
-                &[&y, &identity],
-                &[&format!("{}.add", b.name)],
-                vec![],
-            );
-            x = g.node(
-                "Relu",
-                &format!("{}.relu", b.name),
-                &[&sum],
-                &[&format!("{}.out", b.name)],
-                vec![],
-            );
-        }
-        let pooled = g.node("GlobalAveragePool", "avgpool", &[&x], &["avgpool"], vec![]);
-        let flat = g.node(
-            "Flatten",
-            "flatten",
-            &[&pooled],
-            &["flatten"],
-            vec![("axis", Attr::Int(1))],
-        );
-        let features = self.config.feature_channels();
-        let classes = self.config.num_classes;
-        let w = g.f32_tensor("fc.weight", &[classes, features], &self.fc_weight);
-        let b = g.f32_tensor("fc.bias", &[classes], &self.fc_bias);
-        g.node(
-            "Gemm",
-            "fc",
-            &[&flat, &w, &b],
-            &[OUTPUT],
-            vec![("transB", Attr::Int(1))],
-        );
-        g.output(
-            OUTPUT,
-            DataType::Float,
-            &[Dim::Named("N"), Dim::Fixed(classes as i64)],
-        );
-        g.finish(
-            metadata.to_props(),
+        self.to_onnx_with_points(metadata).0
+    }
+
+    /// The float ONNX model and its activation points (the tensors an int8 model quantizes), in
+    /// execution order.
+    pub fn to_onnx_with_points(&self, metadata: &ModelMetadata) -> (pb::ModelProto, Vec<ActPoint>) {
+        let mut e = FloatEmitter::default();
+        let model = write_graph(
+            self,
+            &mut e,
+            metadata,
             "ResNeXt classifier, BN folded, float32",
-        )
+        );
+        (model, e.points)
     }
 }
 
-/// Writes one folded conv (and its ReLU); returns the output name.
-fn conv(g: &mut GraphBuilder, c: &FoldedConv, input: &str, relu: bool) -> String {
+/// A tensor that the next layers read and that an int8 model carries in int8.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActPoint {
+    /// Name of the float tensor in the graph.
+    pub name: String,
+    /// Known non-negative (after a ReLU or a pooling of such).
+    pub nonneg: bool,
+    /// Takes the quantization of another point (a max pool keeps its input's grid).
+    pub same_as: Option<String>,
+}
+
+/// A tensor as the graph writer tracks it: which activation point it is, and the name the
+/// consumers read (the point itself for float, its dequantized twin for QDQ).
+#[derive(Clone, Debug)]
+pub struct Act {
+    pub point: String,
+    pub read: String,
+}
+
+/// How the network's tensors are written: float, or quantized. One topology, several encodings.
+pub trait Emitter {
+    /// An activation point was produced; returns the tensor the consumers read.
+    fn activation(&mut self, g: &mut GraphBuilder, point: &ActPoint) -> String;
+    /// Writes a conv's weight and bias for an input `input`; returns their names.
+    fn conv_weights(
+        &mut self,
+        g: &mut GraphBuilder,
+        conv: &FoldedConv,
+        input: &Act,
+    ) -> (String, String);
+    /// Writes the head's weight `[classes, features]` and bias; returns their names.
+    fn fc_weights(&mut self, g: &mut GraphBuilder, net: &FloatNet, input: &Act)
+        -> (String, String);
+}
+
+/// Plain float32 weights; records the activation points.
+#[derive(Default)]
+pub struct FloatEmitter {
+    pub points: Vec<ActPoint>,
+}
+
+impl Emitter for FloatEmitter {
+    fn activation(&mut self, _g: &mut GraphBuilder, point: &ActPoint) -> String {
+        self.points.push(point.clone());
+        point.name.clone()
+    }
+
+    fn conv_weights(
+        &mut self,
+        g: &mut GraphBuilder,
+        c: &FoldedConv,
+        _input: &Act,
+    ) -> (String, String) {
+        let s = &c.shape;
+        let w = g.f32_tensor(&format!("{}.weight", s.name), &s.weight_shape(), &c.weight);
+        let b = g.f32_tensor(&format!("{}.bias", s.name), &[s.out_channels], &c.bias);
+        (w, b)
+    }
+
+    fn fc_weights(
+        &mut self,
+        g: &mut GraphBuilder,
+        net: &FloatNet,
+        _input: &Act,
+    ) -> (String, String) {
+        let (classes, features) = (net.config.num_classes, net.config.feature_channels());
+        let w = g.f32_tensor("fc.weight", &[classes, features], &net.fc_weight);
+        let b = g.f32_tensor("fc.bias", &[classes], &net.fc_bias);
+        (w, b)
+    }
+}
+
+fn point(name: &str, nonneg: bool) -> ActPoint {
+    ActPoint {
+        name: name.to_string(),
+        nonneg,
+        same_as: None,
+    }
+}
+
+fn produce(g: &mut GraphBuilder, e: &mut dyn Emitter, p: ActPoint) -> Act {
+    let read = e.activation(g, &p);
+    Act {
+        point: p.name,
+        read,
+    }
+}
+
+/// Writes the network's graph with `e` choosing how tensors are encoded.
+pub fn write_graph(
+    net: &FloatNet,
+    e: &mut dyn Emitter,
+    metadata: &ModelMetadata,
+    doc: &str,
+) -> pb::ModelProto {
+    let crop = metadata.preprocessing.crop as i64;
+    let mut g = GraphBuilder::new("resnext");
+    g.input(
+        INPUT,
+        DataType::Float,
+        &[
+            Dim::Named("N"),
+            Dim::Fixed(3),
+            Dim::Fixed(crop),
+            Dim::Fixed(crop),
+        ],
+    );
+    let input = produce(&mut g, e, point(INPUT, false));
+    let stem = conv(&mut g, e, &net.stem, &input, true);
+    let pooled = g.node(
+        "MaxPool",
+        "maxpool",
+        &[&stem.read],
+        &["maxpool"],
+        vec![
+            ("kernel_shape", Attr::Ints(vec![3, 3])),
+            ("strides", Attr::Ints(vec![2, 2])),
+            ("pads", Attr::Ints(vec![1, 1, 1, 1])),
+        ],
+    );
+    let mut x = produce(
+        &mut g,
+        e,
+        ActPoint {
+            name: pooled,
+            nonneg: true,
+            same_as: Some(stem.point.clone()),
+        },
+    );
+    for b in &net.blocks {
+        let y = conv(&mut g, e, &b.conv1, &x, true);
+        let y = conv(&mut g, e, &b.conv2, &y, true);
+        let y = conv(&mut g, e, &b.conv3, &y, false);
+        let identity = match &b.downsample {
+            Some(d) => conv(&mut g, e, d, &x, false),
+            None => x.clone(),
+        };
+        let sum = g.node(
+            "Add",
+            &format!("{}.add", b.name),
+            &[&y.read, &identity.read],
+            &[&format!("{}.add", b.name)],
+            vec![],
+        );
+        let out = g.node(
+            "Relu",
+            &format!("{}.relu", b.name),
+            &[&sum],
+            &[&format!("{}.out", b.name)],
+            vec![],
+        );
+        x = produce(&mut g, e, point(&out, true));
+    }
+    let pooled = g.node(
+        "GlobalAveragePool",
+        "avgpool",
+        &[&x.read],
+        &["avgpool"],
+        vec![],
+    );
+    let pooled = produce(&mut g, e, point(&pooled, true));
+    let flat = g.node(
+        "Flatten",
+        "flatten",
+        &[&pooled.read],
+        &["flatten"],
+        vec![("axis", Attr::Int(1))],
+    );
+    let (w, b) = e.fc_weights(&mut g, net, &pooled);
+    g.node(
+        "Gemm",
+        "fc",
+        &[&flat, &w, &b],
+        &[OUTPUT],
+        vec![("transB", Attr::Int(1))],
+    );
+    g.output(
+        OUTPUT,
+        DataType::Float,
+        &[Dim::Named("N"), Dim::Fixed(net.config.num_classes as i64)],
+    );
+    g.finish(metadata.to_props(), doc)
+}
+
+/// Writes one folded conv (and its ReLU) reading `input`; returns its output activation.
+fn conv(g: &mut GraphBuilder, e: &mut dyn Emitter, c: &FoldedConv, input: &Act, relu: bool) -> Act {
     let s = &c.shape;
-    let w = g.f32_tensor(&format!("{}.weight", s.name), &s.weight_shape(), &c.weight);
-    let b = g.f32_tensor(&format!("{}.bias", s.name), &[s.out_channels], &c.bias);
+    let (w, b) = e.conv_weights(g, c, input);
     let k = s.kernel as i64;
     let p = s.padding as i64;
     let out = g.node(
         "Conv",
         &s.name,
-        &[input, &w, &b],
+        &[&input.read, &w, &b],
         &[&s.name],
         vec![
             ("kernel_shape", Attr::Ints(vec![k, k])),
@@ -211,10 +333,11 @@ fn conv(g: &mut GraphBuilder, c: &FoldedConv, input: &str, relu: bool) -> String
             ("group", Attr::Int(s.groups as i64)),
         ],
     );
-    if relu {
+    let out = if relu {
         let name = format!("{}.relu", s.name);
         g.node("Relu", &name, &[&out], &[&name], vec![])
     } else {
         out
-    }
+    };
+    produce(g, e, point(&out, relu))
 }

@@ -4,9 +4,11 @@
 
 pub mod atomic;
 pub mod checkpoint;
+pub mod evaluate;
 pub mod export;
 pub mod float_net;
 pub mod infer;
 pub mod npy;
 pub mod onnx_builder;
+pub mod quant;
 pub mod random_weights;

@@ -4,6 +4,9 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use resnext_edge::arch;
 use resnext_quantize::export::{self, ArchRequest, WeightSource};
+use resnext_quantize::quant::params::ActType;
+use resnext_quantize::quant::ranges::Method;
+use resnext_quantize::quant::{self, Format};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -76,6 +79,65 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         labels: Option<PathBuf>,
     },
+    /// Write the int8 ONNX model of a checkpoint, calibrated on a folder of images.
+    Quantize {
+        /// The checkpoint (.pth zip or legacy, .safetensors); omit with --random-weights.
+        #[arg(required_unless_present = "random_weights")]
+        checkpoint: Option<PathBuf>,
+        /// Calibration images (.jpg/.jpeg/.png, searched recursively): a few dozen to a few hundred typical inputs.
+        #[arg(long, value_name = "DIR")]
+        calib: PathBuf,
+        /// Output ONNX file (written atomically).
+        #[arg(short, long, value_name = "OUT.onnx")]
+        output: PathBuf,
+        #[command(flatten)]
+        arch: ArchArgs,
+        /// Deterministic random weights instead of a checkpoint (needs --arch or --config).
+        #[arg(long, value_name = "SEED", conflicts_with = "checkpoint")]
+        random_weights: Option<u64>,
+        /// Int8 layout.
+        #[arg(long, value_enum, default_value = "qdq")]
+        format: Format,
+        /// How activation ranges are chosen from the calibration statistics.
+        #[arg(long, value_enum, default_value = "mse")]
+        method: Method,
+        /// Element type of activations.
+        #[arg(long, value_enum, default_value = "u8")]
+        activations: ActType,
+        /// Use at most N calibration images (in name order).
+        #[arg(long, value_name = "N")]
+        calib_count: Option<usize>,
+        /// Empirical bias correction (one shot over all convs; measured worse than none on the example model).
+        #[arg(long)]
+        bias_correction: bool,
+        /// Class names, one per line (overrides the checkpoint's own).
+        #[arg(long, value_name = "FILE")]
+        labels: Option<PathBuf>,
+        /// Print the summary as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// No progress bars.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Compare a model with its reference on a labelled image folder (DIR/<class>/<image>).
+    Evaluate {
+        /// The reference model (usually the float export).
+        #[arg(long, value_name = "FLOAT.onnx")]
+        reference: PathBuf,
+        /// The model under test (usually the int8 model).
+        #[arg(long, value_name = "INT8.onnx")]
+        model: PathBuf,
+        /// ImageFolder tree: class = subfolder name (one of the model's labels, or an ImageNet synset such as n01440764).
+        #[arg(long, value_name = "DIR")]
+        images: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// No progress bars.
+        #[arg(long, short)]
+        quiet: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -109,6 +171,43 @@ fn main() -> ExitCode {
             };
             run_export(weights, arch.into(), labels, output)
         }
+        Command::Quantize {
+            checkpoint,
+            calib,
+            output,
+            arch,
+            random_weights,
+            format,
+            method,
+            activations,
+            calib_count,
+            bias_correction,
+            labels,
+            json,
+            quiet,
+        } => {
+            let weights = match (checkpoint, random_weights) {
+                (_, Some(seed)) => WeightSource::Random(seed),
+                (Some(p), None) => WeightSource::Checkpoint(p),
+                (None, None) => unreachable!("clap requires one of them"),
+            };
+            let opts = quant::Options {
+                method,
+                act_type: activations,
+                format,
+                calib_count,
+                bias_correction,
+                quiet,
+            };
+            run_quantize(weights, arch.into(), labels, &calib, &opts, output, json)
+        }
+        Command::Evaluate {
+            reference,
+            model,
+            images,
+            json,
+            quiet,
+        } => run_evaluate(&reference, &model, &images, json, quiet),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -210,5 +309,89 @@ fn run_export(
         bytes as f64 / 1e6,
         t0.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+fn run_quantize(
+    weights: WeightSource,
+    request: ArchRequest,
+    labels: Option<PathBuf>,
+    calib: &std::path::Path,
+    opts: &quant::Options,
+    output: PathBuf,
+    json: bool,
+) -> Result<()> {
+    let t0 = Instant::now();
+    let source = export::load_source(&weights, &request)?;
+    let labels = labels.map(|p| export::read_labels(&p)).transpose()?;
+    let metadata = export::metadata_for(&source, labels)?;
+    let (model, summary) = quant::quantize(&source, metadata, calib, opts)?;
+    let bytes = resnext_quantize::onnx_builder::encode(&model);
+    resnext_quantize::atomic::write_atomic(&output, &bytes)?;
+    let secs = t0.elapsed().as_secs_f64();
+    if json {
+        let mut v = serde_json::to_value(&summary)?;
+        v["output"] = output.display().to_string().into();
+        v["bytes"] = bytes.len().into();
+        v["seconds"] = secs.into();
+        println!("{v}");
+    }
+    eprintln!(
+        "wrote {} (int8 {}, {} activations, {} calibration on {} images{}, {} quantized tensors, {:.1} MB) in {:.1} s",
+        output.display(),
+        summary.format,
+        summary.activations,
+        summary.method,
+        summary.images_used,
+        if summary.images_skipped > 0 { format!(", {} skipped", summary.images_skipped) } else { String::new() },
+        summary.quantized_tensors,
+        bytes.len() as f64 / 1e6,
+        secs
+    );
+    Ok(())
+}
+
+fn run_evaluate(
+    reference: &std::path::Path,
+    model: &std::path::Path,
+    images: &std::path::Path,
+    json: bool,
+    quiet: bool,
+) -> Result<()> {
+    let r = resnext_quantize::evaluate::evaluate(reference, model, images, quiet)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    let pct = |v: f64| format!("{:.1} %", v * 100.0);
+    println!(
+        "images            {}{}",
+        r.images,
+        if r.skipped > 0 {
+            format!(" ({} unreadable, skipped)", r.skipped)
+        } else {
+            String::new()
+        }
+    );
+    println!("                  {:>10} {:>10}", "reference", "model");
+    println!(
+        "top-1 accuracy    {:>10} {:>10}",
+        pct(r.reference_accuracy),
+        pct(r.model_accuracy)
+    );
+    println!(
+        "top-5 accuracy    {:>10} {:>10}",
+        pct(r.reference_top5),
+        pct(r.model_top5)
+    );
+    println!("top-1 agreement   {}", pct(r.agreement));
+    println!("logit cosine      {:.5}", r.cosine);
+    println!("logit SQNR        {:.2} dB", r.sqnr_db);
+    if !r.worst_layers.is_empty() {
+        println!("layers losing the most:");
+        for l in &r.worst_layers {
+            println!("  {:<28} {:.2} dB", l.layer, l.sqnr_db);
+        }
+    }
     Ok(())
 }

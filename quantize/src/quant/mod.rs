@@ -1,0 +1,135 @@
+//! Post-training int8 quantization of a ResNeXt: calibrate the float model on images, choose
+//! every activation's range, quantize weights per channel, and write the int8 ONNX model.
+
+pub mod bias_correction;
+pub mod calibrate;
+pub mod params;
+pub mod qdq;
+pub mod ranges;
+
+use crate::export::Source;
+use crate::float_net::{write_graph, FloatNet};
+use anyhow::Result;
+use params::{ActType, QParams};
+use ranges::Method;
+use resnext_edge::metadata::ModelMetadata;
+use std::collections::HashMap;
+use std::path::Path;
+use tract_onnx::pb;
+
+/// The int8 layouts of the model contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// QuantizeLinear / DequantizeLinear around float ops (standard ONNX).
+    Qdq,
+}
+
+/// What the user chose.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub method: Method,
+    pub act_type: ActType,
+    pub format: Format,
+    pub calib_count: Option<usize>,
+    /// Empirical bias correction.
+    pub bias_correction: bool,
+    /// No progress bars.
+    pub quiet: bool,
+}
+
+/// What a quantization did, for the summary.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Summary {
+    pub images_used: usize,
+    pub images_skipped: usize,
+    pub method: &'static str,
+    pub activations: &'static str,
+    pub format: &'static str,
+    pub quantized_tensors: usize,
+    pub bias_correction: bool,
+}
+
+/// Calibrates on `calib_dir` and returns the int8 model with its summary.
+pub fn quantize(
+    source: &Source,
+    mut metadata: ModelMetadata,
+    calib_dir: &Path,
+    opts: &Options,
+) -> Result<(pb::ModelProto, Summary)> {
+    let mut net = FloatNet::from_checkpoint(&source.checkpoint, &source.config);
+    let (float_model, points) = net.to_onnx_with_points(&metadata);
+    let images = calibrate::load_images(
+        calib_dir,
+        opts.calib_count,
+        &metadata.preprocessing,
+        opts.quiet,
+    )?;
+    let crop = metadata.preprocessing.crop;
+    let hists =
+        calibrate::collect_histograms(&float_model, &points, &images.inputs, crop, opts.quiet)?;
+    let params: HashMap<String, QParams> = hists
+        .iter()
+        .map(|(name, h)| {
+            let (lo, hi) = h.range(opts.method);
+            (name.clone(), QParams::for_range(lo, hi, opts.act_type))
+        })
+        .collect();
+    let summary = Summary {
+        images_used: images.inputs.len(),
+        images_skipped: images.skipped.len(),
+        method: opts.method.name(),
+        activations: opts.act_type.name(),
+        format: "qdq",
+        quantized_tensors: params.len(),
+        bias_correction: opts.bias_correction,
+    };
+    metadata.extra.extend([
+        ("quant.format".to_string(), summary.format.to_string()),
+        ("quant.method".to_string(), summary.method.to_string()),
+        (
+            "quant.activations".to_string(),
+            summary.activations.to_string(),
+        ),
+        (
+            "quant.weights".to_string(),
+            "s8 symmetric per-channel".to_string(),
+        ),
+        (
+            "quant.calibration_images".to_string(),
+            summary.images_used.to_string(),
+        ),
+        (
+            "quant.bias_correction".to_string(),
+            opts.bias_correction.to_string(),
+        ),
+    ]);
+    if opts.bias_correction {
+        let draft = write_graph(
+            &net,
+            &mut qdq::QdqEmitter {
+                act_type: opts.act_type,
+                params: params.clone(),
+            },
+            &metadata,
+            "",
+        );
+        bias_correction::correct(
+            &mut net,
+            &float_model,
+            &draft,
+            &images.inputs,
+            crop,
+            opts.quiet,
+        )?;
+    }
+    let mut emitter = qdq::QdqEmitter {
+        act_type: opts.act_type,
+        params,
+    };
+    let doc = format!(
+        "ResNeXt classifier, int8 QDQ ({} calibration, {} activations)",
+        summary.method, summary.activations
+    );
+    let model = write_graph(&net, &mut emitter, &metadata, &doc);
+    Ok((model, summary))
+}
