@@ -108,9 +108,11 @@ pub fn exif_orientation(app1: &[u8]) -> Option<u16> {
 mod tests {
     use super::*;
 
+    type Writers = (fn(u16) -> [u8; 2], fn(u32) -> [u8; 4]);
+
     fn exif(le: bool, orientation: u16) -> Vec<u8> {
         let mut v = b"Exif\0\0".to_vec();
-        let (w16, w32): (fn(u16) -> [u8; 2], fn(u32) -> [u8; 4]) = if le {
+        let (w16, w32): Writers = if le {
             (u16::to_le_bytes, u32::to_le_bytes)
         } else {
             (u16::to_be_bytes, u32::to_be_bytes)

@@ -54,7 +54,9 @@ impl Model {
         if !path.is_file() {
             return Err(load_err("no such model file".into()));
         }
-        let onnx = tract_onnx::onnx();
+        let onnx = tract_onnx::onnx()
+            .with_ignore_value_info(true)
+            .with_ignore_output_shapes(true);
         let proto = onnx
             .proto_model_for_path(path)
             .map_err(|e| load_err(format!("not a readable ONNX model: {}", format_chain(&e))))?;

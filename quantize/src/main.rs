@@ -120,6 +120,15 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Preprocess images as the models expect (mmcls pipeline) into one .npy array, for other tools.
+    Preprocess {
+        /// Image files or directories (searched recursively, in name order).
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// Output .npy file: N x 3 x crop x crop float32.
+        #[arg(short, long, value_name = "OUT.npy")]
+        output: PathBuf,
+    },
     /// Compare a model with its reference on a labelled image folder (DIR/<class>/<image>).
     Evaluate {
         /// The reference model (usually the float export).
@@ -201,6 +210,7 @@ fn main() -> ExitCode {
             };
             run_quantize(weights, arch.into(), labels, &calib, &opts, output, json)
         }
+        Command::Preprocess { images, output } => run_preprocess(&images, &output),
         Command::Evaluate {
             reference,
             model,
@@ -393,5 +403,28 @@ fn run_evaluate(
             println!("  {:<28} {:.2} dB", l.layer, l.sqnr_db);
         }
     }
+    Ok(())
+}
+
+fn run_preprocess(paths: &[PathBuf], output: &std::path::Path) -> Result<()> {
+    let (files, missing) = resnext_edge::inputs::collect(paths);
+    if let Some((p, e)) = missing.first() {
+        anyhow::bail!("{}: {e}", p.display());
+    }
+    let mut pre = resnext_edge::preprocess::Preprocessor::new(Default::default());
+    let mut data = Vec::new();
+    for f in &files {
+        let img = resnext_edge::preprocess::decode_file(f)?;
+        data.extend(pre.preprocess(&img));
+    }
+    if files.is_empty() {
+        anyhow::bail!("no images found");
+    }
+    let crop = pre.config().crop;
+    resnext_quantize::atomic::write_atomic(
+        output,
+        &resnext_quantize::npy::encode(&[files.len(), 3, crop, crop], &data),
+    )?;
+    eprintln!("wrote {} ({} images)", output.display(), files.len());
     Ok(())
 }

@@ -267,7 +267,7 @@ mod tests {
         ] {
             let (lo, hi) = h.range(m);
             assert!(
-                lo >= -0.6 && lo < 0.0 && hi <= 1.4 && hi > 0.0,
+                (-0.6..0.0).contains(&lo) && hi <= 1.4 && hi > 0.0,
                 "{m:?}: {lo} {hi}"
             );
         }

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The fidelity table of the README: our quantizer (each method) and onnxruntime's quantize_static
+# (each of its methods) on the same float model and the same 32 calibration images of the
+# trained example model, evaluated on its 200 held-out images by `resnext-quantize evaluate`.
+# Usage: scripts/fidelity.sh  (prints a markdown table)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py=${RESNEXT_EDGE_PYTHON:-$(scripts/python-venv.sh)}
+cargo build -q -p resnext-quantize
+Q=target/debug/resnext-quantize
+T=tests/fixtures/trained
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+$Q export $T/mmcls.pth -o "$tmp/float.onnx" 2>/dev/null
+$Q preprocess $T/calib -o "$tmp/calib.npy" 2>/dev/null
+row() { # quantizer, method, model
+  $Q evaluate --json -q --reference "$tmp/float.onnx" --model "$3" --images $T/eval |
+    python3 -c "import json,sys; r=json.load(sys.stdin); print(f\"| $1 | $2 | {r['agreement']*100:.1f} % | {r['sqnr_db']:.1f} dB | {r['model_accuracy']*100:.1f} % |\")"
+}
+echo "| quantizer | method | top-1 agreement | logit SQNR | top-1 accuracy (float: 88.0 %) |"
+echo "|---|---|---|---|---|"
+for m in minmax percentile entropy mse; do
+  $Q quantize $T/mmcls.pth --calib $T/calib --method $m -q -o "$tmp/ours_$m.onnx" 2>/dev/null
+  row "resnext-quantize (QDQ, u8)" "$m" "$tmp/ours_$m.onnx"
+done
+for m in minmax percentile entropy; do
+  "$py" scripts/ort_quantize.py "$tmp/float.onnx" --inputs "$tmp/calib.npy" --method $m -o "$tmp/ort_$m.onnx" >/dev/null 2>&1
+  row "onnxruntime quantize_static (QDQ, u8)" "$m" "$tmp/ort_$m.onnx"
+done
