@@ -110,6 +110,9 @@ enum Command {
         /// Empirical bias correction (one shot over all convs; measured worse than none on the example model).
         #[arg(long)]
         bias_correction: bool,
+        /// Activation equalization across the ReLUs inside blocks (measured no gain on the example model).
+        #[arg(long)]
+        equalize: bool,
         /// Class names, one per line (overrides the checkpoint's own).
         #[arg(long, value_name = "FILE")]
         labels: Option<PathBuf>,
@@ -191,6 +194,7 @@ fn main() -> ExitCode {
             activations,
             calib_count,
             bias_correction,
+            equalize,
             labels,
             json,
             quiet,
@@ -206,6 +210,7 @@ fn main() -> ExitCode {
                 format,
                 calib_count,
                 bias_correction,
+                equalize,
                 quiet,
             };
             run_quantize(weights, arch.into(), labels, &calib, &opts, output, json)

@@ -154,3 +154,35 @@ pub fn collect_histograms(
     bar.finish_and_clear();
     Ok(names.iter().map(|n| n.to_string()).zip(hists).collect())
 }
+
+/// Per-channel maxima of the named `[1, C, H, W]` tensors over `images`.
+pub fn collect_channel_max(
+    proto: &pb::ModelProto,
+    names: &[String],
+    images: &[Vec<f32>],
+    crop: usize,
+    quiet: bool,
+) -> Result<std::collections::HashMap<String, Vec<f32>>> {
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let plan = probe_model(proto, &refs, crop)?;
+    let bar = progress(images.len() as u64, "equalizing", quiet);
+    let mut maxima: Vec<Vec<f32>> = vec![Vec::new(); names.len()];
+    for img in images {
+        let outs = run_all(&plan, img, crop)?;
+        for (m, o) in maxima.iter_mut().zip(&outs) {
+            let c = o.shape()[1];
+            let view = o.to_plain_array_view::<f32>()?;
+            let data = view.as_slice().context("contiguous output")?;
+            let plane = data.len() / c;
+            m.resize(c, f32::NEG_INFINITY);
+            for (ch, mx) in m.iter_mut().enumerate() {
+                *mx = data[ch * plane..(ch + 1) * plane]
+                    .iter()
+                    .fold(*mx, |a, &v| a.max(v));
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(names.iter().cloned().zip(maxima).collect())
+}

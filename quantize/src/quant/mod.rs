@@ -3,6 +3,7 @@
 
 pub mod bias_correction;
 pub mod calibrate;
+pub mod equalize;
 pub mod params;
 pub mod qdq;
 pub mod ranges;
@@ -33,6 +34,8 @@ pub struct Options {
     pub calib_count: Option<usize>,
     /// Empirical bias correction.
     pub bias_correction: bool,
+    /// Activation equalization across the ReLUs inside blocks.
+    pub equalize: bool,
     /// No progress bars.
     pub quiet: bool,
 }
@@ -47,6 +50,7 @@ pub struct Summary {
     pub format: &'static str,
     pub quantized_tensors: usize,
     pub bias_correction: bool,
+    pub equalize: bool,
 }
 
 /// Calibrates on `calib_dir` and returns the int8 model with its summary.
@@ -57,7 +61,6 @@ pub fn quantize(
     opts: &Options,
 ) -> Result<(pb::ModelProto, Summary)> {
     let mut net = FloatNet::from_checkpoint(&source.checkpoint, &source.config);
-    let (float_model, points) = net.to_onnx_with_points(&metadata);
     let images = calibrate::load_images(
         calib_dir,
         opts.calib_count,
@@ -65,6 +68,27 @@ pub fn quantize(
         opts.quiet,
     )?;
     let crop = metadata.preprocessing.crop;
+    if opts.equalize {
+        let names: Vec<String> = net
+            .blocks
+            .iter()
+            .flat_map(|b| {
+                [
+                    format!("{}.conv1.relu", b.name),
+                    format!("{}.conv2.relu", b.name),
+                ]
+            })
+            .collect();
+        let channel_max = calibrate::collect_channel_max(
+            &net.to_onnx(&metadata),
+            &names,
+            &images.inputs,
+            crop,
+            opts.quiet,
+        )?;
+        equalize::equalize(&mut net, &channel_max);
+    }
+    let (float_model, points) = net.to_onnx_with_points(&metadata);
     let hists =
         calibrate::collect_histograms(&float_model, &points, &images.inputs, crop, opts.quiet)?;
     let params: HashMap<String, QParams> = hists
@@ -82,6 +106,7 @@ pub fn quantize(
         format: "qdq",
         quantized_tensors: params.len(),
         bias_correction: opts.bias_correction,
+        equalize: opts.equalize,
     };
     metadata.extra.extend([
         ("quant.format".to_string(), summary.format.to_string()),
@@ -102,6 +127,7 @@ pub fn quantize(
             "quant.bias_correction".to_string(),
             opts.bias_correction.to_string(),
         ),
+        ("quant.equalization".to_string(), opts.equalize.to_string()),
     ]);
     if opts.bias_correction {
         let draft = write_graph(

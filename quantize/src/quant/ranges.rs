@@ -245,13 +245,33 @@ mod tests {
     }
 
     #[test]
-    fn clipping_methods_drop_a_lone_outlier() {
+    fn percentile_and_entropy_drop_a_lone_outlier() {
         let h = relu_like(100_000, 100.0);
-        for m in [Method::Percentile, Method::Entropy, Method::Mse] {
+        for m in [Method::Percentile, Method::Entropy] {
             let (lo, hi) = h.range(m);
             assert_eq!(lo, 0.0, "{m:?}");
             assert!(hi < 20.0 && hi > 2.0, "{m:?} chose {hi}");
         }
+        // One far value costs less as rounding noise over the whole range than clipped.
+        assert!(h.range(Method::Mse).1 > 50.0);
+    }
+
+    #[test]
+    fn mse_clips_a_long_tail() {
+        // Exponential quantiles: a smooth tail whose rare large values are not worth the range.
+        let n = 100_000;
+        let vals: Vec<f32> = (0..n)
+            .map(|i| -(1.0 - (i as f64 + 0.5) / n as f64).ln() as f32)
+            .collect();
+        let max = vals[n - 1];
+        let mut h = Histogram::new(0.0, max);
+        h.add(&vals);
+        let (_, hi) = h.range(Method::Mse);
+        assert!(hi < 0.95 * max && hi > 0.4 * max, "{hi} of {max}");
+        let (lo_mm, hi_mm) = h.range(Method::Minmax);
+        assert!(
+            h.expected_sq_error(0.0, hi as f64) < h.expected_sq_error(lo_mm as f64, hi_mm as f64)
+        );
     }
 
     #[test]
