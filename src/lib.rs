@@ -10,6 +10,7 @@ pub mod classify;
 pub mod inputs;
 pub mod jpeg;
 pub mod labels;
+pub mod logging;
 pub mod metadata;
 pub mod model;
 pub mod preprocess;

@@ -154,14 +154,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = match cli.verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
-        .format_timestamp(None)
-        .init();
+    resnext_edge::logging::init(cli.verbose);
     let result = match cli.command {
         Command::Arch { json } => list_presets(json),
         Command::Inspect {
@@ -176,11 +169,7 @@ fn main() -> ExitCode {
             random_weights,
             labels,
         } => {
-            let weights = match (checkpoint, random_weights) {
-                (_, Some(seed)) => WeightSource::Random(seed),
-                (Some(p), None) => WeightSource::Checkpoint(p),
-                (None, None) => unreachable!("clap requires one of them"),
-            };
+            let weights = weight_source(checkpoint, random_weights);
             run_export(weights, arch.into(), labels, output)
         }
         Command::Quantize {
@@ -199,11 +188,7 @@ fn main() -> ExitCode {
             json,
             quiet,
         } => {
-            let weights = match (checkpoint, random_weights) {
-                (_, Some(seed)) => WeightSource::Random(seed),
-                (Some(p), None) => WeightSource::Checkpoint(p),
-                (None, None) => unreachable!("clap requires one of them"),
-            };
+            let weights = weight_source(checkpoint, random_weights);
             let opts = quant::Options {
                 method,
                 act_type: activations,
@@ -230,6 +215,15 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The checkpoint, or random weights (clap makes sure one of them is given).
+fn weight_source(checkpoint: Option<PathBuf>, random_weights: Option<u64>) -> WeightSource {
+    match (checkpoint, random_weights) {
+        (_, Some(seed)) => WeightSource::Random(seed),
+        (Some(p), None) => WeightSource::Checkpoint(p),
+        (None, None) => unreachable!("clap requires a checkpoint or --random-weights"),
     }
 }
 
