@@ -113,6 +113,9 @@ enum Command {
         /// Activation equalization across the ReLUs inside blocks (measured no gain on the example model).
         #[arg(long)]
         equalize: bool,
+        /// Leave the N most sensitive activations in float (found by quantizing one at a time).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        keep_float: usize,
         /// Class names, one per line (overrides the checkpoint's own).
         #[arg(long, value_name = "FILE")]
         labels: Option<PathBuf>,
@@ -184,6 +187,7 @@ fn main() -> ExitCode {
             calib_count,
             bias_correction,
             equalize,
+            keep_float,
             labels,
             json,
             quiet,
@@ -196,6 +200,7 @@ fn main() -> ExitCode {
                 calib_count,
                 bias_correction,
                 equalize,
+                keep_float,
                 quiet,
             };
             run_quantize(weights, arch.into(), labels, &calib, &opts, output, json)

@@ -243,3 +243,46 @@ fn unwritable_output_leaves_nothing() {
     fails_with(&out, &o, "cannot write");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn keep_float_leaves_the_most_sensitive_activations_unquantized() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("k.onnx");
+    let o = quantize_cmd(&out, &["--calib-count", "4", "--keep-float", "2", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let kept: Vec<String> = summary["kept_float"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kept.len(), 2);
+    let model = Model::load(&out).unwrap();
+    let recorded: Vec<String> =
+        serde_json::from_str(model.metadata().extra("quant.kept_float").unwrap()).unwrap();
+    assert_eq!(recorded, kept);
+    // The kept tensors have no quantize/dequantize pair in the graph.
+    let proto = <tract_onnx::pb::ModelProto as prost::Message>::decode(
+        std::fs::read(&out).unwrap().as_slice(),
+    )
+    .unwrap();
+    let outputs: Vec<&String> = proto
+        .graph
+        .as_ref()
+        .unwrap()
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter())
+        .collect();
+    for k in &kept {
+        assert!(
+            !outputs.iter().any(|o| **o == format!("{k}.dq")),
+            "{k} is still quantized"
+        );
+    }
+    assert!(
+        outputs.iter().filter(|o| o.ends_with(".dq")).count() > 60,
+        "the other activations are quantized"
+    );
+}

@@ -7,6 +7,7 @@ pub mod equalize;
 pub mod params;
 pub mod qdq;
 pub mod ranges;
+pub mod sensitivity;
 
 use crate::export::Source;
 use crate::float_net::{write_graph, FloatNet};
@@ -36,6 +37,8 @@ pub struct Options {
     pub bias_correction: bool,
     /// Activation equalization across the ReLUs inside blocks.
     pub equalize: bool,
+    /// Leave the N most sensitive activations (by a one-at-a-time pass) in float.
+    pub keep_float: usize,
     /// No progress bars.
     pub quiet: bool,
 }
@@ -51,6 +54,8 @@ pub struct Summary {
     pub quantized_tensors: usize,
     pub bias_correction: bool,
     pub equalize: bool,
+    /// Activations left in float by `--keep-float`, most sensitive first.
+    pub kept_float: Vec<String>,
 }
 
 /// Calibrates on `calib_dir` and returns the int8 model with its summary.
@@ -98,6 +103,28 @@ pub fn quantize(
             (name.clone(), QParams::for_range(lo, hi, opts.act_type))
         })
         .collect();
+    let kept_float: Vec<String> = if opts.keep_float > 0 {
+        let ranked = sensitivity::rank(
+            &net,
+            &metadata,
+            &float_model,
+            &params,
+            opts.act_type,
+            &images.inputs,
+            crop,
+            opts.quiet,
+        )?;
+        for (name, db) in ranked.iter().take(opts.keep_float) {
+            log::info!("keeping {name} in float (alone quantized: {db:.2} dB logit SQNR)");
+        }
+        ranked
+            .into_iter()
+            .take(opts.keep_float)
+            .map(|(n, _)| n)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let summary = Summary {
         images_used: images.inputs.len(),
         images_skipped: images.skipped.len(),
@@ -107,6 +134,7 @@ pub fn quantize(
         quantized_tensors: params.len(),
         bias_correction: opts.bias_correction,
         equalize: opts.equalize,
+        kept_float: kept_float.clone(),
     };
     metadata.extra.extend([
         ("quant.format".to_string(), summary.format.to_string()),
@@ -128,14 +156,15 @@ pub fn quantize(
             opts.bias_correction.to_string(),
         ),
         ("quant.equalization".to_string(), opts.equalize.to_string()),
+        (
+            "quant.kept_float".to_string(),
+            serde_json::to_string(&kept_float).expect("strings serialize"),
+        ),
     ]);
     if opts.bias_correction {
         let draft = write_graph(
             &net,
-            &mut qdq::QdqEmitter {
-                act_type: opts.act_type,
-                params: params.clone(),
-            },
+            &mut qdq::QdqEmitter::new(opts.act_type, params.clone()),
             &metadata,
             "",
         );
@@ -148,10 +177,8 @@ pub fn quantize(
             opts.quiet,
         )?;
     }
-    let mut emitter = qdq::QdqEmitter {
-        act_type: opts.act_type,
-        params,
-    };
+    let mut emitter = qdq::QdqEmitter::new(opts.act_type, params);
+    emitter.float_points = kept_float.iter().cloned().collect();
     let doc = format!(
         "ResNeXt classifier, int8 QDQ ({} calibration, {} activations)",
         summary.method, summary.activations

@@ -5,9 +5,9 @@
 //! kernels, and the runtime's rewrite pass recognizes them.
 
 use super::params::{quantize_bias, quantize_weights, ActType, QParams};
-use crate::float_net::{Act, ActPoint, Emitter, FloatNet, FoldedConv};
+use crate::float_net::{Act, ActPoint, Emitter, FloatEmitter, FloatNet, FoldedConv};
 use crate::onnx_builder::{Attr, GraphBuilder};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use tract_onnx::pb::tensor_proto::DataType;
 
 /// Writes quantized tensors for [`crate::float_net::write_graph`].
@@ -15,6 +15,19 @@ pub struct QdqEmitter {
     pub act_type: ActType,
     /// Parameters of every activation point, by name.
     pub params: HashMap<String, QParams>,
+    /// Points left in float (no Q/DQ; the layers reading them keep float weights).
+    pub float_points: HashSet<String>,
+}
+
+impl QdqEmitter {
+    /// Every point quantized.
+    pub fn new(act_type: ActType, params: HashMap<String, QParams>) -> Self {
+        QdqEmitter {
+            act_type,
+            params,
+            float_points: HashSet::new(),
+        }
+    }
 }
 
 impl QdqEmitter {
@@ -94,6 +107,10 @@ impl QdqEmitter {
 impl Emitter for QdqEmitter {
     fn activation(&mut self, g: &mut GraphBuilder, point: &ActPoint) -> String {
         let key = point.same_as.as_deref().unwrap_or(&point.name);
+        if self.float_points.contains(key) {
+            self.float_points.insert(point.name.clone());
+            return point.name.clone();
+        }
         let p = self.params_of(key);
         self.params.insert(point.name.clone(), p);
         let name = &point.name;
@@ -121,6 +138,9 @@ impl Emitter for QdqEmitter {
         c: &FoldedConv,
         input: &Act,
     ) -> (String, String) {
+        if self.float_points.contains(&input.point) {
+            return FloatEmitter::default().conv_weights(g, c, input);
+        }
         let s = self.params_of(&input.point).scale;
         self.weights(
             g,
@@ -138,6 +158,9 @@ impl Emitter for QdqEmitter {
         net: &FloatNet,
         input: &Act,
     ) -> (String, String) {
+        if self.float_points.contains(&input.point) {
+            return FloatEmitter::default().fc_weights(g, net, input);
+        }
         let s = self.params_of(&input.point).scale;
         let dims = [net.config.num_classes, net.config.feature_channels()];
         self.weights(g, "fc", &dims, &net.fc_weight, &net.fc_bias, s)

@@ -1,0 +1,72 @@
+//! Per-layer sensitivity: quantize one activation (and the weights of the layers reading it) at
+//! a time, everything else in float, and measure the logits' SQNR against the float model over
+//! the calibration images. The least tolerant layers are the candidates for `--keep-float`.
+
+use super::calibrate::{probe_model, progress, run_all};
+use super::params::{ActType, QParams};
+use super::qdq::QdqEmitter;
+use crate::float_net::{write_graph, FloatNet, OUTPUT};
+use anyhow::Result;
+use resnext_edge::metadata::ModelMetadata;
+use std::collections::HashMap;
+use tract_onnx::pb;
+
+/// Logits of `model` on every image.
+fn logits(model: &pb::ModelProto, images: &[Vec<f32>], crop: usize) -> Result<Vec<Vec<f32>>> {
+    let plan = probe_model(model, &[OUTPUT], crop)?;
+    images
+        .iter()
+        .map(|x| {
+            Ok(run_all(&plan, x, crop)?[0]
+                .to_plain_array_view::<f32>()?
+                .iter()
+                .copied()
+                .collect())
+        })
+        .collect()
+}
+
+/// `(point, logit SQNR in dB)` for every point of `params`, least tolerant first.
+#[allow(clippy::too_many_arguments)]
+pub fn rank(
+    net: &FloatNet,
+    metadata: &ModelMetadata,
+    float_model: &pb::ModelProto,
+    params: &HashMap<String, QParams>,
+    act_type: ActType,
+    images: &[Vec<f32>],
+    crop: usize,
+    quiet: bool,
+) -> Result<Vec<(String, f64)>> {
+    let reference = logits(float_model, images, crop)?;
+    let mut names: Vec<String> = params.keys().cloned().collect();
+    names.sort();
+    let bar = progress(names.len() as u64, "sensitivity", quiet);
+    let mut out = Vec::with_capacity(names.len());
+    for name in &names {
+        let mut e = QdqEmitter::new(act_type, params.clone());
+        e.float_points = names.iter().filter(|n| *n != name).cloned().collect();
+        let model = write_graph(net, &mut e, metadata, "");
+        let q = logits(&model, images, crop)?;
+        let (mut sig, mut noise) = (0f64, 0f64);
+        for (r, m) in reference.iter().zip(&q) {
+            sig += r.iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
+            noise += r
+                .iter()
+                .zip(m)
+                .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
+                .sum::<f64>();
+        }
+        let db = if noise == 0.0 {
+            f64::INFINITY
+        } else {
+            10.0 * (sig / noise).log10()
+        };
+        log::debug!("sensitivity of {name}: {db:.2} dB");
+        out.push((name.clone(), db));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    out.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    Ok(out)
+}
