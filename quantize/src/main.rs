@@ -36,6 +36,27 @@ struct ArchArgs {
     config: Option<PathBuf>,
 }
 
+/// Where the weights come from: a checkpoint file, or random weights for a preset.
+#[derive(Args, Clone, Debug)]
+struct WeightArgs {
+    /// The checkpoint (.pth zip or legacy, .safetensors); omit with --random-weights.
+    #[arg(required_unless_present = "random_weights")]
+    checkpoint: Option<PathBuf>,
+    /// Deterministic random weights instead of a checkpoint (needs --arch or --config).
+    #[arg(long, value_name = "SEED", conflicts_with = "checkpoint")]
+    random_weights: Option<u64>,
+}
+
+impl From<WeightArgs> for WeightSource {
+    fn from(w: WeightArgs) -> Self {
+        match (w.checkpoint, w.random_weights) {
+            (_, Some(seed)) => WeightSource::Random(seed),
+            (Some(p), None) => WeightSource::Checkpoint(p),
+            (None, None) => unreachable!("clap requires a checkpoint or --random-weights"),
+        }
+    }
+}
+
 impl From<ArchArgs> for ArchRequest {
     fn from(a: ArchArgs) -> Self {
         ArchRequest {
@@ -64,26 +85,21 @@ enum Command {
     },
     /// Write the float ONNX model of a checkpoint (BN folded), for the runtime or as a reference.
     Export {
-        /// The checkpoint (.pth zip or legacy, .safetensors); omit with --random-weights.
-        #[arg(required_unless_present = "random_weights")]
-        checkpoint: Option<PathBuf>,
+        #[command(flatten)]
+        weights: WeightArgs,
         /// Output ONNX file (written atomically).
         #[arg(short, long, value_name = "OUT.onnx")]
         output: PathBuf,
         #[command(flatten)]
         arch: ArchArgs,
-        /// Deterministic random weights instead of a checkpoint (needs --arch or --config).
-        #[arg(long, value_name = "SEED", conflicts_with = "checkpoint")]
-        random_weights: Option<u64>,
         /// Class names, one per line (overrides the checkpoint's own).
         #[arg(long, value_name = "FILE")]
         labels: Option<PathBuf>,
     },
     /// Write the int8 ONNX model of a checkpoint, calibrated on a folder of images.
     Quantize {
-        /// The checkpoint (.pth zip or legacy, .safetensors); omit with --random-weights.
-        #[arg(required_unless_present = "random_weights")]
-        checkpoint: Option<PathBuf>,
+        #[command(flatten)]
+        weights: WeightArgs,
         /// Calibration images (.jpg/.jpeg/.png, searched recursively): a few dozen to a few hundred typical inputs.
         #[arg(long, value_name = "DIR")]
         calib: PathBuf,
@@ -92,9 +108,6 @@ enum Command {
         output: PathBuf,
         #[command(flatten)]
         arch: ArchArgs,
-        /// Deterministic random weights instead of a checkpoint (needs --arch or --config).
-        #[arg(long, value_name = "SEED", conflicts_with = "checkpoint")]
-        random_weights: Option<u64>,
         /// Int8 layout.
         #[arg(long, value_enum, default_value = "qdq")]
         format: Format,
@@ -166,21 +179,16 @@ fn main() -> ExitCode {
             json,
         } => inspect(checkpoint, arch.into(), json),
         Command::Export {
-            checkpoint,
+            weights,
             output,
             arch,
-            random_weights,
             labels,
-        } => {
-            let weights = weight_source(checkpoint, random_weights);
-            run_export(weights, arch.into(), labels, output)
-        }
+        } => run_export(weights.into(), arch.into(), labels, output),
         Command::Quantize {
-            checkpoint,
+            weights,
             calib,
             output,
             arch,
-            random_weights,
             format,
             method,
             activations,
@@ -192,7 +200,6 @@ fn main() -> ExitCode {
             json,
             quiet,
         } => {
-            let weights = weight_source(checkpoint, random_weights);
             let opts = quant::Options {
                 method,
                 act_type: activations,
@@ -203,7 +210,15 @@ fn main() -> ExitCode {
                 keep_float,
                 quiet,
             };
-            run_quantize(weights, arch.into(), labels, &calib, &opts, output, json)
+            run_quantize(
+                weights.into(),
+                arch.into(),
+                labels,
+                &calib,
+                &opts,
+                output,
+                json,
+            )
         }
         Command::Preprocess { images, output } => run_preprocess(&images, &output),
         Command::Evaluate {
@@ -220,15 +235,6 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// The checkpoint, or random weights (clap makes sure one of them is given).
-fn weight_source(checkpoint: Option<PathBuf>, random_weights: Option<u64>) -> WeightSource {
-    match (checkpoint, random_weights) {
-        (_, Some(seed)) => WeightSource::Random(seed),
-        (Some(p), None) => WeightSource::Checkpoint(p),
-        (None, None) => unreachable!("clap requires a checkpoint or --random-weights"),
     }
 }
 

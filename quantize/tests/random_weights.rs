@@ -6,34 +6,25 @@ use std::process::Command;
 #[test]
 fn resnext50_with_random_weights_loads_and_runs() {
     let dir = tempfile::tempdir().unwrap();
+    let export = |out: &std::path::Path| {
+        let st = Command::new(env!("CARGO_BIN_EXE_resnext-quantize"))
+            .args([
+                "export",
+                "--arch",
+                "resnext50_32x4d",
+                "--random-weights",
+                "0",
+                "-o",
+            ])
+            .arg(out)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
     let out = dir.path().join("r50.onnx");
-    let st = Command::new(env!("CARGO_BIN_EXE_resnext-quantize"))
-        .args([
-            "export",
-            "--arch",
-            "resnext50_32x4d",
-            "--random-weights",
-            "0",
-            "-o",
-        ])
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(st.success());
     let again = dir.path().join("again.onnx");
-    let st = Command::new(env!("CARGO_BIN_EXE_resnext-quantize"))
-        .args([
-            "export",
-            "--arch",
-            "resnext50_32x4d",
-            "--random-weights",
-            "0",
-            "-o",
-        ])
-        .arg(&again)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    export(&out);
+    export(&again);
     assert!(
         std::fs::read(&out).unwrap() == std::fs::read(&again).unwrap(),
         "same seed, different bytes"
