@@ -4,7 +4,7 @@
 //! is an int8 model of the reference written by this tool: its activation `X.dq` is compared
 //! with the reference's `X`).
 
-use crate::quant::calibrate::progress;
+use crate::quant::calibrate::{probe_model, progress, run_all};
 use anyhow::{bail, Context, Result};
 use prost::Message;
 use resnext_edge::labels;
@@ -75,10 +75,6 @@ pub fn image_folder(dir: &Path, labels: &[String]) -> Result<Vec<(PathBuf, usize
     Ok(out)
 }
 
-struct Probe {
-    plan: Arc<TypedRunnableModel>,
-}
-
 fn read_proto(path: &Path) -> Result<pb::ModelProto> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     pb::ModelProto::decode(bytes.as_slice())
@@ -92,28 +88,16 @@ fn tensor_names(p: &pb::ModelProto) -> std::collections::HashSet<String> {
         .collect()
 }
 
-impl Probe {
-    fn new(path: &Path, proto: &pb::ModelProto, outputs: &[String], crop: usize) -> Result<Self> {
-        let onnx = tract_onnx::onnx()
-            .with_ignore_value_info(true)
-            .with_ignore_output_shapes(true);
-        let mut m = onnx
-            .model_for_proto_model(proto)
-            .with_context(|| format!("{}: cannot load", path.display()))?;
-        m.select_outputs_by_name(outputs)?;
-        let m = m.with_input_fact(0, f32::fact([1, 3, crop, crop]).into())?;
-        Ok(Probe {
-            plan: m.into_optimized()?.into_runnable()?,
-        })
-    }
+fn as_refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
 
-    fn run(&self, input: &[f32], crop: usize) -> Result<Vec<Vec<f32>>> {
-        let t = Tensor::from_shape(&[1, 3, crop, crop], input)?;
-        let outs = self.plan.run(tvec!(t.into_tvalue()))?;
-        outs.iter()
-            .map(|o| Ok(o.to_plain_array_view::<f32>()?.iter().copied().collect()))
-            .collect()
-    }
+/// Runs a probe model on one input; every output flattened.
+fn run_probe(plan: &Arc<TypedRunnableModel>, input: &[f32], crop: usize) -> Result<Vec<Vec<f32>>> {
+    run_all(plan, input, crop)?
+        .iter()
+        .map(|o| Ok(o.to_plain_array_view::<f32>()?.iter().copied().collect()))
+        .collect()
 }
 
 fn sqnr_db(signal: f64, noise: f64) -> f64 {
@@ -157,8 +141,10 @@ pub fn evaluate(reference: &Path, model: &Path, images: &Path, quiet: bool) -> R
     ref_outputs.extend(layers.iter().cloned());
     let mut model_outputs = vec![output_of(&model_proto)];
     model_outputs.extend(layers.iter().map(|l| format!("{l}.dq")));
-    let ref_probe = Probe::new(reference, &ref_proto, &ref_outputs, crop)?;
-    let model_probe = Probe::new(model, &model_proto, &model_outputs, crop)?;
+    let ref_probe = probe_model(&ref_proto, &as_refs(&ref_outputs), crop)
+        .with_context(|| format!("{}: cannot load", reference.display()))?;
+    let model_probe = probe_model(&model_proto, &as_refs(&model_outputs), crop)
+        .with_context(|| format!("{}: cannot load", model.display()))?;
 
     let n_classes = meta.arch.as_ref().map(|a| a.num_classes);
     let names = labels::resolve(meta.labels.as_deref(), n_classes.unwrap_or(1000));
@@ -184,8 +170,8 @@ pub fn evaluate(reference: &Path, model: &Path, images: &Path, quiet: bool) -> R
             }
         };
         let input = pre.preprocess(&img);
-        let r = ref_probe.run(&input, crop)?;
-        let m = model_probe.run(&input, crop)?;
+        let r = run_probe(&ref_probe, &input, crop)?;
+        let m = run_probe(&model_probe, &input, crop)?;
         let (rl, ml) = (&r[0], &m[0]);
         let (rt, mt) = (top_indices(rl, 5), top_indices(ml, 5));
         ref1 += (rt[0] == *class) as usize;
