@@ -129,6 +129,14 @@ enum Command {
         /// Leave the N most sensitive activations in float (found by quantizing one at a time).
         #[arg(long, value_name = "N", default_value_t = 0)]
         keep_float: usize,
+        /// Widen every calibrated activation range by this factor, so that inputs brighter or
+        /// busier than any calibration image do not saturate (1 = the calibrated range as is).
+        #[arg(long, value_name = "F", default_value_t = 1.5, value_parser = parse_headroom)]
+        headroom: f32,
+        /// QDQ: also quantize each block's last conv output before the residual add (as
+        /// onnxruntime's quantizer does) instead of requantizing once after conv + add + ReLU.
+        #[arg(long)]
+        quantize_residual_branch: bool,
         /// Class names, one per line (overrides the checkpoint's own).
         #[arg(long, value_name = "FILE")]
         labels: Option<PathBuf>,
@@ -168,6 +176,14 @@ enum Command {
     },
 }
 
+fn parse_headroom(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(f) if (1.0..=16.0).contains(&f) => Ok(f),
+        Ok(_) => Err("must be between 1 and 16".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     resnext_edge::logging::init(cli.verbose);
@@ -196,6 +212,8 @@ fn main() -> ExitCode {
             bias_correction,
             equalize,
             keep_float,
+            headroom,
+            quantize_residual_branch,
             labels,
             json,
             quiet,
@@ -208,6 +226,8 @@ fn main() -> ExitCode {
                 bias_correction,
                 equalize,
                 keep_float,
+                headroom,
+                fuse_residual: !quantize_residual_branch,
                 quiet,
             };
             run_quantize(

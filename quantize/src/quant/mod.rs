@@ -15,7 +15,7 @@ use anyhow::Result;
 use params::{ActType, QParams};
 use ranges::Method;
 use resnext_edge::metadata::ModelMetadata;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use tract_onnx::pb;
 
@@ -24,6 +24,14 @@ use tract_onnx::pb;
 pub enum Format {
     /// QuantizeLinear / DequantizeLinear around float ops (standard ONNX).
     Qdq,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Qdq => "qdq",
+        }
+    }
 }
 
 /// What the user chose.
@@ -39,6 +47,11 @@ pub struct Options {
     pub equalize: bool,
     /// Leave the N most sensitive activations (by a one-at-a-time pass) in float.
     pub keep_float: usize,
+    /// Every calibrated range is widened by this factor, for inputs beyond the calibration set.
+    pub headroom: f32,
+    /// QDQ: the last conv of each block feeds the residual add unquantized (one requantization
+    /// after conv + add + ReLU, as a fused kernel computes it).
+    pub fuse_residual: bool,
     /// No progress bars.
     pub quiet: bool,
 }
@@ -56,6 +69,16 @@ pub struct Summary {
     pub equalize: bool,
     /// Activations left in float by `--keep-float`, most sensitive first.
     pub kept_float: Vec<String>,
+    pub headroom: f32,
+    pub fuse_residual: bool,
+}
+
+/// The points that a fused residual leaves unquantized: each block's last conv output.
+fn residual_branch_points(net: &FloatNet) -> HashSet<String> {
+    net.blocks
+        .iter()
+        .map(|b| b.conv3.shape.name.clone())
+        .collect()
 }
 
 /// Calibrates on `calib_dir` and returns the int8 model with its summary.
@@ -100,15 +123,22 @@ pub fn quantize(
         .iter()
         .map(|(name, h)| {
             let (lo, hi) = h.range(opts.method);
+            let (lo, hi) = (lo * opts.headroom, hi * opts.headroom);
             (name.clone(), QParams::for_range(lo, hi, opts.act_type))
         })
         .collect();
+    let fused = if opts.format == Format::Qdq && opts.fuse_residual {
+        residual_branch_points(&net)
+    } else {
+        HashSet::new()
+    };
     let kept_float: Vec<String> = if opts.keep_float > 0 {
         let ranked = sensitivity::rank(
             &net,
             &metadata,
             &float_model,
             &params,
+            &fused,
             opts.act_type,
             &images.inputs,
             crop,
@@ -130,11 +160,13 @@ pub fn quantize(
         images_skipped: images.skipped.len(),
         method: opts.method.name(),
         activations: opts.act_type.name(),
-        format: "qdq",
-        quantized_tensors: params.len(),
+        format: opts.format.name(),
+        quantized_tensors: params.len() - fused.len(),
         bias_correction: opts.bias_correction,
         equalize: opts.equalize,
         kept_float: kept_float.clone(),
+        headroom: opts.headroom,
+        fuse_residual: !fused.is_empty(),
     };
     metadata.extra.extend([
         ("quant.format".to_string(), summary.format.to_string()),
@@ -151,6 +183,11 @@ pub fn quantize(
             "quant.calibration_images".to_string(),
             summary.images_used.to_string(),
         ),
+        ("quant.headroom".to_string(), opts.headroom.to_string()),
+        (
+            "quant.fused_residual".to_string(),
+            summary.fuse_residual.to_string(),
+        ),
         (
             "quant.bias_correction".to_string(),
             opts.bias_correction.to_string(),
@@ -161,13 +198,12 @@ pub fn quantize(
             serde_json::to_string(&kept_float).expect("strings serialize"),
         ),
     ]);
+    let mut float_points = fused;
+    float_points.extend(kept_float.iter().cloned());
     if opts.bias_correction {
-        let draft = write_graph(
-            &net,
-            &mut qdq::QdqEmitter::new(opts.act_type, params.clone()),
-            &metadata,
-            "",
-        );
+        let mut draft = qdq::QdqEmitter::new(opts.act_type, params.clone());
+        draft.float_points = float_points.clone();
+        let draft = write_graph(&net, &mut draft, &metadata, "");
         bias_correction::correct(
             &mut net,
             &float_model,
@@ -177,12 +213,16 @@ pub fn quantize(
             opts.quiet,
         )?;
     }
-    let mut emitter = qdq::QdqEmitter::new(opts.act_type, params);
-    emitter.float_points = kept_float.iter().cloned().collect();
     let doc = format!(
-        "ResNeXt classifier, int8 QDQ ({} calibration, {} activations)",
-        summary.method, summary.activations
+        "ResNeXt classifier, int8 {} ({} calibration, {} activations)",
+        summary.format, summary.method, summary.activations
     );
-    let model = write_graph(&net, &mut emitter, &metadata, &doc);
+    let model = match opts.format {
+        Format::Qdq => {
+            let mut emitter = qdq::QdqEmitter::new(opts.act_type, params);
+            emitter.float_points = float_points;
+            write_graph(&net, &mut emitter, &metadata, &doc)
+        }
+    };
     Ok((model, summary))
 }

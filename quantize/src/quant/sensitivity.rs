@@ -8,7 +8,7 @@ use super::qdq::QdqEmitter;
 use crate::float_net::{write_graph, FloatNet, OUTPUT};
 use anyhow::Result;
 use resnext_edge::metadata::ModelMetadata;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use tract_onnx::pb;
 
 /// Logits of `model` on every image.
@@ -26,26 +26,33 @@ fn logits(model: &pb::ModelProto, images: &[Vec<f32>], crop: usize) -> Result<Ve
         .collect()
 }
 
-/// `(point, logit SQNR in dB)` for every point of `params`, least tolerant first.
+/// `(point, logit SQNR in dB)` for every point of `params` but those `always_float`, least
+/// tolerant first.
 #[allow(clippy::too_many_arguments)]
 pub fn rank(
     net: &FloatNet,
     metadata: &ModelMetadata,
     float_model: &pb::ModelProto,
     params: &HashMap<String, QParams>,
+    always_float: &HashSet<String>,
     act_type: ActType,
     images: &[Vec<f32>],
     crop: usize,
     quiet: bool,
 ) -> Result<Vec<(String, f64)>> {
     let reference = logits(float_model, images, crop)?;
-    let mut names: Vec<String> = params.keys().cloned().collect();
+    let mut names: Vec<String> = params
+        .keys()
+        .filter(|n| !always_float.contains(*n))
+        .cloned()
+        .collect();
     names.sort();
     let bar = progress(names.len() as u64, "sensitivity", quiet);
     let mut out = Vec::with_capacity(names.len());
     for name in &names {
         let mut e = QdqEmitter::new(act_type, params.clone());
         e.float_points = names.iter().filter(|n| *n != name).cloned().collect();
+        e.float_points.extend(always_float.iter().cloned());
         let model = write_graph(net, &mut e, metadata, "");
         let q = logits(&model, images, crop)?;
         let (mut sig, mut noise) = (0f64, 0f64);
