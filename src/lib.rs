@@ -7,6 +7,7 @@
 
 pub mod arch;
 pub mod classify;
+pub mod contrib_ops;
 pub mod inputs;
 pub mod jpeg;
 pub mod labels;

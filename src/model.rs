@@ -43,6 +43,17 @@ fn format_chain(e: &anyhow::Error) -> String {
         .join(": ")
 }
 
+/// tract's ONNX loader as this project uses it: onnxruntime's quantized `com.microsoft` ops
+/// registered, and the declared value shapes ignored (onnxruntime's tools write `N` where a
+/// batch of one is run; tract re-derives every shape from the input).
+pub fn onnx_loader() -> tract_onnx::Onnx {
+    let mut onnx = tract_onnx::onnx()
+        .with_ignore_value_info(true)
+        .with_ignore_output_shapes(true);
+    crate::contrib_ops::register(&mut onnx.op_register);
+    onnx
+}
+
 impl Model {
     /// Loads and optimizes an ONNX model for batch 1.
     pub fn load(path: &Path) -> Result<Self, ModelError> {
@@ -54,9 +65,7 @@ impl Model {
         if !path.is_file() {
             return Err(load_err("no such model file".into()));
         }
-        let onnx = tract_onnx::onnx()
-            .with_ignore_value_info(true)
-            .with_ignore_output_shapes(true);
+        let onnx = onnx_loader();
         let proto = onnx
             .proto_model_for_path(path)
             .map_err(|e| load_err(format!("not a readable ONNX model: {}", format_chain(&e))))?;

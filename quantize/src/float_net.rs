@@ -150,7 +150,9 @@ pub struct Act {
     pub read: String,
 }
 
-/// How the network's tensors are written: float, or quantized. One topology, several encodings.
+/// How the network's tensors and layers are written: float, QDQ or QOperator. One topology,
+/// several encodings. The layer writers default to float ops reading what [`Emitter::activation`]
+/// returns, which is the float and the QDQ form; the QOperator form replaces them.
 pub trait Emitter {
     /// An activation point was produced; returns the tensor the consumers read.
     fn activation(&mut self, g: &mut GraphBuilder, point: &ActPoint) -> String;
@@ -164,6 +166,104 @@ pub trait Emitter {
     /// Writes the head's weight `[classes, features]` and bias; returns their names.
     fn fc_weights(&mut self, g: &mut GraphBuilder, net: &FloatNet, input: &Act)
         -> (String, String);
+
+    /// The graph input (float) as the first layer reads it.
+    fn input(&mut self, g: &mut GraphBuilder) -> Act {
+        produce(g, self, point(INPUT, false))
+    }
+
+    /// One folded conv (and its ReLU) reading `input`.
+    fn conv(&mut self, g: &mut GraphBuilder, c: &FoldedConv, input: &Act, relu: bool) -> Act {
+        let s = &c.shape;
+        let (w, b) = self.conv_weights(g, c, input);
+        let out = g.node("Conv", &s.name, &[&input.read, &w, &b], &[&s.name], conv_attrs(s));
+        let out = if relu {
+            let name = format!("{}.relu", s.name);
+            g.node("Relu", &name, &[&out], &[&name], vec![])
+        } else {
+            out
+        };
+        produce(g, self, point(&out, relu))
+    }
+
+    /// The stem's 3x3/2 max pool (it keeps its input's quantization).
+    fn max_pool(&mut self, g: &mut GraphBuilder, input: &Act) -> Act {
+        let pooled = g.node("MaxPool", "maxpool", &[&input.read], &["maxpool"], max_pool_attrs());
+        produce(
+            g,
+            self,
+            ActPoint {
+                name: pooled,
+                nonneg: true,
+                same_as: Some(input.point.clone()),
+            },
+        )
+    }
+
+    /// `relu(y + identity)`, the end of block `block`.
+    fn residual(&mut self, g: &mut GraphBuilder, block: &str, y: &Act, identity: &Act) -> Act {
+        let sum = g.node(
+            "Add",
+            &format!("{block}.add"),
+            &[&y.read, &identity.read],
+            &[&format!("{block}.add")],
+            vec![],
+        );
+        let out = g.node(
+            "Relu",
+            &format!("{block}.relu"),
+            &[&sum],
+            &[&format!("{block}.out")],
+            vec![],
+        );
+        produce(g, self, point(&out, true))
+    }
+
+    /// The global average pool before the head.
+    fn global_pool(&mut self, g: &mut GraphBuilder, x: &Act) -> Act {
+        let pooled = g.node("GlobalAveragePool", "avgpool", &[&x.read], &["avgpool"], vec![]);
+        produce(g, self, point(&pooled, true))
+    }
+
+    /// Flatten and the linear head, writing the float logits `OUTPUT`.
+    fn head(&mut self, g: &mut GraphBuilder, net: &FloatNet, pooled: &Act) {
+        let flat = g.node(
+            "Flatten",
+            "flatten",
+            &[&pooled.read],
+            &["flatten"],
+            vec![("axis", Attr::Int(1))],
+        );
+        let (w, b) = self.fc_weights(g, net, pooled);
+        g.node(
+            "Gemm",
+            "fc",
+            &[&flat, &w, &b],
+            &[OUTPUT],
+            vec![("transB", Attr::Int(1))],
+        );
+    }
+}
+
+/// Attributes of a conv node.
+pub fn conv_attrs(s: &ConvShape) -> Vec<(&'static str, Attr)> {
+    let k = s.kernel as i64;
+    let p = s.padding as i64;
+    vec![
+        ("kernel_shape", Attr::Ints(vec![k, k])),
+        ("strides", Attr::Ints(vec![s.stride as i64; 2])),
+        ("pads", Attr::Ints(vec![p; 4])),
+        ("group", Attr::Int(s.groups as i64)),
+    ]
+}
+
+/// Attributes of the stem's max pool.
+pub fn max_pool_attrs() -> Vec<(&'static str, Attr)> {
+    vec![
+        ("kernel_shape", Attr::Ints(vec![3, 3])),
+        ("strides", Attr::Ints(vec![2, 2])),
+        ("pads", Attr::Ints(vec![1, 1, 1, 1])),
+    ]
 }
 
 /// Plain float32 weights; records the activation points.
@@ -203,7 +303,8 @@ impl Emitter for FloatEmitter {
     }
 }
 
-fn point(name: &str, nonneg: bool) -> ActPoint {
+/// An activation point with its own quantization.
+pub fn point(name: &str, nonneg: bool) -> ActPoint {
     ActPoint {
         name: name.to_string(),
         nonneg,
@@ -211,7 +312,8 @@ fn point(name: &str, nonneg: bool) -> ActPoint {
     }
 }
 
-fn produce(g: &mut GraphBuilder, e: &mut dyn Emitter, p: ActPoint) -> Act {
+/// Announces `p` to the emitter and returns it as the consumers see it.
+pub fn produce<E: Emitter + ?Sized>(g: &mut GraphBuilder, e: &mut E, p: ActPoint) -> Act {
     let read = e.activation(g, &p);
     Act {
         point: p.name,
@@ -219,7 +321,7 @@ fn produce(g: &mut GraphBuilder, e: &mut dyn Emitter, p: ActPoint) -> Act {
     }
 }
 
-/// Writes the network's graph with `e` choosing how tensors are encoded.
+/// Writes the network's graph with `e` choosing how tensors and layers are encoded.
 pub fn write_graph(
     net: &FloatNet,
     e: &mut dyn Emitter,
@@ -238,106 +340,25 @@ pub fn write_graph(
             Dim::Fixed(crop),
         ],
     );
-    let input = produce(&mut g, e, point(INPUT, false));
-    let stem = conv(&mut g, e, &net.stem, &input, true);
-    let pooled = g.node(
-        "MaxPool",
-        "maxpool",
-        &[&stem.read],
-        &["maxpool"],
-        vec![
-            ("kernel_shape", Attr::Ints(vec![3, 3])),
-            ("strides", Attr::Ints(vec![2, 2])),
-            ("pads", Attr::Ints(vec![1, 1, 1, 1])),
-        ],
-    );
-    let mut x = produce(
-        &mut g,
-        e,
-        ActPoint {
-            name: pooled,
-            nonneg: true,
-            same_as: Some(stem.point.clone()),
-        },
-    );
+    let input = e.input(&mut g);
+    let stem = e.conv(&mut g, &net.stem, &input, true);
+    let mut x = e.max_pool(&mut g, &stem);
     for b in &net.blocks {
-        let y = conv(&mut g, e, &b.conv1, &x, true);
-        let y = conv(&mut g, e, &b.conv2, &y, true);
-        let y = conv(&mut g, e, &b.conv3, &y, false);
+        let y = e.conv(&mut g, &b.conv1, &x, true);
+        let y = e.conv(&mut g, &b.conv2, &y, true);
+        let y = e.conv(&mut g, &b.conv3, &y, false);
         let identity = match &b.downsample {
-            Some(d) => conv(&mut g, e, d, &x, false),
+            Some(d) => e.conv(&mut g, d, &x, false),
             None => x.clone(),
         };
-        let sum = g.node(
-            "Add",
-            &format!("{}.add", b.name),
-            &[&y.read, &identity.read],
-            &[&format!("{}.add", b.name)],
-            vec![],
-        );
-        let out = g.node(
-            "Relu",
-            &format!("{}.relu", b.name),
-            &[&sum],
-            &[&format!("{}.out", b.name)],
-            vec![],
-        );
-        x = produce(&mut g, e, point(&out, true));
+        x = e.residual(&mut g, &b.name, &y, &identity);
     }
-    let pooled = g.node(
-        "GlobalAveragePool",
-        "avgpool",
-        &[&x.read],
-        &["avgpool"],
-        vec![],
-    );
-    let pooled = produce(&mut g, e, point(&pooled, true));
-    let flat = g.node(
-        "Flatten",
-        "flatten",
-        &[&pooled.read],
-        &["flatten"],
-        vec![("axis", Attr::Int(1))],
-    );
-    let (w, b) = e.fc_weights(&mut g, net, &pooled);
-    g.node(
-        "Gemm",
-        "fc",
-        &[&flat, &w, &b],
-        &[OUTPUT],
-        vec![("transB", Attr::Int(1))],
-    );
+    let pooled = e.global_pool(&mut g, &x);
+    e.head(&mut g, net, &pooled);
     g.output(
         OUTPUT,
         DataType::Float,
         &[Dim::Named("N"), Dim::Fixed(net.config.num_classes as i64)],
     );
     g.finish(metadata.to_props(), doc)
-}
-
-/// Writes one folded conv (and its ReLU) reading `input`; returns its output activation.
-fn conv(g: &mut GraphBuilder, e: &mut dyn Emitter, c: &FoldedConv, input: &Act, relu: bool) -> Act {
-    let s = &c.shape;
-    let (w, b) = e.conv_weights(g, c, input);
-    let k = s.kernel as i64;
-    let p = s.padding as i64;
-    let out = g.node(
-        "Conv",
-        &s.name,
-        &[&input.read, &w, &b],
-        &[&s.name],
-        vec![
-            ("kernel_shape", Attr::Ints(vec![k, k])),
-            ("strides", Attr::Ints(vec![s.stride as i64; 2])),
-            ("pads", Attr::Ints(vec![p; 4])),
-            ("group", Attr::Int(s.groups as i64)),
-        ],
-    );
-    let out = if relu {
-        let name = format!("{}.relu", s.name);
-        g.node("Relu", &name, &[&out], &[&name], vec![])
-    } else {
-        out
-    };
-    produce(g, e, point(&out, relu))
 }

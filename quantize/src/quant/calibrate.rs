@@ -96,9 +96,7 @@ pub fn probe_model(
     names: &[&str],
     crop: usize,
 ) -> Result<Arc<TypedRunnableModel>> {
-    let onnx = tract_onnx::onnx()
-        .with_ignore_value_info(true)
-        .with_ignore_output_shapes(true);
+    let onnx = resnext_edge::model::onnx_loader();
     let mut model = onnx
         .model_for_proto_model(proto)
         .context("loading the float model")?;
