@@ -88,6 +88,41 @@ fn tensor_names(p: &pb::ModelProto) -> std::collections::HashSet<String> {
         .collect()
 }
 
+/// For a QOperator model (layers exchange `X.q`, with `X.scale` and `X.zp`), adds a
+/// `DequantizeLinear` writing `X.dq` for every such layer, as a QDQ model has them.
+fn dequantize_layers(p: &mut pb::ModelProto) {
+    let Some(g) = p.graph.as_mut() else { return };
+    let initializers: std::collections::HashSet<&str> =
+        g.initializer.iter().map(|t| t.name.as_str()).collect();
+    let outputs: std::collections::HashSet<&str> = g
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter().map(String::as_str))
+        .collect();
+    let mut extra = Vec::new();
+    for out in &outputs {
+        let Some(layer) = out.strip_suffix(".q") else {
+            continue;
+        };
+        let (scale, zp) = (format!("{layer}.scale"), format!("{layer}.zp"));
+        let dq = format!("{layer}.dq");
+        if initializers.contains(scale.as_str())
+            && initializers.contains(zp.as_str())
+            && !outputs.contains(dq.as_str())
+        {
+            extra.push(pb::NodeProto {
+                name: format!("{layer}.evaluate.dequantize"),
+                op_type: "DequantizeLinear".into(),
+                input: vec![out.to_string(), scale, zp],
+                output: vec![dq],
+                ..Default::default()
+            });
+        }
+    }
+    extra.sort_by(|a, b| a.name.cmp(&b.name));
+    g.node.extend(extra);
+}
+
 fn as_refs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
@@ -111,7 +146,8 @@ fn sqnr_db(signal: f64, noise: f64) -> f64 {
 /// Evaluates `model` against `reference` on the ImageFolder tree `images`.
 pub fn evaluate(reference: &Path, model: &Path, images: &Path, quiet: bool) -> Result<Report> {
     let ref_proto = read_proto(reference)?;
-    let model_proto = read_proto(model)?;
+    let mut model_proto = read_proto(model)?;
+    dequantize_layers(&mut model_proto);
     let meta = ModelMetadata::from_props(
         ref_proto
             .metadata_props

@@ -176,7 +176,13 @@ pub trait Emitter {
     fn conv(&mut self, g: &mut GraphBuilder, c: &FoldedConv, input: &Act, relu: bool) -> Act {
         let s = &c.shape;
         let (w, b) = self.conv_weights(g, c, input);
-        let out = g.node("Conv", &s.name, &[&input.read, &w, &b], &[&s.name], conv_attrs(s));
+        let out = g.node(
+            "Conv",
+            &s.name,
+            &[&input.read, &w, &b],
+            &[&s.name],
+            conv_attrs(s),
+        );
         let out = if relu {
             let name = format!("{}.relu", s.name);
             g.node("Relu", &name, &[&out], &[&name], vec![])
@@ -188,7 +194,13 @@ pub trait Emitter {
 
     /// The stem's 3x3/2 max pool (it keeps its input's quantization).
     fn max_pool(&mut self, g: &mut GraphBuilder, input: &Act) -> Act {
-        let pooled = g.node("MaxPool", "maxpool", &[&input.read], &["maxpool"], max_pool_attrs());
+        let pooled = g.node(
+            "MaxPool",
+            "maxpool",
+            &[&input.read],
+            &["maxpool"],
+            max_pool_attrs(),
+        );
         produce(
             g,
             self,
@@ -221,7 +233,13 @@ pub trait Emitter {
 
     /// The global average pool before the head.
     fn global_pool(&mut self, g: &mut GraphBuilder, x: &Act) -> Act {
-        let pooled = g.node("GlobalAveragePool", "avgpool", &[&x.read], &["avgpool"], vec![]);
+        let pooled = g.node(
+            "GlobalAveragePool",
+            "avgpool",
+            &[&x.read],
+            &["avgpool"],
+            vec![],
+        );
         produce(g, self, point(&pooled, true))
     }
 

@@ -6,12 +6,13 @@ pub mod calibrate;
 pub mod equalize;
 pub mod params;
 pub mod qdq;
+pub mod qoperator;
 pub mod ranges;
 pub mod sensitivity;
 
 use crate::export::Source;
-use crate::float_net::{write_graph, FloatNet};
-use anyhow::Result;
+use crate::float_net::{self, write_graph, FloatNet, OUTPUT};
+use anyhow::{bail, Result};
 use params::{ActType, QParams};
 use ranges::Method;
 use resnext_edge::metadata::ModelMetadata;
@@ -24,12 +25,17 @@ use tract_onnx::pb;
 pub enum Format {
     /// QuantizeLinear / DequantizeLinear around float ops (standard ONNX).
     Qdq,
+    /// Integer operators: QLinearConv, QLinearMatMul, com.microsoft QLinearAdd and
+    /// QLinearGlobalAveragePool.
+    #[value(name = "qoperator")]
+    QOperator,
 }
 
 impl Format {
     pub fn name(self) -> &'static str {
         match self {
             Format::Qdq => "qdq",
+            Format::QOperator => "qoperator",
         }
     }
 }
@@ -88,6 +94,9 @@ pub fn quantize(
     calib_dir: &Path,
     opts: &Options,
 ) -> Result<(pb::ModelProto, Summary)> {
+    if opts.format == Format::QOperator && opts.keep_float > 0 {
+        bail!("--keep-float needs the QDQ layout (QOperator layers are integer only)");
+    }
     let mut net = FloatNet::from_checkpoint(&source.checkpoint, &source.config);
     let images = calibrate::load_images(
         calib_dir,
@@ -116,17 +125,24 @@ pub fn quantize(
         )?;
         equalize::equalize(&mut net, &channel_max);
     }
-    let (float_model, points) = net.to_onnx_with_points(&metadata);
+    let (float_model, mut points) = net.to_onnx_with_points(&metadata);
+    if opts.format == Format::QOperator {
+        // The QOperator head quantizes its product; its range comes from the logits'.
+        points.push(float_net::point(OUTPUT, false));
+    }
     let hists =
         calibrate::collect_histograms(&float_model, &points, &images.inputs, crop, opts.quiet)?;
-    let params: HashMap<String, QParams> = hists
-        .iter()
-        .map(|(name, h)| {
-            let (lo, hi) = h.range(opts.method);
-            let (lo, hi) = (lo * opts.headroom, hi * opts.headroom);
-            (name.clone(), QParams::for_range(lo, hi, opts.act_type))
-        })
-        .collect();
+    let mut logits_range = None;
+    let mut params: HashMap<String, QParams> = HashMap::new();
+    for (name, h) in &hists {
+        let (lo, hi) = h.range(opts.method);
+        let (lo, hi) = (lo * opts.headroom, hi * opts.headroom);
+        if name == OUTPUT {
+            logits_range = Some((lo, hi));
+        } else {
+            params.insert(name.clone(), QParams::for_range(lo, hi, opts.act_type));
+        }
+    }
     let fused = if opts.format == Format::Qdq && opts.fuse_residual {
         residual_branch_points(&net)
     } else {
@@ -221,6 +237,12 @@ pub fn quantize(
         Format::Qdq => {
             let mut emitter = qdq::QdqEmitter::new(opts.act_type, params);
             emitter.float_points = float_points;
+            write_graph(&net, &mut emitter, &metadata, &doc)
+        }
+        Format::QOperator => {
+            let (lo, hi) = logits_range.expect("the logits were calibrated");
+            let head = qoperator::head_params(lo, hi, &net.fc_bias, opts.act_type);
+            let mut emitter = qoperator::QOperatorEmitter::new(opts.act_type, params, head);
             write_graph(&net, &mut emitter, &metadata, &doc)
         }
     };

@@ -2,9 +2,11 @@
 //! Python venv), and the export of fixture checkpoints.
 #![allow(dead_code)]
 
+use resnext_edge::preprocess::{decode_file, Preprocessor};
 use resnext_quantize::export::{self, ArchRequest, WeightSource};
+use resnext_quantize::npy;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 pub fn workspace() -> PathBuf {
@@ -75,4 +77,57 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 pub fn argmax(v: &[f32]) -> usize {
     resnext_edge::topk::top_indices(v, 1)[0]
+}
+
+/// `resnext-quantize quantize` on the trained fixture model and its calibration images.
+pub fn quantize_cmd(out: &Path, extra: &[&str]) -> Output {
+    let t = fixtures().join("trained");
+    Command::new(env!("CARGO_BIN_EXE_resnext-quantize"))
+        .arg("quantize")
+        .arg(t.join("mmcls.pth"))
+        .arg("--calib")
+        .arg(t.join("calib"))
+        .arg("-o")
+        .arg(out)
+        .arg("--quiet")
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// Quantizes the trained fixture model into `dir/name`; panics with the tool's error if it fails.
+pub fn quantize_trained(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let out = dir.join(name);
+    let o = quantize_cmd(&out, extra);
+    assert!(
+        o.status.success(),
+        "quantize {extra:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
+/// Preprocesses `files` into `npy_path` (N x 3 x 224 x 224); returns the inputs.
+pub fn images_npy(files: &[PathBuf], npy_path: &Path) -> Vec<Vec<f32>> {
+    let mut pre = Preprocessor::new(Default::default());
+    let inputs: Vec<Vec<f32>> = files
+        .iter()
+        .map(|f| pre.preprocess(&decode_file(f).unwrap()))
+        .collect();
+    let flat: Vec<f32> = inputs.iter().flatten().copied().collect();
+    std::fs::write(npy_path, npy::encode(&[inputs.len(), 3, 224, 224], &flat)).unwrap();
+    inputs
+}
+
+/// The trained model's 200 eval images, preprocessed, in `eval.txt` order, also as `dir/eval.npy`.
+pub fn eval_inputs(dir: &Path) -> (PathBuf, Vec<Vec<f32>>) {
+    let t = fixtures().join("trained");
+    let files: Vec<PathBuf> = std::fs::read_to_string(t.join("eval.txt"))
+        .unwrap()
+        .lines()
+        .map(|f| t.join(f))
+        .collect();
+    let path = dir.join("eval.npy");
+    let inputs = images_npy(&files, &path);
+    (path, inputs)
 }
