@@ -34,7 +34,11 @@ pub struct Report {
     pub model_top5: f64,
     pub agreement: f64,
     pub cosine: f64,
+    /// Logit SQNR over all images (total signal over total error).
     pub sqnr_db: f64,
+    /// Median over the images of each image's logit SQNR: the typical image, which one image far
+    /// outside the calibration ranges does not dominate.
+    pub sqnr_db_median: f64,
     pub worst_layers: Vec<LayerSqnr>,
 }
 
@@ -135,6 +139,16 @@ fn run_probe(plan: &Arc<TypedRunnableModel>, input: &[f32], crop: usize) -> Resu
         .collect()
 }
 
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
 fn sqnr_db(signal: f64, noise: f64) -> f64 {
     if noise == 0.0 {
         f64::INFINITY
@@ -195,6 +209,7 @@ pub fn evaluate(reference: &Path, model: &Path, images: &Path, quiet: bool) -> R
         (0usize, 0usize, 0usize, 0usize, 0usize);
     let (mut cos_sum, mut sig, mut noise) = (0f64, 0f64, 0f64);
     let mut layer_acc = vec![(0f64, 0f64); layers.len()];
+    let mut per_image = Vec::with_capacity(files.len());
     for (path, class) in &files {
         bar.inc(1);
         let img = match decode_file(path) {
@@ -221,12 +236,14 @@ pub fn evaluate(reference: &Path, model: &Path, images: &Path, quiet: bool) -> R
             ml.iter().map(|b| (*b as f64).powi(2)).sum(),
         );
         cos_sum += dot / (na.sqrt() * nb.sqrt()).max(1e-30);
-        sig += na;
-        noise += rl
+        let err: f64 = rl
             .iter()
             .zip(ml)
             .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
-            .sum::<f64>();
+            .sum();
+        sig += na;
+        noise += err;
+        per_image.push(sqnr_db(na, err));
         for (acc, (rv, mv)) in layer_acc.iter_mut().zip(r[1..].iter().zip(&m[1..])) {
             acc.0 += rv.iter().map(|a| (*a as f64).powi(2)).sum::<f64>();
             acc.1 += rv
@@ -266,6 +283,7 @@ pub fn evaluate(reference: &Path, model: &Path, images: &Path, quiet: bool) -> R
         agreement: f(agree),
         cosine: cos_sum / n as f64,
         sqnr_db: sqnr_db(sig, noise),
+        sqnr_db_median: median(&mut per_image),
         worst_layers: worst,
     })
 }
