@@ -409,3 +409,278 @@ impl Expansion for QGemm {
         Ok(tvec!(y))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Each op in a one-node model through the project's loader, against the ONNX definition
+    //! computed here in f64.
+    use super::*;
+    use tract_onnx::pb;
+    use tract_onnx::pb::tensor_proto::DataType;
+
+    /// An initializer from little-endian bytes.
+    fn init(name: &str, dt: DataType, dims: &[i64], raw: Vec<u8>) -> pb::TensorProto {
+        pb::TensorProto {
+            name: name.into(),
+            dims: dims.to_vec(),
+            data_type: dt as i32,
+            raw_data: raw,
+            ..Default::default()
+        }
+    }
+
+    fn f32s(name: &str, dims: &[i64], v: &[f32]) -> pb::TensorProto {
+        init(
+            name,
+            DataType::Float,
+            dims,
+            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        )
+    }
+
+    fn bytes(name: &str, dt: DataType, dims: &[i64], v: &[u8]) -> pb::TensorProto {
+        init(name, dt, dims, v.to_vec())
+    }
+
+    /// Runs a single `op` node whose first input `x` is the graph input.
+    fn run_one(
+        op: &str,
+        inputs: &[&str],
+        inits: Vec<pb::TensorProto>,
+        attrs: Vec<pb::AttributeProto>,
+        x: Tensor,
+    ) -> Tensor {
+        let graph = pb::GraphProto {
+            node: vec![pb::NodeProto {
+                name: "op".into(),
+                op_type: op.into(),
+                domain: "com.microsoft".into(),
+                input: inputs.iter().map(|s| s.to_string()).collect(),
+                output: vec!["y".into()],
+                attribute: attrs,
+                ..Default::default()
+            }],
+            input: vec![pb::ValueInfoProto {
+                name: "x".into(),
+                r#type: Some(pb::TypeProto {
+                    value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                        elem_type: match x.datum_type() {
+                            DatumType::U8 => DataType::Uint8,
+                            DatumType::I8 => DataType::Int8,
+                            _ => DataType::Float,
+                        } as i32,
+                        shape: None,
+                    })),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            output: vec![pb::ValueInfoProto {
+                name: "y".into(),
+                ..Default::default()
+            }],
+            initializer: inits,
+            ..Default::default()
+        };
+        let proto = pb::ModelProto {
+            ir_version: 7,
+            opset_import: vec![
+                pb::OperatorSetIdProto {
+                    domain: String::new(),
+                    version: 13,
+                },
+                pb::OperatorSetIdProto {
+                    domain: "com.microsoft".into(),
+                    version: 1,
+                },
+            ],
+            graph: Some(graph),
+            ..Default::default()
+        };
+        let model = crate::model::onnx_loader()
+            .model_for_proto_model(&proto)
+            .unwrap()
+            .with_input_fact(0, TypedFact::shape_and_dt_of(&x).into())
+            .unwrap()
+            .into_optimized()
+            .unwrap()
+            .into_runnable()
+            .unwrap();
+        let mut out = model.run(tvec!(x.into_tvalue())).unwrap();
+        out.remove(0).into_tensor()
+    }
+
+    /// `saturate(round_half_even(v / scale) + zp)` in f64, or `None` on a near-tie (where f32
+    /// and f64 may round apart).
+    fn requantize(v: f64, scale: f64, zp: i32, lo: i32, hi: i32) -> Option<i32> {
+        let x = v / scale;
+        if (x - x.floor() - 0.5).abs() < 1e-3 {
+            return None;
+        }
+        Some((x.round_ties_even() as i32 + zp).clamp(lo, hi))
+    }
+
+    /// A deterministic spread of bytes.
+    fn pattern(n: usize, seed: u32) -> Vec<u8> {
+        (0..n as u32)
+            .map(|i| (i.wrapping_mul(2654435761).wrapping_add(seed) >> 13) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn qlinear_add_u8_with_broadcast() {
+        let (sa, za, sb, zb, sc, zc) = (0.05f32, 128u8, 0.02f32, 3u8, 0.07f32, 10u8);
+        let a = pattern(2 * 3 * 4, 1);
+        let b = pattern(3 * 4, 7); // [3, 4] broadcast over the leading axis
+        let x = Tensor::from_shape(&[2, 3, 4], &a).unwrap();
+        let y = run_one(
+            "QLinearAdd",
+            &["x", "sa", "za", "b", "sb", "zb", "sc", "zc"],
+            vec![
+                f32s("sa", &[], &[sa]),
+                bytes("za", DataType::Uint8, &[], &[za]),
+                bytes("b", DataType::Uint8, &[3, 4], &b),
+                f32s("sb", &[], &[sb]),
+                bytes("zb", DataType::Uint8, &[], &[zb]),
+                f32s("sc", &[], &[sc]),
+                bytes("zc", DataType::Uint8, &[], &[zc]),
+            ],
+            vec![],
+            x,
+        );
+        assert_eq!(y.shape(), &[2, 3, 4]);
+        let y = y.try_as_plain_ram().unwrap().as_slice::<u8>().unwrap();
+        let mut checked = 0;
+        for (i, &got) in y.iter().enumerate() {
+            let v =
+                (a[i] as f64 - za as f64) * sa as f64 + (b[i % 12] as f64 - zb as f64) * sb as f64;
+            if let Some(want) = requantize(v, sc as f64, zc as i32, 0, 255) {
+                assert_eq!(got as i32, want, "element {i}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 20);
+    }
+
+    #[test]
+    fn qlinear_global_average_pool_s8() {
+        let (sx, zx, sy, zy) = (0.1f32, -5i8, 0.03f32, 7i8);
+        let raw = pattern(2 * 3 * 5 * 5, 3);
+        let x = Tensor::from_shape(&[2, 3, 5, 5], &raw).unwrap();
+        let x = x.cast_to::<i8>().unwrap().into_owned();
+        let xs: Vec<i8> = x
+            .try_as_plain_ram()
+            .unwrap()
+            .as_slice::<i8>()
+            .unwrap()
+            .to_vec();
+        let y = run_one(
+            "QLinearGlobalAveragePool",
+            &["x", "sx", "zx", "sy", "zy"],
+            vec![
+                f32s("sx", &[], &[sx]),
+                bytes("zx", DataType::Int8, &[], &[zx as u8]),
+                f32s("sy", &[], &[sy]),
+                bytes("zy", DataType::Int8, &[], &[zy as u8]),
+            ],
+            vec![],
+            x,
+        );
+        assert_eq!(y.shape(), &[2, 3, 1, 1]);
+        let y = y.try_as_plain_ram().unwrap().as_slice::<i8>().unwrap();
+        for (c, &got) in y.iter().enumerate() {
+            let mean = xs[c * 25..(c + 1) * 25]
+                .iter()
+                .map(|&q| (q as f64 - zx as f64) * sx as f64)
+                .sum::<f64>()
+                / 25.0;
+            if let Some(want) = requantize(mean, sy as f64, zy as i32, -128, 127) {
+                assert_eq!(got as i32, want, "channel {c}");
+            }
+        }
+    }
+
+    #[test]
+    fn qgemm_per_column_weights_float_and_quantized_output() {
+        let (m, k, n) = (2usize, 5usize, 3usize);
+        let (sa, za) = (0.04f32, 100u8);
+        let b_scales = [0.01f32, 0.02, 0.005];
+        let a = pattern(m * k, 11);
+        let b: Vec<u8> = pattern(n * k, 5); // B^T as [n, k], read as i8
+        let c = [1000i32, -250, 40];
+        let attr = |name: &str, i: i64| pb::AttributeProto {
+            name: name.into(),
+            r#type: pb::attribute_proto::AttributeType::Int as i32,
+            i,
+            ..Default::default()
+        };
+        let inits = |quantized: bool| {
+            let mut v = vec![
+                f32s("sa", &[], &[sa]),
+                bytes("za", DataType::Uint8, &[], &[za]),
+                bytes("b", DataType::Int8, &[n as i64, k as i64], &b),
+                f32s("sb", &[n as i64], &b_scales),
+                bytes("zb", DataType::Int8, &[n as i64], &[0; 3]),
+                init(
+                    "c",
+                    DataType::Int32,
+                    &[n as i64],
+                    c.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                ),
+            ];
+            if quantized {
+                v.push(f32s("sy", &[], &[0.05]));
+                v.push(bytes("zy", DataType::Int8, &[], &[0]));
+            }
+            v
+        };
+        let want = |i: usize, j: usize| -> f64 {
+            let dot: f64 = (0..k)
+                .map(|l| (a[i * k + l] as f64 - za as f64) * (b[j * k + l] as i8) as f64)
+                .sum();
+            (dot + c[j] as f64) * sa as f64 * b_scales[j] as f64
+        };
+        let x = || Tensor::from_shape(&[m, k], &a).unwrap();
+        let float = run_one(
+            "QGemm",
+            &["x", "sa", "za", "b", "sb", "zb", "c"],
+            inits(false),
+            vec![attr("transB", 1)],
+            x(),
+        );
+        assert_eq!(float.shape(), &[m, n]);
+        for (ix, &got) in float
+            .try_as_plain_ram()
+            .unwrap()
+            .as_slice::<f32>()
+            .unwrap()
+            .iter()
+            .enumerate()
+        {
+            let w = want(ix / n, ix % n);
+            assert!(
+                (got as f64 - w).abs() <= 1e-4 * w.abs().max(1.0),
+                "{ix}: {got} vs {w}"
+            );
+        }
+        let quantized = run_one(
+            "QGemm",
+            &["x", "sa", "za", "b", "sb", "zb", "c", "sy", "zy"],
+            inits(true),
+            vec![attr("transB", 1)],
+            x(),
+        );
+        for (ix, &got) in quantized
+            .try_as_plain_ram()
+            .unwrap()
+            .as_slice::<i8>()
+            .unwrap()
+            .iter()
+            .enumerate()
+        {
+            if let Some(w) = requantize(want(ix / n, ix % n), 0.05, 0, -128, 127) {
+                assert_eq!(got as i32, w, "{ix}");
+            }
+        }
+    }
+}

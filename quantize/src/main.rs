@@ -427,10 +427,7 @@ fn run_evaluate(
     println!("top-1 agreement   {}", pct(r.agreement));
     println!("logit cosine      {:.5}", r.cosine);
     println!("logit SQNR        {:.2} dB", r.sqnr_db);
-    println!(
-        "  per image        {:.2} dB (median)",
-        r.sqnr_db_median
-    );
+    println!("  per image        {:.2} dB (median)", r.sqnr_db_median);
     if !r.worst_layers.is_empty() {
         println!("layers losing the most:");
         for l in &r.worst_layers {

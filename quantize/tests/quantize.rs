@@ -65,9 +65,15 @@ fn default_settings_keep_the_float_models_answers() {
 #[test]
 fn same_inputs_give_byte_identical_models() {
     let dir = tempfile::tempdir().unwrap();
-    let a = quantize(dir.path(), "a.onnx", &["--calib-count", "8"]);
-    let b = quantize(dir.path(), "b.onnx", &["--calib-count", "8"]);
-    assert!(std::fs::read(a).unwrap() == std::fs::read(b).unwrap());
+    for format in ["qdq", "qoperator"] {
+        let args = ["--calib-count", "8", "--format", format];
+        let a = quantize(dir.path(), "a.onnx", &args);
+        let b = quantize(dir.path(), "b.onnx", &args);
+        assert!(
+            std::fs::read(a).unwrap() == std::fs::read(b).unwrap(),
+            "{format}"
+        );
+    }
 }
 
 fn every_method(method: &str) {
