@@ -7,5 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-target/example.int8.onnx}
 mkdir -p "$(dirname "$out")"
-cargo run -q -p resnext-quantize -- quantize examples/data/resnext_tiny_trained.pth --calib examples/data/calib -o "$out"
-cargo run -q -p resnext-edge -- classify "$out" examples/data/images --top-k 3
+# RESNEXT_EDGE_BIN_DIR: run binaries already built there (CI reuses the test build's) instead of
+# building with cargo.
+if [ -n "${RESNEXT_EDGE_BIN_DIR:-}" ]; then
+  quantize=("$RESNEXT_EDGE_BIN_DIR/resnext-quantize")
+  edge=("$RESNEXT_EDGE_BIN_DIR/resnext-edge")
+else
+  quantize=(cargo run -q -p resnext-quantize --)
+  edge=(cargo run -q -p resnext-edge --)
+fi
+"${quantize[@]}" quantize examples/data/resnext_tiny_trained.pth --calib examples/data/calib -o "$out"
+"${edge[@]}" classify "$out" examples/data/images --top-k 3
