@@ -4,6 +4,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use resnext_edge::classify::{format_text, Classifier};
 use resnext_edge::inputs;
+use resnext_edge::model::{Backend, Model};
+
+mod bench;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -48,7 +51,61 @@ enum Command {
         /// Also print the raw logits.
         #[arg(long)]
         logits: bool,
+        /// Who runs the int8 convolutions: the native kernels, or stock tract.
+        #[arg(long, value_enum, default_value = "native")]
+        kernels: Kernels,
     },
+    /// Time the model on one input: warm-up runs, then timed runs (median, p90, min).
+    Bench {
+        /// ONNX model.
+        model: PathBuf,
+        /// Timed runs.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Untimed runs first.
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// Who runs the int8 convolutions: the native kernels, or stock tract (the same file
+        /// without the native rewrite).
+        #[arg(long, value_enum, default_value = "native")]
+        kernels: Kernels,
+        /// One JSON object: {"median_ms", "p90_ms", "min_ms", "runs", "threads", "kernels"}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the model's layers and what runs each (a native kernel, or stock tract).
+    Info {
+        /// ONNX model.
+        model: PathBuf,
+        #[arg(long, value_enum, default_value = "native")]
+        kernels: Kernels,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Kernels {
+    Native,
+    Stock,
+}
+
+impl Kernels {
+    fn backend(self) -> Backend {
+        match self {
+            Kernels::Native => Backend::Native,
+            Kernels::Stock => Backend::Stock,
+        }
+    }
+
+    /// As reported: `native (avx2)`, `stock`.
+    fn describe(self) -> String {
+        match self {
+            Kernels::Native => format!("native ({})", resnext_edge::kernels::selected().name()),
+            Kernels::Stock => "stock".into(),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -61,8 +118,81 @@ fn main() -> ExitCode {
             top_k,
             json,
             logits,
-        } => classify(&model, &images, top_k, json, logits),
+            kernels,
+        } => classify(&model, &images, top_k, json, logits, kernels),
+        Command::Bench {
+            model,
+            runs,
+            warmup,
+            kernels,
+            json,
+        } => fatal_on_error(bench::run(&model, runs, warmup, kernels, json)),
+        Command::Info {
+            model,
+            kernels,
+            json,
+        } => fatal_on_error(info(&model, kernels, json)),
     }
+}
+
+fn fatal_on_error(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::FATAL)
+        }
+    }
+}
+
+/// `info`: every node of the optimized plan with what runs it.
+fn info(path: &std::path::Path, kernels: Kernels, json: bool) -> anyhow::Result<()> {
+    use resnext_edge::native::ops::{NativeConv, NativeMaxPool};
+    let model = Model::load_with(path, kernels.backend()).context("cannot load the model")?;
+    let isa = resnext_edge::kernels::selected().name();
+    let mut layers = Vec::new();
+    for node in model.typed_model().nodes() {
+        let op: &dyn tract_onnx::prelude::TypedOp = node.op.as_ref();
+        let (kind, kernel) = if let Some(c) = op.downcast_ref::<NativeConv>() {
+            (c.kind(), format!("native {isa}"))
+        } else if op.downcast_ref::<NativeMaxPool>().is_some() {
+            ("max pool".to_string(), "native generic".to_string())
+        } else if op.name() == "Const" || op.name() == "Source" {
+            continue;
+        } else {
+            (op.name().to_string(), "stock tract".to_string())
+        };
+        layers.push(serde_json::json!({ "name": node.name, "op": kind, "kernel": kernel }));
+    }
+    let native = layers
+        .iter()
+        .filter(|l| l["kernel"].as_str().unwrap_or("").starts_with("native"))
+        .count();
+    if json {
+        let v = serde_json::json!({
+            "model": path.display().to_string(),
+            "kernels": kernels.describe(),
+            "native_layers": native,
+            "layers": layers,
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "{}: {} nodes, {native} on native kernels ({})",
+            path.display(),
+            layers.len(),
+            kernels.describe()
+        );
+        for l in &layers {
+            println!(
+                "{:<40} {:<36} {}",
+                l["name"].as_str().unwrap_or(""),
+                l["op"].as_str().unwrap_or(""),
+                l["kernel"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(())
 }
 
 fn classify(
@@ -71,8 +201,10 @@ fn classify(
     k: usize,
     json: bool,
     keep_logits: bool,
+    kernels: Kernels,
 ) -> ExitCode {
-    let mut classifier = match Classifier::load(model).context("cannot load the model") {
+    let loaded = Model::load_with(model, kernels.backend()).map(Classifier::new);
+    let mut classifier = match loaded.context("cannot load the model") {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -43,6 +43,15 @@ fn format_chain(e: &anyhow::Error) -> String {
         .join(": ")
 }
 
+/// Who runs the int8 convolutions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The project's native ops where the rewrite recognizes them, stock tract elsewhere.
+    Native,
+    /// The file as it is, through stock tract.
+    Stock,
+}
+
 /// tract's ONNX loader as this project uses it: onnxruntime's quantized `com.microsoft` ops
 /// registered, and the declared value shapes ignored (onnxruntime's tools write `N` where a
 /// batch of one is run; tract re-derives every shape from the input).
@@ -51,12 +60,18 @@ pub fn onnx_loader() -> tract_onnx::Onnx {
         .with_ignore_value_info(true)
         .with_ignore_output_shapes(true);
     crate::contrib_ops::register(&mut onnx.op_register);
+    crate::native::ops::register(&mut onnx.op_register);
     onnx
 }
 
 impl Model {
-    /// Loads and optimizes an ONNX model for batch 1.
+    /// Loads and optimizes an ONNX model for batch 1, int8 convolutions on the native kernels.
     pub fn load(path: &Path) -> Result<Self, ModelError> {
+        Self::load_with(path, Backend::Native)
+    }
+
+    /// Loads and optimizes an ONNX model for batch 1 on `backend`.
+    pub fn load_with(path: &Path, backend: Backend) -> Result<Self, ModelError> {
         let shown = path.display().to_string();
         let load_err = |message: String| ModelError::Load {
             path: shown.clone(),
@@ -80,6 +95,13 @@ impl Model {
             source,
         })?;
         let crop = metadata.preprocessing.crop;
+        let (proto, native_ops) = match backend {
+            Backend::Native => {
+                let r = crate::native::rewrite::rewrite(&proto);
+                (r.model, r.native_ops)
+            }
+            Backend::Stock => (proto, 0),
+        };
         let plan = (|| -> TractResult<_> {
             let model = onnx.model_for_proto_model(&proto)?;
             let model = model.with_input_fact(0, f32::fact([1, 3, crop, crop]).into())?;
@@ -106,7 +128,10 @@ impl Model {
             }
         };
         let state = plan.spawn().map_err(|e| load_err(format_chain(&e)))?;
-        log::info!("loaded {shown}: {num_classes} classes, input [1, 3, {crop}, {crop}]");
+        log::info!(
+            "loaded {shown}: {num_classes} classes, input [1, 3, {crop}, {crop}], {native_ops} native int8 ops ({} kernels)",
+            crate::kernels::selected().name()
+        );
         Ok(Model {
             path: path.to_path_buf(),
             plan,

@@ -1,0 +1,18 @@
+//! The definition of every kernel's result, in plain Rust.
+
+/// `acc[r][o] += sum_j (patch[r][2j] * w[j][o][0] + patch[r][2j+1] * w[j][o][1])`.
+pub fn dot_i16(rows: usize, patch: &[i16], kp: usize, w: &[i16], n: usize, acc: &mut [i32]) {
+    assert!(kp % 2 == 0);
+    assert!(patch.len() >= rows * kp && w.len() >= kp * n && acc.len() >= rows * n);
+    for r in 0..rows {
+        let p = &patch[r * kp..(r + 1) * kp];
+        let a = &mut acc[r * n..(r + 1) * n];
+        for (j, pair) in p.chunks_exact(2).enumerate() {
+            let (x0, x1) = (pair[0] as i32, pair[1] as i32);
+            let wj = &w[j * n * 2..(j + 1) * n * 2];
+            for (o, acc) in a.iter_mut().enumerate() {
+                *acc += x0 * wj[2 * o] as i32 + x1 * wj[2 * o + 1] as i32;
+            }
+        }
+    }
+}

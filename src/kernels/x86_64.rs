@@ -1,0 +1,179 @@
+//! x86_64 twins of the generic kernels.
+//!
+//! `dot_i16_avx2` tile: 4 rows (pixels) x 8 outputs in 4 ymm accumulators; per input pair one
+//! weight load (8 outputs x 2 i16) shared by the rows, one broadcast and one `vpmaddwd` +
+//! `vpaddd` per row. Outputs are the outer loop, rows the inner one, so that one 8-output slice
+//! of the weights (`kp * 16` bytes) stays in L1 while every row passes over it. Outputs beyond the
+//! last multiple of 8 run 4 at a time in xmm, then one by one.
+
+use std::arch::x86_64::*;
+
+/// AVX2 twin of [`super::generic::dot_i16`]; falls back to it when AVX2 is absent.
+pub fn dot_i16_avx2(rows: usize, patch: &[i16], kp: usize, w: &[i16], n: usize, acc: &mut [i32]) {
+    assert!(kp % 2 == 0);
+    assert!(patch.len() >= rows * kp && w.len() >= kp * n && acc.len() >= rows * n);
+    if !std::arch::is_x86_feature_detected!("avx2") {
+        return super::generic::dot_i16(rows, patch, kp, w, n, acc);
+    }
+    // Depth in blocks of KC pairs, so that the rows' patch slices and the weights' slice of one
+    // block stay in L1 while the output chunks pass over them.
+    const KC: usize = 128;
+    let pairs = kp / 2;
+    let mut j0 = 0;
+    while j0 < pairs {
+        let j1 = (j0 + KC).min(pairs);
+        // SAFETY: AVX2 is present (checked above), and the slices hold rows * kp patch values,
+        // kp * n weights and rows * n accumulators (asserted above); `dot_avx2` reads pairs
+        // j0..j1 < kp / 2 of them and writes rows * n accumulators.
+        unsafe {
+            dot_avx2(
+                rows,
+                patch.as_ptr(),
+                kp,
+                w.as_ptr(),
+                n,
+                acc.as_mut_ptr(),
+                j0,
+                j1,
+            )
+        }
+        j0 = j1;
+    }
+}
+
+/// Accumulates input pairs `j0..j1`.
+///
+/// # Safety
+/// AVX2 must be available; `patch` must hold `rows * kp` values, `w` `kp * n`, `acc` `rows * n`,
+/// and `j0 <= j1 <= kp / 2`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_avx2(
+    rows: usize,
+    patch: *const i16,
+    kp: usize,
+    w: *const i16,
+    n: usize,
+    acc: *mut i32,
+    j0: usize,
+    j1: usize,
+) {
+    // The input pair of row r at pair j, as one i32 to broadcast.
+    let pair = |r: usize, j: usize| -> i32 {
+        // SAFETY: r < rows and j < kp / 2, so the two i16 at r * kp + 2j are inside `patch`.
+        unsafe { (patch.add(r * kp + 2 * j) as *const i32).read_unaligned() }
+    };
+    let mut o = 0;
+    while o + 8 <= n {
+        let mut r0 = 0;
+        // Full tiles: four named accumulators, so that they live in registers.
+        while r0 + 4 <= rows {
+            let (mut a0, mut a1, mut a2, mut a3) = (
+                _mm256_setzero_si256(),
+                _mm256_setzero_si256(),
+                _mm256_setzero_si256(),
+                _mm256_setzero_si256(),
+            );
+            for j in j0..j1 {
+                // SAFETY: (j * n + o) * 2 + 16 <= kp * n because o + 8 <= n and j < kp / 2.
+                let wv = unsafe { _mm256_loadu_si256(w.add((j * n + o) * 2) as *const __m256i) };
+                a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_set1_epi32(pair(r0, j)), wv));
+                a1 = _mm256_add_epi32(
+                    a1,
+                    _mm256_madd_epi16(_mm256_set1_epi32(pair(r0 + 1, j)), wv),
+                );
+                a2 = _mm256_add_epi32(
+                    a2,
+                    _mm256_madd_epi16(_mm256_set1_epi32(pair(r0 + 2, j)), wv),
+                );
+                a3 = _mm256_add_epi32(
+                    a3,
+                    _mm256_madd_epi16(_mm256_set1_epi32(pair(r0 + 3, j)), wv),
+                );
+            }
+            for (r, ar) in [a0, a1, a2, a3].into_iter().enumerate() {
+                // SAFETY: (r0 + r) * n + o + 8 <= rows * n.
+                unsafe {
+                    let p = acc.add((r0 + r) * n + o) as *mut __m256i;
+                    _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), ar));
+                }
+            }
+            r0 += 4;
+        }
+        while r0 < rows {
+            let mut a = _mm256_setzero_si256();
+            for j in j0..j1 {
+                // SAFETY: as above.
+                let wv = unsafe { _mm256_loadu_si256(w.add((j * n + o) * 2) as *const __m256i) };
+                a = _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_set1_epi32(pair(r0, j)), wv));
+            }
+            // SAFETY: r0 * n + o + 8 <= rows * n.
+            unsafe {
+                let p = acc.add(r0 * n + o) as *mut __m256i;
+                _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), a));
+            }
+            r0 += 1;
+        }
+        o += 8;
+    }
+    while o + 4 <= n {
+        let mut r0 = 0;
+        while r0 + 4 <= rows {
+            let (mut a0, mut a1, mut a2, mut a3) = (
+                _mm_setzero_si128(),
+                _mm_setzero_si128(),
+                _mm_setzero_si128(),
+                _mm_setzero_si128(),
+            );
+            for j in j0..j1 {
+                // SAFETY: (j * n + o) * 2 + 8 <= kp * n because o + 4 <= n.
+                let wv = unsafe { _mm_loadu_si128(w.add((j * n + o) * 2) as *const __m128i) };
+                a0 = _mm_add_epi32(a0, _mm_madd_epi16(_mm_set1_epi32(pair(r0, j)), wv));
+                a1 = _mm_add_epi32(a1, _mm_madd_epi16(_mm_set1_epi32(pair(r0 + 1, j)), wv));
+                a2 = _mm_add_epi32(a2, _mm_madd_epi16(_mm_set1_epi32(pair(r0 + 2, j)), wv));
+                a3 = _mm_add_epi32(a3, _mm_madd_epi16(_mm_set1_epi32(pair(r0 + 3, j)), wv));
+            }
+            for (r, ar) in [a0, a1, a2, a3].into_iter().enumerate() {
+                // SAFETY: (r0 + r) * n + o + 4 <= rows * n.
+                unsafe {
+                    let p = acc.add((r0 + r) * n + o) as *mut __m128i;
+                    _mm_storeu_si128(p, _mm_add_epi32(_mm_loadu_si128(p), ar));
+                }
+            }
+            r0 += 4;
+        }
+        while r0 < rows {
+            let mut a = _mm_setzero_si128();
+            for j in j0..j1 {
+                // SAFETY: as above.
+                let wv = unsafe { _mm_loadu_si128(w.add((j * n + o) * 2) as *const __m128i) };
+                a = _mm_add_epi32(a, _mm_madd_epi16(_mm_set1_epi32(pair(r0, j)), wv));
+            }
+            // SAFETY: r0 * n + o + 4 <= rows * n.
+            unsafe {
+                let p = acc.add(r0 * n + o) as *mut __m128i;
+                _mm_storeu_si128(p, _mm_add_epi32(_mm_loadu_si128(p), a));
+            }
+            r0 += 1;
+        }
+        o += 4;
+    }
+    while o < n {
+        for r in 0..rows {
+            let mut s = 0i32;
+            for j in j0..j1 {
+                // SAFETY: indices within the bounds stated for `patch` and `w`.
+                unsafe {
+                    let x0 = *patch.add(r * kp + 2 * j) as i32;
+                    let x1 = *patch.add(r * kp + 2 * j + 1) as i32;
+                    let w0 = *w.add((j * n + o) * 2) as i32;
+                    let w1 = *w.add((j * n + o) * 2 + 1) as i32;
+                    s += x0 * w0 + x1 * w1;
+                }
+            }
+            // SAFETY: r * n + o < rows * n.
+            unsafe { *acc.add(r * n + o) += s };
+        }
+        o += 1;
+    }
+}

@@ -1,0 +1,9 @@
+//! The native int8 path: a rewrite of the ONNX graph that replaces the int8 convolutions of a
+//! ResNeXt (QDQ or QOperator, ours or onnxruntime's) and the stem's max pool by the project's
+//! own ops over NHWC u8 activations, with requantization, ReLU and the residual add fused.
+//! Consecutive native ops exchange NHWC tensors; the pass converts layouts only where the
+//! native region starts and ends. What it does not recognize stays with stock tract.
+
+pub mod conv;
+pub mod ops;
+pub mod rewrite;

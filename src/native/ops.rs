@@ -1,0 +1,356 @@
+//! The native ops as tract sees them.
+//!
+//! The rewrite pass (`super::rewrite`) writes `resnext_edge` nodes into the ONNX graph;
+//! the builders here parse them into tract `Expansion`s, which wire the typed ops
+//! [`NativeConv`] and [`NativeMaxPool`] with their weights packed once, at load.
+
+use super::conv::{max_pool_nhwc, ConvGeometry, PackedConv, Requant};
+use crate::kernels;
+use tract_onnx::model::{OnnxOpRegister, ParsingContext};
+use tract_onnx::pb::NodeProto;
+use tract_onnx::tract_hir::internal::*;
+use tract_onnx::tract_hir::ops::expandable::expand;
+
+/// Op type of the native convolution node.
+pub const CONV_OP: &str = "ResnextEdgeConv";
+/// Op type of the native max pool node.
+pub const MAX_POOL_OP: &str = "ResnextEdgeMaxPool";
+/// Domain of the nodes the rewrite writes.
+pub const DOMAIN: &str = "resnext_edge";
+
+pub fn register(reg: &mut OnnxOpRegister) {
+    reg.insert(CONV_OP, conv_builder);
+    reg.insert(MAX_POOL_OP, max_pool_builder);
+}
+
+fn attr_usize(node: &NodeProto, name: &str) -> TractResult<usize> {
+    let v: i64 = node.get_attr(name)?;
+    usize::try_from(v).with_context(|| format!("{}: attribute {name} = {v}", node.name))
+}
+
+fn attr_i32(node: &NodeProto, name: &str) -> TractResult<i32> {
+    Ok(node.get_attr::<i64>(name)? as i32)
+}
+
+/// Node attributes and inputs of `ResnextEdgeConv`: inputs `x` (NHWC u8), `w` (int8, ONNX
+/// order), `bias` (int32 at input scale x weight scale), `multiplier` (f32 per output channel)
+/// and, with a residual, `residual` (NHWC u8, shaped as the output).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ConvSpec {
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    groups: usize,
+    in_zero: i32,
+    out_zero: i32,
+    lo: i32,
+    hi: i32,
+    /// Residual zero point and `f32::to_bits` of its multiplier.
+    residual: Option<(i32, u32)>,
+}
+
+fn conv_builder(
+    _ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let residual = if node.input.len() == 5 {
+        Some((
+            attr_i32(node, "residual_zero")?,
+            node.get_attr::<f32>("residual_multiplier")?.to_bits(),
+        ))
+    } else {
+        None
+    };
+    let spec = ConvSpec {
+        kernel: attr_usize(node, "kernel")?,
+        stride: attr_usize(node, "stride")?,
+        pad: attr_usize(node, "pad")?,
+        groups: attr_usize(node, "group")?,
+        in_zero: attr_i32(node, "in_zero")?,
+        out_zero: attr_i32(node, "out_zero")?,
+        lo: attr_i32(node, "lo")?,
+        hi: attr_i32(node, "hi")?,
+        residual,
+    };
+    Ok((expand(spec), vec![]))
+}
+
+fn const_of(target: &TypedModel, o: OutletId, what: &str) -> TractResult<Arc<Tensor>> {
+    target
+        .outlet_fact(o)?
+        .konst
+        .clone()
+        .with_context(|| format!("{what} must be a constant"))
+}
+
+impl Expansion for ConvSpec {
+    fn name(&self) -> StaticName {
+        CONV_OP.into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        check_input_arity(inputs, 4 + self.residual.is_some() as usize)?;
+        check_output_arity(outputs, 1)?;
+        s.equals(&outputs[0].datum_type, u8::datum_type())?;
+        s.equals(&outputs[0].rank, 4)?;
+        s.given_2(&inputs[0].shape, &inputs[1].shape, move |s, x, w| {
+            let (h, wd) = (x[1].to_usize()?, x[2].to_usize()?);
+            let oh = (h + 2 * self.pad - self.kernel) / self.stride + 1;
+            let ow = (wd + 2 * self.pad - self.kernel) / self.stride + 1;
+            s.equals(
+                &outputs[0].shape,
+                ShapeFactoid::from(vec![1.to_dim(), oh.to_dim(), ow.to_dim(), w[0].clone()]),
+            )
+        })
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        target: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        let x = target.outlet_fact(inputs[0])?.clone();
+        let shape = x
+            .shape
+            .as_concrete()
+            .with_context(|| format!("{prefix}: input shape must be known"))?;
+        ensure!(
+            shape.len() == 4 && shape[0] == 1,
+            "{prefix}: expected a [1, H, W, C] input, got {shape:?}"
+        );
+        let w = const_of(target, inputs[1], "weights")?;
+        let bias = const_of(target, inputs[2], "bias")?;
+        let mult = const_of(target, inputs[3], "multiplier")?;
+        let geom = ConvGeometry {
+            in_h: shape[1],
+            in_w: shape[2],
+            in_c: shape[3],
+            out_c: w.shape()[0],
+            groups: self.groups,
+            kernel: self.kernel,
+            stride: self.stride,
+            pad: self.pad,
+        };
+        geom.check().map_err(|e| format_err!("{prefix}: {e}"))?;
+        let requant = Requant {
+            in_zero: self.in_zero,
+            multiplier: mult.try_as_plain_ram()?.as_slice::<f32>()?.to_vec(),
+            out_zero: self.out_zero,
+            lo: self.lo,
+            hi: self.hi,
+            residual: self.residual.map(|(z, m)| (z, f32::from_bits(m))),
+        };
+        let conv = PackedConv::new(
+            geom,
+            w.try_as_plain_ram()?.as_slice::<i8>()?,
+            bias.try_as_plain_ram()?.as_slice::<i32>()?.to_vec(),
+            requant,
+        );
+        let op = NativeConv {
+            conv: Arc::new(conv),
+        };
+        let mut wires = tvec![inputs[0]];
+        if self.residual.is_some() {
+            wires.push(inputs[4]);
+        }
+        target.wire_node(prefix, op, &wires)
+    }
+}
+
+/// The native convolution in a typed model.
+#[derive(Clone, Debug)]
+pub struct NativeConv {
+    pub conv: Arc<PackedConv>,
+}
+
+impl PartialEq for NativeConv {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.conv, &other.conv) || self.conv == other.conv
+    }
+}
+impl Eq for NativeConv {}
+
+impl NativeConv {
+    /// The layer kind, for `info`.
+    pub fn kind(&self) -> String {
+        let g = &self.conv.geom;
+        let shape = if g.kernel == 1 {
+            "pointwise 1x1".to_string()
+        } else if g.groups > 1 {
+            format!("grouped {0}x{0} ({1} groups)", g.kernel, g.groups)
+        } else {
+            format!("{0}x{0}", g.kernel)
+        };
+        let fused = if self.conv.requant.residual.is_some() {
+            " + residual"
+        } else {
+            ""
+        };
+        format!("{shape}/{}{fused}", g.stride)
+    }
+}
+
+impl Op for NativeConv {
+    fn name(&self) -> StaticName {
+        "NativeConv".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        let g = &self.conv.geom;
+        Ok(vec![format!(
+            "{}: {}x{}x{} -> {} channels, {} MMACs, kernel {}",
+            self.kind(),
+            g.in_h,
+            g.in_w,
+            g.in_c,
+            g.out_c,
+            g.macs() / 1_000_000,
+            kernels::selected().name()
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for NativeConv {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let g = &self.conv.geom;
+        let x = inputs[0].try_as_plain_ram()?.as_slice::<u8>()?;
+        let residual = match inputs.get(1) {
+            Some(r) => Some(r.try_as_plain_ram()?.as_slice::<u8>()?),
+            None => None,
+        };
+        let mut out = Tensor::zero::<u8>(&[1, g.out_h(), g.out_w(), g.out_c])?;
+        let dot = kernels::selected().dot_i16();
+        self.conv.run(
+            dot,
+            x,
+            residual,
+            out.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?,
+        );
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+impl TypedOp for NativeConv {
+    as_op!();
+
+    fn output_facts(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let g = &self.conv.geom;
+        Ok(tvec!(u8::fact([1, g.out_h(), g.out_w(), g.out_c])))
+    }
+}
+
+fn max_pool_builder(
+    _ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let op = NativeMaxPool {
+        kernel: attr_usize(node, "kernel")?,
+        stride: attr_usize(node, "stride")?,
+        pad: attr_usize(node, "pad")?,
+    };
+    Ok((expand(op), vec![]))
+}
+
+/// Max pool over NHWC u8.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NativeMaxPool {
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+}
+
+impl NativeMaxPool {
+    fn out_shape(&self, x: &[usize]) -> [usize; 4] {
+        let o = |d: usize| (d + 2 * self.pad - self.kernel) / self.stride + 1;
+        [1, o(x[1]), o(x[2]), x[3]]
+    }
+}
+
+impl Expansion for NativeMaxPool {
+    fn name(&self) -> StaticName {
+        MAX_POOL_OP.into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        check_input_arity(inputs, 1)?;
+        check_output_arity(outputs, 1)?;
+        s.equals(&outputs[0].datum_type, u8::datum_type())?;
+        s.given(&inputs[0].shape, move |s, x| {
+            let x: Vec<usize> = x
+                .iter()
+                .map(|d| Ok(d.to_usize()?))
+                .collect::<TractResult<_>>()?;
+            s.equals(
+                &outputs[0].shape,
+                ShapeFactoid::from(self.out_shape(&x).to_vec()),
+            )
+        })
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        target: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        target.wire_node(prefix, self.clone(), inputs)
+    }
+}
+
+impl Op for NativeMaxPool {
+    fn name(&self) -> StaticName {
+        "NativeMaxPool".into()
+    }
+    op_as_typed_op!();
+}
+
+impl EvalOp for NativeMaxPool {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let shape = inputs[0].shape().to_vec();
+        ensure!(
+            shape.len() == 4 && shape[0] == 1,
+            "NativeMaxPool: input {shape:?}"
+        );
+        let x = inputs[0].try_as_plain_ram()?.as_slice::<u8>()?;
+        let os = self.out_shape(&shape);
+        let mut out = Tensor::zero::<u8>(&os)?;
+        max_pool_nhwc(
+            x,
+            (shape[1], shape[2], shape[3]),
+            self.kernel,
+            self.stride,
+            self.pad,
+            out.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?,
+        );
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+impl TypedOp for NativeMaxPool {
+    as_op!();
+
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let x = inputs[0]
+            .shape
+            .as_concrete()
+            .context("NativeMaxPool: input shape must be known")?;
+        Ok(tvec!(u8::fact(self.out_shape(x))))
+    }
+}

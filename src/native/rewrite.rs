@@ -1,0 +1,671 @@
+//! The ONNX-level rewrite that puts the native ops into a model.
+//!
+//! It runs on the protobuf graph, before tract parses it, because that is where an int8 model's
+//! integers still are: int8 weights, int32 biases, scales and zero points as initializers (tract
+//! folds QDQ weights to float as soon as it types the graph). Recognized, for u8 activations:
+//! * QOperator: `QLinearConv` (onnxruntime's and ours);
+//! * QDQ: `DequantizeLinear -> Conv (DQ weights, DQ or float bias) -> [Relu] -> QuantizeLinear`,
+//!   and `... Conv -> Add(DequantizeLinear(identity)) -> [Relu] -> QuantizeLinear` (the residual
+//!   block end as our quantizer writes it), fused into one native conv;
+//! * the stem's max pool on a quantized tensor (`MaxPool` on u8, or `DQ -> MaxPool -> Q` with
+//!   one grid).
+//!
+//! Then every tensor a native op produces is NHWC; elementwise consumers (Q/DQ with scalar
+//! parameters, `Relu`, `Add`, `QLinearAdd`) keep it so, and a `Transpose` is inserted only before
+//! an op that needs NCHW. Nodes left without consumers are dropped.
+
+use super::ops::{CONV_OP, DOMAIN, MAX_POOL_OP};
+use std::collections::{HashMap, HashSet};
+use tract_onnx::pb;
+use tract_onnx::pb::attribute_proto::AttributeType;
+use tract_onnx::pb::tensor_proto::DataType;
+
+/// The rewritten model and how many native ops it has.
+pub struct Rewritten {
+    pub model: pb::ModelProto,
+    pub native_ops: usize,
+}
+
+/// Replaces what the native path runs; any model comes out valid (unchanged if nothing matched).
+pub fn rewrite(model: &pb::ModelProto) -> Rewritten {
+    let Some(graph) = model.graph.as_ref() else {
+        return Rewritten {
+            model: model.clone(),
+            native_ops: 0,
+        };
+    };
+    let mut g = graph.clone();
+    let native_ops = replace_patterns(&mut g);
+    if native_ops == 0 {
+        return Rewritten {
+            model: model.clone(),
+            native_ops: 0,
+        };
+    }
+    if !assign_layouts(&mut g) {
+        log::warn!("native rewrite skipped: a graph output would be NHWC");
+        return Rewritten {
+            model: model.clone(),
+            native_ops: 0,
+        };
+    }
+    remove_dead(&mut g);
+    let mut model = model.clone();
+    if !model.opset_import.iter().any(|o| o.domain == DOMAIN) {
+        model.opset_import.push(pb::OperatorSetIdProto {
+            domain: DOMAIN.into(),
+            version: 1,
+        });
+    }
+    model.graph = Some(g);
+    Rewritten { model, native_ops }
+}
+
+/// Numeric content of an initializer, as f64 (float, u8, i8, i32, i64).
+fn values(t: &pb::TensorProto) -> Option<Vec<f64>> {
+    let dt = DataType::try_from(t.data_type).ok()?;
+    let raw = &t.raw_data;
+    let from_raw = !raw.is_empty();
+    Some(match dt {
+        DataType::Float if from_raw => raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+            .collect(),
+        DataType::Float => t.float_data.iter().map(|&v| v as f64).collect(),
+        DataType::Uint8 if from_raw => raw.iter().map(|&v| v as f64).collect(),
+        DataType::Int8 if from_raw => raw.iter().map(|&v| v as i8 as f64).collect(),
+        DataType::Uint8 | DataType::Int8 | DataType::Int32 if !from_raw => {
+            t.int32_data.iter().map(|&v| v as f64).collect()
+        }
+        DataType::Int32 => raw
+            .chunks_exact(4)
+            .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as f64)
+            .collect(),
+        DataType::Int64 if from_raw => raw
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64)
+            .collect(),
+        DataType::Int64 => t.int64_data.iter().map(|&v| v as f64).collect(),
+        _ => return None,
+    })
+}
+
+fn attr<'a>(n: &'a pb::NodeProto, name: &str) -> Option<&'a pb::AttributeProto> {
+    n.attribute.iter().find(|a| a.name == name)
+}
+
+fn attr_ints(n: &pb::NodeProto, name: &str) -> Option<Vec<i64>> {
+    attr(n, name).map(|a| a.ints.clone())
+}
+
+fn attr_int(n: &pb::NodeProto, name: &str) -> Option<i64> {
+    attr(n, name).map(|a| a.i)
+}
+
+fn int_attr(name: &str, i: i64) -> pb::AttributeProto {
+    pb::AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Int as i32,
+        i,
+        ..Default::default()
+    }
+}
+
+fn ints_attr(name: &str, ints: Vec<i64>) -> pb::AttributeProto {
+    pb::AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Ints as i32,
+        ints,
+        ..Default::default()
+    }
+}
+
+fn float_attr(name: &str, f: f32) -> pb::AttributeProto {
+    pb::AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Float as i32,
+        f,
+        ..Default::default()
+    }
+}
+
+fn raw_init(name: String, dt: DataType, dims: Vec<i64>, raw_data: Vec<u8>) -> pb::TensorProto {
+    pb::TensorProto {
+        name,
+        dims,
+        data_type: dt as i32,
+        raw_data,
+        ..Default::default()
+    }
+}
+
+/// Square kernel, equal strides, equal pads, no dilation: `(kernel, stride, pad)`.
+fn window(n: &pb::NodeProto) -> Option<(usize, usize, usize)> {
+    let ks = attr_ints(n, "kernel_shape")?;
+    let st = attr_ints(n, "strides").unwrap_or(vec![1, 1]);
+    let pads = attr_ints(n, "pads").unwrap_or(vec![0; 4]);
+    let dil = attr_ints(n, "dilations").unwrap_or(vec![1, 1]);
+    let auto_pad_ok = attr(n, "auto_pad").is_none_or(|a| a.s.is_empty() || a.s == b"NOTSET");
+    let ok = ks.len() == 2
+        && ks[0] == ks[1]
+        && st.len() == 2
+        && st[0] == st[1]
+        && pads.len() == 4
+        && pads.iter().all(|&p| p == pads[0])
+        && dil.iter().all(|&d| d == 1)
+        && auto_pad_ok
+        && attr_int(n, "ceil_mode").unwrap_or(0) == 0;
+    ok.then_some((ks[0] as usize, st[0] as usize, pads[0] as usize))
+}
+
+/// The graph's lookups: built once; a replacement keeps the replaced node's place and outputs.
+struct Index {
+    /// Initializer name -> position in the graph's initializers.
+    inits: HashMap<String, usize>,
+    /// Per initializer: dims, data type, and the values of the small ones, decoded once.
+    init_protos: Vec<(Vec<i64>, i32, Option<Vec<f64>>)>,
+    producer: HashMap<String, usize>,
+    consumers: HashMap<String, Vec<usize>>,
+    outputs: HashSet<String>,
+}
+
+impl Index {
+    fn new(g: &pb::GraphProto) -> Self {
+        let mut producer = HashMap::new();
+        let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, n) in g.node.iter().enumerate() {
+            for o in &n.output {
+                producer.insert(o.clone(), i);
+            }
+            for t in &n.input {
+                consumers.entry(t.clone()).or_default().push(i);
+            }
+        }
+        Index {
+            inits: g
+                .initializer
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.name.clone(), i))
+                .collect(),
+            init_protos: g
+                .initializer
+                .iter()
+                .map(|t| {
+                    // Large tensors (weights) decode when a pattern asks; scalars now.
+                    let small = t.dims.iter().product::<i64>() <= 4096;
+                    (
+                        t.dims.clone(),
+                        t.data_type,
+                        if small { values(t) } else { None },
+                    )
+                })
+                .collect(),
+            producer,
+            consumers,
+            outputs: g.output.iter().map(|o| o.name.clone()).collect(),
+        }
+    }
+
+    fn init_values_in(&self, g: &pb::GraphProto, name: &str) -> Option<Vec<f64>> {
+        let &i = self.inits.get(name)?;
+        match &self.init_protos[i].2 {
+            Some(v) => Some(v.clone()),
+            None => values(&g.initializer[i]),
+        }
+    }
+
+    fn dims(&self, name: &str) -> Option<&[i64]> {
+        self.inits
+            .get(name)
+            .map(|&i| self.init_protos[i].0.as_slice())
+    }
+
+    fn dtype(&self, name: &str) -> Option<DataType> {
+        self.inits
+            .get(name)
+            .and_then(|&i| DataType::try_from(self.init_protos[i].1).ok())
+    }
+
+    /// A scalar (or one-element) initializer.
+    fn scalar(&self, g: &pb::GraphProto, name: &str) -> Option<f64> {
+        self.init_values_in(g, name)
+            .filter(|v| v.len() == 1)
+            .map(|v| v[0])
+    }
+
+    /// The only consumer of `t`, if it has exactly one and is not a graph output.
+    fn sole_consumer<'g>(
+        &self,
+        g: &'g pb::GraphProto,
+        t: &str,
+    ) -> Option<(usize, &'g pb::NodeProto)> {
+        if self.outputs.contains(t) {
+            return None;
+        }
+        match self.consumers.get(t).map(|v| v.as_slice()) {
+            Some([i]) => Some((*i, &g.node[*i])),
+            _ => None,
+        }
+    }
+
+    /// `(quantized input, scale, zero point)` of a per-tensor u8 `DequantizeLinear` producing `t`.
+    fn dequantized_u8<'g>(&self, g: &'g pb::GraphProto, t: &str) -> Option<(&'g str, f64, i32)> {
+        let n = &g.node[*self.producer.get(t)?];
+        if n.op_type != "DequantizeLinear"
+            || n.input.len() != 3
+            || self.inits.contains_key(&n.input[0])
+        {
+            return None;
+        }
+        let (s, z) = (self.scalar(g, &n.input[1])?, self.scalar(g, &n.input[2])?);
+        (self.dtype(&n.input[2]) == Some(DataType::Uint8)).then_some((
+            n.input[0].as_str(),
+            s,
+            z as i32,
+        ))
+    }
+
+    /// `(scale, zero point)` of a per-tensor u8 `QuantizeLinear`.
+    fn quantize_u8(&self, g: &pb::GraphProto, n: &pb::NodeProto) -> Option<(f64, i32)> {
+        if n.op_type != "QuantizeLinear"
+            || n.input.len() != 3
+            || self.dtype(&n.input[2]) != Some(DataType::Uint8)
+        {
+            return None;
+        }
+        Some((
+            self.scalar(g, &n.input[1])?,
+            self.scalar(g, &n.input[2])? as i32,
+        ))
+    }
+}
+
+/// What a native conv needs, gathered from either layout.
+struct ConvParts {
+    name: String,
+    x: String,
+    x_scale: f64,
+    x_zero: i32,
+    /// int8 weights as stored, with their dims.
+    w: Vec<i8>,
+    w_dims: Vec<i64>,
+    w_scales: Vec<f64>,
+    /// Float bias (dequantized), per output channel.
+    bias: Vec<f64>,
+    window: (usize, usize, usize),
+    groups: usize,
+    y_scale: f64,
+    y_zero: i32,
+    relu: bool,
+    /// `(quantized identity, scale, zero point)`.
+    residual: Option<(String, f64, i32)>,
+    output: String,
+}
+
+/// int8 weights with zero zero points: `(values, dims, scales per output channel)`.
+fn int8_weights(
+    g: &pb::GraphProto,
+    ix: &Index,
+    w: &str,
+    scale: &str,
+    zero: &str,
+) -> Option<(Vec<i8>, Vec<i64>, Vec<f64>)> {
+    let dims = ix.dims(w)?.to_vec();
+    if ix.dtype(w)? != DataType::Int8 || dims.len() != 4 {
+        return None;
+    }
+    if ix.init_values_in(g, zero)?.iter().any(|&z| z != 0.0) {
+        return None;
+    }
+    let out = dims[0] as usize;
+    let mut scales = ix.init_values_in(g, scale)?;
+    if scales.len() == 1 {
+        scales = vec![scales[0]; out];
+    }
+    (scales.len() == out).then_some(())?;
+    let w = ix
+        .init_values_in(g, w)?
+        .into_iter()
+        .map(|v| v as i8)
+        .collect();
+    Some((w, dims, scales))
+}
+
+/// A QDQ conv starting at node `ci`, with its requantizing tail.
+fn qdq_conv(g: &pb::GraphProto, ix: &Index, ci: usize) -> Option<(usize, ConvParts)> {
+    let c = &g.node[ci];
+    if c.op_type != "Conv" || c.input.len() < 2 {
+        return None;
+    }
+    let (xq, xs, xz) = ix.dequantized_u8(g, &c.input[0])?;
+    let wdq = &g.node[*ix.producer.get(&c.input[1])?];
+    if wdq.op_type != "DequantizeLinear" || wdq.input.len() != 3 {
+        return None;
+    }
+    if ix.init_values_in(g, &wdq.input[1])?.len() > 1 && attr_int(wdq, "axis").unwrap_or(1) != 0 {
+        return None;
+    }
+    let (w, w_dims, w_scales) = int8_weights(g, ix, &wdq.input[0], &wdq.input[1], &wdq.input[2])?;
+    let out = w_dims[0] as usize;
+    let bias = match c.input.get(2).filter(|b| !b.is_empty()) {
+        None => vec![0.0; out],
+        Some(b) if ix.inits.contains_key(b) => ix.init_values_in(g, b)?,
+        Some(b) => {
+            let bdq = &g.node[*ix.producer.get(b)?];
+            if bdq.op_type != "DequantizeLinear" {
+                return None;
+            }
+            let q = ix.init_values_in(g, &bdq.input[0])?;
+            let mut s = ix.init_values_in(g, &bdq.input[1])?;
+            if s.len() == 1 {
+                s = vec![s[0]; q.len()];
+            }
+            if bdq.input.len() == 3
+                && ix
+                    .init_values_in(g, &bdq.input[2])?
+                    .iter()
+                    .any(|&z| z != 0.0)
+            {
+                return None;
+            }
+            q.iter().zip(&s).map(|(q, s)| q * s).collect()
+        }
+    };
+    (bias.len() == out).then_some(())?;
+    // The tail: [Relu] -> Q, or Add(DQ(identity)) -> [Relu] -> Q.
+    let (mut ni, mut n) = ix.sole_consumer(g, &c.output[0])?;
+    let mut residual = None;
+    if n.op_type == "Add" && n.input.len() == 2 {
+        let other = if n.input[0] == c.output[0] {
+            &n.input[1]
+        } else {
+            &n.input[0]
+        };
+        let (iq, is, iz) = ix.dequantized_u8(g, other)?;
+        residual = Some((iq.to_string(), is, iz));
+        (ni, n) = ix.sole_consumer(g, &n.output[0])?;
+    }
+    let relu = n.op_type == "Relu";
+    if relu {
+        (ni, n) = ix.sole_consumer(g, &n.output[0])?;
+    }
+    let (ys, yz) = ix.quantize_u8(g, n)?;
+    let parts = ConvParts {
+        name: c.name.clone(),
+        x: xq.to_string(),
+        x_scale: xs,
+        x_zero: xz,
+        w,
+        w_dims,
+        w_scales,
+        bias,
+        window: window(c)?,
+        groups: attr_int(c, "group").unwrap_or(1) as usize,
+        y_scale: ys,
+        y_zero: yz,
+        relu,
+        residual,
+        output: n.output[0].clone(),
+    };
+    Some((ni, parts))
+}
+
+/// A `QLinearConv` with u8 activations.
+fn qlinear_conv(g: &pb::GraphProto, ix: &Index, ci: usize) -> Option<(usize, ConvParts)> {
+    let c = &g.node[ci];
+    if c.op_type != "QLinearConv"
+        || c.input.len() < 8
+        || ix.dtype(&c.input[2]) != Some(DataType::Uint8)
+    {
+        return None;
+    }
+    let (w, w_dims, w_scales) = int8_weights(g, ix, &c.input[3], &c.input[4], &c.input[5])?;
+    let xs = ix.scalar(g, &c.input[1])?;
+    let out = w_dims[0] as usize;
+    let bias = match c.input.get(8).filter(|b| !b.is_empty()) {
+        None => vec![0.0; out],
+        Some(b) => ix
+            .init_values_in(g, b)?
+            .iter()
+            .zip(&w_scales)
+            .map(|(q, ws)| q * xs * ws)
+            .collect(),
+    };
+    (bias.len() == out).then_some(())?;
+    let parts = ConvParts {
+        name: c.name.clone(),
+        x: c.input[0].clone(),
+        x_scale: xs,
+        x_zero: ix.scalar(g, &c.input[2])? as i32,
+        w,
+        w_dims,
+        w_scales,
+        bias,
+        window: window(c)?,
+        groups: attr_int(c, "group").unwrap_or(1) as usize,
+        y_scale: ix.scalar(g, &c.input[6])?,
+        y_zero: ix.scalar(g, &c.input[7])? as i32,
+        relu: false,
+        residual: None,
+        output: c.output[0].clone(),
+    };
+    Some((ci, parts))
+}
+
+/// The native conv node and its initializers.
+fn native_conv(p: &ConvParts) -> (pb::NodeProto, Vec<pb::TensorProto>) {
+    let (k, s, pad) = p.window;
+    let out = p.w_dims[0] as usize;
+    let prefix = format!("{}.native", p.name);
+    let acc_scales: Vec<f64> = p.w_scales.iter().map(|ws| p.x_scale * ws).collect();
+    let bias: Vec<i32> = p
+        .bias
+        .iter()
+        .zip(&acc_scales)
+        .map(|(b, s)| {
+            (b / s)
+                .round_ties_even()
+                .clamp(i32::MIN as f64, i32::MAX as f64) as i32
+        })
+        .collect();
+    let mult: Vec<f32> = acc_scales.iter().map(|s| (s / p.y_scale) as f32).collect();
+    let inits = vec![
+        raw_init(
+            format!("{prefix}.w"),
+            DataType::Int8,
+            p.w_dims.clone(),
+            p.w.iter().map(|&v| v as u8).collect(),
+        ),
+        raw_init(
+            format!("{prefix}.bias"),
+            DataType::Int32,
+            vec![out as i64],
+            bias.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ),
+        raw_init(
+            format!("{prefix}.multiplier"),
+            DataType::Float,
+            vec![out as i64],
+            mult.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ),
+    ];
+    let mut input = vec![
+        p.x.clone(),
+        inits[0].name.clone(),
+        inits[1].name.clone(),
+        inits[2].name.clone(),
+    ];
+    let mut attribute = vec![
+        int_attr("kernel", k as i64),
+        int_attr("stride", s as i64),
+        int_attr("pad", pad as i64),
+        int_attr("group", p.groups as i64),
+        int_attr("in_zero", p.x_zero as i64),
+        int_attr("out_zero", p.y_zero as i64),
+        int_attr("lo", if p.relu { p.y_zero as i64 } else { 0 }),
+        int_attr("hi", 255),
+    ];
+    if let Some((r, rs, rz)) = &p.residual {
+        input.push(r.clone());
+        attribute.push(int_attr("residual_zero", *rz as i64));
+        attribute.push(float_attr("residual_multiplier", (rs / p.y_scale) as f32));
+    }
+    let node = pb::NodeProto {
+        name: prefix,
+        op_type: CONV_OP.into(),
+        domain: DOMAIN.into(),
+        input,
+        output: vec![p.output.clone()],
+        attribute,
+        ..Default::default()
+    };
+    (node, inits)
+}
+
+fn native_max_pool(
+    name: &str,
+    x: &str,
+    out: &str,
+    (k, s, p): (usize, usize, usize),
+) -> pb::NodeProto {
+    pb::NodeProto {
+        name: format!("{name}.native"),
+        op_type: MAX_POOL_OP.into(),
+        domain: DOMAIN.into(),
+        input: vec![x.into()],
+        output: vec![out.into()],
+        attribute: vec![
+            int_attr("kernel", k as i64),
+            int_attr("stride", s as i64),
+            int_attr("pad", p as i64),
+        ],
+        ..Default::default()
+    }
+}
+
+/// Replaces every recognized pattern's last node by a native node; returns how many.
+fn replace_patterns(g: &mut pb::GraphProto) -> usize {
+    let mut count = 0;
+    let mut i = 0;
+    let ix = Index::new(g);
+    while i < g.node.len() {
+        let n = &g.node[i];
+        let conv = qdq_conv(g, &ix, i).or_else(|| qlinear_conv(g, &ix, i));
+        if let Some((last, parts)) = conv {
+            let (node, inits) = native_conv(&parts);
+            g.node[last] = node;
+            // Appended after the indexed ones: no pattern reads the native nodes' initializers.
+            g.initializer.extend(inits);
+            count += 1;
+        } else if n.op_type == "MaxPool" && n.output.len() == 1 {
+            // DQ -> MaxPool -> Q on one grid, or MaxPool on what a native op produced.
+            let win = window(n);
+            let from_native = ix
+                .producer
+                .get(&n.input[0])
+                .is_some_and(|&p| g.node[p].domain == DOMAIN);
+            if let (Some(win), true) = (win, from_native) {
+                g.node[i] = native_max_pool(&n.name, &n.input[0], &n.output[0], win);
+                count += 1;
+            } else if let (Some(win), Some((a, s, z))) = (win, ix.dequantized_u8(g, &n.input[0])) {
+                if let Some((qi, q)) = ix.sole_consumer(g, &n.output[0]) {
+                    if ix.quantize_u8(g, q) == Some((s, z)) {
+                        g.node[qi] = native_max_pool(&n.name, a, &q.output[0], win);
+                        count += 1;
+                    }
+                }
+            }
+        }
+        i += 1;
+    }
+    count
+}
+
+/// Ops that compute element by element with per-tensor parameters, so any layout will do.
+fn layout_free(n: &pb::NodeProto, inits: &HashMap<String, pb::TensorProto>) -> bool {
+    let scalar_params = n
+        .input
+        .iter()
+        .filter(|t| inits.contains_key(*t))
+        .all(|t| inits[t].dims.iter().product::<i64>() <= 1);
+    matches!(
+        n.op_type.as_str(),
+        "QuantizeLinear" | "DequantizeLinear" | "Relu" | "Add" | "QLinearAdd"
+    ) && scalar_params
+}
+
+fn transpose(input: &str, output: &str, perm: [i64; 4]) -> pb::NodeProto {
+    pb::NodeProto {
+        name: output.into(),
+        op_type: "Transpose".into(),
+        input: vec![input.into()],
+        output: vec![output.into()],
+        attribute: vec![ints_attr("perm", perm.to_vec())],
+        ..Default::default()
+    }
+}
+
+/// Makes native ops read and write NHWC, converting at the region's borders. `false` if a graph
+/// output would be NHWC.
+fn assign_layouts(g: &mut pb::GraphProto) -> bool {
+    let inits: HashMap<String, pb::TensorProto> = g
+        .initializer
+        .iter()
+        .map(|t| (t.name.clone(), t.clone()))
+        .collect();
+    let mut nhwc: HashSet<String> = HashSet::new();
+    let mut to_nhwc: HashMap<String, String> = HashMap::new();
+    let mut to_nchw: HashMap<String, String> = HashMap::new();
+    let mut out = Vec::with_capacity(g.node.len() + 4);
+    for mut n in std::mem::take(&mut g.node) {
+        let native = n.domain == DOMAIN;
+        let acts: Vec<usize> = (0..n.input.len())
+            .filter(|&k| !n.input[k].is_empty() && !inits.contains_key(&n.input[k]))
+            .collect();
+        let wants_nhwc =
+            native || (layout_free(&n, &inits) && acts.iter().any(|&k| nhwc.contains(&n.input[k])));
+        for k in acts {
+            let t = n.input[k].clone();
+            if wants_nhwc && !nhwc.contains(&t) {
+                let name = to_nhwc.entry(t.clone()).or_insert_with(|| {
+                    let name = format!("{t}.nhwc");
+                    out.push(transpose(&t, &name, [0, 2, 3, 1]));
+                    name
+                });
+                n.input[k] = name.clone();
+            } else if !wants_nhwc && nhwc.contains(&t) {
+                let name = to_nchw.entry(t.clone()).or_insert_with(|| {
+                    let name = format!("{t}.nchw");
+                    out.push(transpose(&t, &name, [0, 3, 1, 2]));
+                    name
+                });
+                n.input[k] = name.clone();
+            }
+        }
+        if wants_nhwc {
+            nhwc.extend(n.output.iter().cloned());
+        }
+        out.push(n);
+    }
+    g.node = out;
+    !g.output.iter().any(|o| nhwc.contains(&o.name))
+}
+
+/// Drops nodes whose outputs nothing reads, and initializers no node reads.
+fn remove_dead(g: &mut pb::GraphProto) {
+    let mut used: HashSet<String> = g.output.iter().map(|o| o.name.clone()).collect();
+    let mut live = vec![false; g.node.len()];
+    for (i, n) in g.node.iter().enumerate().rev() {
+        if n.output.iter().any(|o| used.contains(o)) {
+            live[i] = true;
+            used.extend(n.input.iter().cloned());
+        }
+    }
+    let mut k = 0;
+    g.node.retain(|_| {
+        k += 1;
+        live[k - 1]
+    });
+    g.initializer.retain(|t| used.contains(&t.name));
+}
