@@ -25,6 +25,7 @@ pub struct Model {
     state: TypedSimpleState,
     metadata: ModelMetadata,
     num_classes: usize,
+    native_ops: usize,
 }
 
 impl std::fmt::Debug for Model {
@@ -138,6 +139,7 @@ impl Model {
             state,
             metadata,
             num_classes,
+            native_ops,
         })
     }
 
@@ -151,6 +153,11 @@ impl Model {
 
     pub fn num_classes(&self) -> usize {
         self.num_classes
+    }
+
+    /// How many layers the native rewrite took over (0 on the stock backend).
+    pub fn native_ops(&self) -> usize {
+        self.native_ops
     }
 
     /// The optimized tract model, for inspection.
