@@ -34,6 +34,11 @@ pub fn run(
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(f64::total_cmp);
+    // Stock tract runs on one thread whatever the setting.
+    let threads = match kernels {
+        Kernels::Native => resnext_edge::kernels::threads(),
+        Kernels::Stock => 1,
+    };
     let pick = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
     let (median, p90, min) = (pick(0.5), pick(0.9), times[0]);
     if json {
@@ -42,13 +47,13 @@ pub fn run(
             "p90_ms": p90,
             "min_ms": min,
             "runs": runs,
-            "threads": 1,
+            "threads": threads,
             "kernels": kernels.describe(),
         });
         println!("{v}");
     } else {
         println!(
-            "{}: median {median:.2} ms, p90 {p90:.2} ms, min {min:.2} ms over {runs} runs (1 thread, {} kernels)",
+            "{}: median {median:.2} ms, p90 {p90:.2} ms, min {min:.2} ms over {runs} runs ({threads} threads, {} kernels)",
             path.display(),
             kernels.describe()
         );

@@ -54,6 +54,9 @@ enum Command {
         /// Who runs the int8 convolutions: the native kernels, or stock tract.
         #[arg(long, value_enum, default_value = "native")]
         kernels: Kernels,
+        /// Threads for the native kernels (default: every core).
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
     },
     /// Time the model on one input: warm-up runs, then timed runs (median, p90, min).
     Bench {
@@ -69,6 +72,9 @@ enum Command {
         /// without the native rewrite).
         #[arg(long, value_enum, default_value = "native")]
         kernels: Kernels,
+        /// Threads for the native kernels (default: every core; stock tract uses one).
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
         /// One JSON object: {"median_ms", "p90_ms", "min_ms", "runs", "threads", "kernels"}.
         #[arg(long)]
         json: bool,
@@ -119,20 +125,32 @@ fn main() -> ExitCode {
             json,
             logits,
             kernels,
-        } => classify(&model, &images, top_k, json, logits, kernels),
+            threads,
+        } => {
+            set_threads(threads);
+            classify(&model, &images, top_k, json, logits, kernels)
+        }
         Command::Bench {
             model,
             runs,
             warmup,
             kernels,
+            threads,
             json,
-        } => fatal_on_error(bench::run(&model, runs, warmup, kernels, json)),
+        } => {
+            set_threads(threads);
+            fatal_on_error(bench::run(&model, runs, warmup, kernels, json))
+        }
         Command::Info {
             model,
             kernels,
             json,
         } => fatal_on_error(info(&model, kernels, json)),
     }
+}
+
+fn set_threads(threads: Option<usize>) {
+    resnext_edge::kernels::set_threads(threads.unwrap_or(0));
 }
 
 fn fatal_on_error(r: anyhow::Result<()>) -> ExitCode {

@@ -16,3 +16,24 @@ pub fn dot_i16(rows: usize, patch: &[i16], kp: usize, w: &[i16], n: usize, acc: 
         }
     }
 }
+
+/// `acc[r][o] += sum_q sum_t patch[r][4q + t] * w[q][o][t]`, patch u8, weights i8.
+pub fn dot_u8i8(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, acc: &mut [i32]) {
+    assert!(kq % 4 == 0);
+    assert!(patch.len() >= rows * kq && w.len() >= kq * n && acc.len() >= rows * n);
+    for r in 0..rows {
+        let p = &patch[r * kq..(r + 1) * kq];
+        let a = &mut acc[r * n..(r + 1) * n];
+        for (q, quad) in p.chunks_exact(4).enumerate() {
+            let wq = &w[q * n * 4..(q + 1) * n * 4];
+            for (o, acc) in a.iter_mut().enumerate() {
+                let wo = &wq[4 * o..4 * o + 4];
+                *acc += quad
+                    .iter()
+                    .zip(wo)
+                    .map(|(&x, &w)| x as i32 * w as i32)
+                    .sum::<i32>();
+            }
+        }
+    }
+}

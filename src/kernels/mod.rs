@@ -1,12 +1,19 @@
 //! The integer inner loop of the native convolution, in one generic definition and per-ISA
 //! twins, behind one dispatch point.
 //!
-//! The operation: `acc[r][o] += sum_k patch[r][k] * w[k][o]` over i16 inputs into i32, for a
-//! block of rows (output pixels), `k` running over the convolution's depth (taps x
-//! input channels of a group) in pairs. Weights are packed once at load as `[k / 2][n][2]` i16,
-//! so that one pair of inputs times a pair of weights is one `pmaddwd` lane (x86) or two
-//! `smlal` lanes (ARM). Integer accumulation is exact in any order, so every twin must equal
-//! [`generic::dot_i16`] bit for bit; the property tests check it on random shapes.
+//! The operation: `acc[r][o] += sum_k patch[r][k] * w[k][o]` into i32, for a block of rows
+//! (output pixels), `k` running over the convolution's depth (taps x input channels of a group).
+//! Two families, by what the hardware multiplies:
+//! * **i16 pairs** ([`DotI16`]): the patch holds `x - zero_point` as i16, weights are packed as
+//!   `[k / 2][n][2]` i16, so that one pair of inputs times a pair of weights is one `pmaddwd`
+//!   lane (x86 AVX2) or two `smlal` lanes (ARM).
+//! * **u8 quads** ([`DotU8I8`]): the patch holds `x` as is (u8), weights `[k / 4][n][4]` i8, one
+//!   quad per `vpdpbusd` lane (x86 VNNI); the zero point's share, `zero_point * sum_k w[k][o]`,
+//!   is taken out of the bias at load.
+//!
+//! Integer accumulation is exact in any order, so every twin must equal its family's generic
+//! kernel bit for bit, and both families give the same convolution; the property tests check
+//! both on random shapes.
 //!
 //! `RESNEXT_EDGE_KERNELS=generic` forces the generic path.
 
@@ -23,42 +30,99 @@ pub const MAX_ROWS: usize = 32;
 /// for `r < rows`, `kp` even.
 pub type DotI16 = fn(rows: usize, patch: &[i16], kp: usize, w: &[i16], n: usize, acc: &mut [i32]);
 
+/// Signature of a `dot_u8i8` kernel: `acc[r * n + o] += sum_q patch[r * kq + 4q..][0..4] . w[(q * n + o) * 4..][0..4]`
+/// for `r < rows`, `kq` a multiple of 4; `patch` u8, `w` i8.
+pub type DotU8I8 = fn(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, acc: &mut [i32]);
+
+/// Which data layout a kernel wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    I16Pairs,
+    U8Quads,
+}
+
+/// A kernel of either family.
+#[derive(Clone, Copy, Debug)]
+pub enum Kernel {
+    I16(DotI16),
+    U8(DotU8I8),
+}
+
+impl Kernel {
+    pub fn family(self) -> Family {
+        match self {
+            Kernel::I16(_) => Family::I16Pairs,
+            Kernel::U8(_) => Family::U8Quads,
+        }
+    }
+}
+
 /// The instruction sets a kernel can be built for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
+    /// Plain Rust, i16 pairs: the definition.
     Generic,
-    /// x86_64 AVX2 (`vpmaddwd`).
+    /// Plain Rust, u8 quads: the definition of the other family.
+    GenericU8,
+    /// x86_64 AVX2 (`vpmaddwd`), i16 pairs.
     Avx2,
+    /// x86_64 AVX-VNNI or AVX-512 VNNI on 256-bit vectors (`vpdpbusd`), u8 quads.
+    Vnni,
 }
 
 impl Isa {
     pub fn name(self) -> &'static str {
         match self {
             Isa::Generic => "generic",
+            Isa::GenericU8 => "generic-u8",
             Isa::Avx2 => "avx2",
+            Isa::Vnni => "vnni",
         }
     }
 
     /// Every ISA this CPU can run, generic first.
     pub fn available() -> Vec<Isa> {
-        let mut v = vec![Isa::Generic];
+        let mut v = vec![Isa::Generic, Isa::GenericU8];
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            v.push(Isa::Avx2);
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                v.push(Isa::Avx2);
+            }
+            if x86_64::has_vnni() {
+                v.push(Isa::Vnni);
+            }
         }
         v
     }
 
-    /// The `dot_i16` kernel of this ISA.
-    pub fn dot_i16(self) -> DotI16 {
+    /// The kernel of this ISA.
+    pub fn kernel(self) -> Kernel {
         match self {
-            Isa::Generic => generic::dot_i16,
+            Isa::Generic => Kernel::I16(generic::dot_i16),
+            Isa::GenericU8 => Kernel::U8(generic::dot_u8i8),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => x86_64::dot_i16_avx2,
+            Isa::Avx2 => Kernel::I16(x86_64::dot_i16_avx2),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Vnni => Kernel::U8(x86_64::dot_u8i8_vnni),
             #[allow(unreachable_patterns)]
-            _ => generic::dot_i16,
+            _ => Kernel::I16(generic::dot_i16),
         }
     }
+}
+
+static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Threads a layer's work is split across: what [`set_threads`] said, else every core.
+pub fn threads() -> usize {
+    match THREADS.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// Sets the thread count of [`threads`] (0: every core).
+pub fn set_threads(n: usize) {
+    THREADS.store(n, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// The kernel set this process uses: the best the CPU has, unless `RESNEXT_EDGE_KERNELS=generic`.
@@ -70,7 +134,8 @@ pub fn selected() -> Isa {
             Isa::Generic
         } else {
             *Isa::available()
-                .last()
+                .iter()
+                .rfind(|i| **i != Isa::GenericU8)
                 .expect("generic is always available")
         };
         log::debug!("int8 kernels: {}", isa.name());
@@ -87,6 +152,36 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+        #[test]
+        fn u8_twins_equal_the_generic_kernel(
+            rows in 1usize..=13,
+            quads in 1usize..=200,
+            n in 1usize..=40,
+            seed in any::<u64>(),
+        ) {
+            let kq = 4 * quads;
+            let mut s = seed | 1;
+            let mut next = move || {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                s
+            };
+            let patch: Vec<u8> = (0..rows * kq).map(|_| next() as u8).collect();
+            let w: Vec<i8> = (0..kq * n).map(|_| (next() as i8).max(-127)).collect();
+            let guard = 3;
+            let start: Vec<i32> = (0..rows * n + 2 * guard).map(|_| next() as i32 >> 8).collect();
+            let mut want = start.clone();
+            generic::dot_u8i8(rows, &patch, kq, &w, n, &mut want[guard..guard + rows * n]);
+            for isa in Isa::available() {
+                if let Kernel::U8(dot) = isa.kernel() {
+                    let mut got = start.clone();
+                    dot(rows, &patch, kq, &w, n, &mut got[guard..guard + rows * n]);
+                    prop_assert_eq!(&got, &want, "{}", isa.name());
+                }
+            }
+        }
 
         #[test]
         fn twins_equal_the_generic_kernel(
@@ -111,9 +206,11 @@ mod tests {
             let mut want = start.clone();
             generic::dot_i16(rows, &patch, kp, &w, n, &mut want[guard..guard + rows * n]);
             for isa in Isa::available() {
-                let mut got = start.clone();
-                (isa.dot_i16())(rows, &patch, kp, &w, n, &mut got[guard..guard + rows * n]);
-                prop_assert_eq!(&got, &want, "{}", isa.name());
+                if let Kernel::I16(dot) = isa.kernel() {
+                    let mut got = start.clone();
+                    dot(rows, &patch, kp, &w, n, &mut got[guard..guard + rows * n]);
+                    prop_assert_eq!(&got, &want, "{}", isa.name());
+                }
             }
         }
     }

@@ -177,3 +177,158 @@ unsafe fn dot_avx2(
         o += 1;
     }
 }
+
+/// AVX-VNNI, or AVX-512 VNNI with 256-bit vectors.
+pub fn has_vnni() -> bool {
+    std::arch::is_x86_feature_detected!("avxvnni")
+        || (std::arch::is_x86_feature_detected!("avx512vnni")
+            && std::arch::is_x86_feature_detected!("avx512vl"))
+}
+
+/// VNNI twin of [`super::generic::dot_u8i8`]; falls back to it without VNNI.
+///
+/// Tile: 4 rows x 8 outputs in 4 ymm accumulators; per input quad one weight load (8 outputs
+/// x 4 i8) shared by the rows, one broadcast and one `vpdpbusd` (32 multiply-adds) per row.
+/// The depth runs in blocks of `KC` quads; outputs beyond the last multiple of 8 run one by one.
+pub fn dot_u8i8_vnni(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, acc: &mut [i32]) {
+    assert!(kq % 4 == 0);
+    assert!(patch.len() >= rows * kq && w.len() >= kq * n && acc.len() >= rows * n);
+    let avx = std::arch::is_x86_feature_detected!("avxvnni");
+    if !avx && !has_vnni() {
+        return super::generic::dot_u8i8(rows, patch, kq, w, n, acc);
+    }
+    const KC: usize = 256;
+    let quads = kq / 4;
+    let mut q0 = 0;
+    while q0 < quads {
+        let q1 = (q0 + KC).min(quads);
+        let args = (
+            rows,
+            patch.as_ptr(),
+            kq,
+            w.as_ptr(),
+            n,
+            acc.as_mut_ptr(),
+            q0,
+            q1,
+        );
+        // SAFETY: the feature is present (checked above); the slices hold rows * kq patch bytes,
+        // kq * n weights and rows * n accumulators (asserted above), and q0 <= q1 <= kq / 4.
+        unsafe {
+            if avx {
+                dot_vnni_avx(args)
+            } else {
+                dot_vnni_512(args)
+            }
+        }
+        q0 = q1;
+    }
+}
+
+type VnniArgs = (
+    usize,
+    *const u8,
+    usize,
+    *const i8,
+    usize,
+    *mut i32,
+    usize,
+    usize,
+);
+
+/// # Safety
+/// AVX-VNNI must be available; the rest as for [`dot_vnni_body`].
+#[target_feature(enable = "avx2,avxvnni")]
+unsafe fn dot_vnni_avx(a: VnniArgs) {
+    // SAFETY: forwarded preconditions; the closure runs inside this feature-enabled function.
+    unsafe { dot_vnni_body(a, |acc, x, w| _mm256_dpbusd_avx_epi32(acc, x, w)) }
+}
+
+/// # Safety
+/// AVX-512 VNNI and VL must be available; the rest as for [`dot_vnni_body`].
+#[target_feature(enable = "avx2,avx512vnni,avx512vl")]
+unsafe fn dot_vnni_512(a: VnniArgs) {
+    // SAFETY: forwarded preconditions; the closure runs inside this feature-enabled function.
+    unsafe { dot_vnni_body(a, |acc, x, w| _mm256_dpbusd_epi32(acc, x, w)) }
+}
+
+/// Accumulates quads `q0..q1`, `dp` being `vpdpbusd` in one encoding or the other.
+///
+/// # Safety
+/// AVX2 and the `dp` instruction must be available; `patch` must hold `rows * kq` bytes, `w`
+/// `kq * n`, `acc` `rows * n`, and `q0 <= q1 <= kq / 4`.
+#[inline(always)]
+unsafe fn dot_vnni_body(
+    (rows, patch, kq, w, n, acc, q0, q1): VnniArgs,
+    dp: impl Fn(__m256i, __m256i, __m256i) -> __m256i,
+) {
+    // The input quad of row r at quad q, as one i32 to broadcast.
+    let quad = |r: usize, q: usize| -> i32 {
+        // SAFETY: r < rows and q < kq / 4, so the four bytes at r * kq + 4q are inside `patch`.
+        unsafe { (patch.add(r * kq + 4 * q) as *const i32).read_unaligned() }
+    };
+    let mut o = 0;
+    while o + 8 <= n {
+        let mut r0 = 0;
+        while r0 + 4 <= rows {
+            // SAFETY (intrinsics in this block): AVX2 is enabled by the caller.
+            let (mut a0, mut a1, mut a2, mut a3) = unsafe {
+                (
+                    _mm256_setzero_si256(),
+                    _mm256_setzero_si256(),
+                    _mm256_setzero_si256(),
+                    _mm256_setzero_si256(),
+                )
+            };
+            for q in q0..q1 {
+                // SAFETY: (q * n + o) * 4 + 32 <= kq * n because o + 8 <= n and q < kq / 4.
+                unsafe {
+                    let wv = _mm256_loadu_si256(w.add((q * n + o) * 4) as *const __m256i);
+                    a0 = dp(a0, _mm256_set1_epi32(quad(r0, q)), wv);
+                    a1 = dp(a1, _mm256_set1_epi32(quad(r0 + 1, q)), wv);
+                    a2 = dp(a2, _mm256_set1_epi32(quad(r0 + 2, q)), wv);
+                    a3 = dp(a3, _mm256_set1_epi32(quad(r0 + 3, q)), wv);
+                }
+            }
+            for (r, ar) in [a0, a1, a2, a3].into_iter().enumerate() {
+                // SAFETY: (r0 + r) * n + o + 8 <= rows * n.
+                unsafe {
+                    let p = acc.add((r0 + r) * n + o) as *mut __m256i;
+                    _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), ar));
+                }
+            }
+            r0 += 4;
+        }
+        while r0 < rows {
+            // SAFETY (intrinsics and pointers in this block): as above, for one row.
+            unsafe {
+                let mut a = _mm256_setzero_si256();
+                for q in q0..q1 {
+                    let wv = _mm256_loadu_si256(w.add((q * n + o) * 4) as *const __m256i);
+                    a = dp(a, _mm256_set1_epi32(quad(r0, q)), wv);
+                }
+                let p = acc.add(r0 * n + o) as *mut __m256i;
+                _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), a));
+            }
+            r0 += 1;
+        }
+        o += 8;
+    }
+    while o < n {
+        for r in 0..rows {
+            let mut s = 0i32;
+            for q in q0..q1 {
+                for t in 0..4 {
+                    // SAFETY: indices within the bounds stated for `patch` and `w`.
+                    unsafe {
+                        s += *patch.add(r * kq + 4 * q + t) as i32
+                            * *w.add((q * n + o) * 4 + t) as i32;
+                    }
+                }
+            }
+            // SAFETY: r * n + o < rows * n.
+            unsafe { *acc.add(r * n + o) += s };
+        }
+        o += 1;
+    }
+}

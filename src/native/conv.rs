@@ -8,7 +8,7 @@
 //! input zero point, zero where the window leaves the image) is gathered as i16 and handed to the
 //! dispatched `dot_i16` kernel in blocks of [`MAX_ROWS`] pixels (row-major over the output).
 
-use crate::kernels::{DotI16, MAX_ROWS};
+use crate::kernels::{Family, Kernel, MAX_ROWS};
 
 /// Shape of a 2-D convolution on one NHWC image.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -43,6 +43,10 @@ impl ConvGeometry {
     /// [`Self::depth`] rounded up to the kernels' pair width.
     pub fn depth_padded(&self) -> usize {
         self.depth().div_ceil(2) * 2
+    }
+    /// [`Self::depth`] rounded up to the u8 kernels' quad width.
+    pub fn depth_quads(&self) -> usize {
+        self.depth().div_ceil(4) * 4
     }
     /// Multiply-accumulates of one image.
     pub fn macs(&self) -> usize {
@@ -108,48 +112,80 @@ pub fn round_half_even(x: f32) -> i32 {
     ((x + MAGIC) - MAGIC) as i32
 }
 
+/// Weights packed for one kernel family.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PackedWeights {
+    /// Per group: `[depth_padded / 2][cpg_out][2]` i16.
+    I16(Vec<i16>),
+    /// Per group: `[depth_quads / 4][cpg_out][4]` i8, and the bias less
+    /// `in_zero * sum(weights)` of each output channel (the patch carries `x`, not `x - in_zero`).
+    U8 { w: Vec<i8>, bias: Vec<i32> },
+}
+
 /// A convolution ready to run: geometry, packed weights, bias, requantization.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PackedConv {
     pub geom: ConvGeometry,
-    /// Per group: `[depth_padded / 2][cpg_out][2]` i16.
-    pub weights: Vec<i16>,
+    pub packed: PackedWeights,
     pub bias: Vec<i32>,
     pub requant: Requant,
 }
 
 impl PackedConv {
-    /// Packs ONNX-ordered weights `[out_c][cpg_in][k][k]` (int8).
-    pub fn new(geom: ConvGeometry, w: &[i8], bias: Vec<i32>, requant: Requant) -> Self {
-        let (k, cin, cout, dp) = (
-            geom.kernel,
-            geom.cpg_in(),
-            geom.cpg_out(),
-            geom.depth_padded(),
-        );
+    /// Packs ONNX-ordered weights `[out_c][cpg_in][k][k]` (int8) for a kernel `family`.
+    pub fn new(
+        geom: ConvGeometry,
+        w: &[i8],
+        bias: Vec<i32>,
+        requant: Requant,
+        family: Family,
+    ) -> Self {
+        let (k, cin, cout) = (geom.kernel, geom.cpg_in(), geom.cpg_out());
         assert_eq!(w.len(), geom.out_c * cin * k * k);
         assert_eq!(bias.len(), geom.out_c);
         assert_eq!(requant.multiplier.len(), geom.out_c);
-        let mut weights = vec![0i16; geom.groups * dp * cout];
-        for g in 0..geom.groups {
-            let base = g * dp * cout;
-            for o in 0..cout {
-                let oc = g * cout + o;
+        // Calls `f(output channel, depth index, weight)`; depth is tap-major and channel-minor,
+        // as the patch is gathered.
+        let each = |f: &mut dyn FnMut(usize, usize, i8)| {
+            for oc in 0..geom.out_c {
                 for ky in 0..k {
                     for kx in 0..k {
                         for c in 0..cin {
-                            // Depth index: tap-major, channel-minor, as the patch is gathered.
                             let d = (ky * k + kx) * cin + c;
-                            let src = ((oc * cin + c) * k + ky) * k + kx;
-                            weights[base + (d / 2 * cout + o) * 2 + d % 2] = w[src] as i16;
+                            f(oc, d, w[((oc * cin + c) * k + ky) * k + kx]);
                         }
                     }
                 }
             }
-        }
+        };
+        let packed = match family {
+            Family::I16Pairs => {
+                let dp = geom.depth_padded();
+                let mut p = vec![0i16; geom.groups * dp * cout];
+                each(&mut |oc, d, v| {
+                    let (g, o) = (oc / cout, oc % cout);
+                    p[g * dp * cout + (d / 2 * cout + o) * 2 + d % 2] = v as i16;
+                });
+                PackedWeights::I16(p)
+            }
+            Family::U8Quads => {
+                let dq = geom.depth_quads();
+                let mut p = vec![0i8; geom.groups * dq * cout];
+                let mut adjusted = bias.clone();
+                each(&mut |oc, d, v| {
+                    let (g, o) = (oc / cout, oc % cout);
+                    p[g * dq * cout + (d / 4 * cout + o) * 4 + d % 4] = v;
+                    adjusted[oc] -= requant.in_zero * v as i32;
+                });
+                PackedWeights::U8 {
+                    w: p,
+                    bias: adjusted,
+                }
+            }
+        };
         PackedConv {
             geom,
-            weights,
+            packed,
             bias,
             requant,
         }
@@ -162,65 +198,198 @@ impl PackedConv {
 
     /// Runs on `x` (`[in_h][in_w][in_c]` u8), writing `out` (`[out_h][out_w][out_c]`), with the
     /// residual input (shaped as `out`) if the requantization has one.
-    pub fn run(&self, dot: DotI16, x: &[u8], residual: Option<&[u8]>, out: &mut [u8]) {
+    pub fn run(&self, kernel: Kernel, x: &[u8], residual: Option<&[u8]>, out: &mut [u8]) {
+        self.run_threads(kernel, x, residual, out, 1)
+    }
+
+    /// [`Self::run`] with the output pixels split into `threads` contiguous ranges, one per
+    /// thread (the calling one included). Each range is computed exactly as alone, so the result
+    /// does not depend on the thread count.
+    pub fn run_threads(
+        &self,
+        kernel: Kernel,
+        x: &[u8],
+        residual: Option<&[u8]>,
+        out: &mut [u8],
+        threads: usize,
+    ) {
         let g = &self.geom;
-        let (oh, ow, k, s, p) = (g.out_h(), g.out_w(), g.kernel, g.stride, g.pad);
-        let (cin, cout, dp) = (g.cpg_in(), g.cpg_out(), g.depth_padded());
         assert_eq!(x.len(), g.in_h * g.in_w * g.in_c);
         assert_eq!(out.len(), self.out_len());
         assert_eq!(residual.is_some(), self.requant.residual.is_some());
         if let Some(r) = residual {
             assert_eq!(r.len(), out.len());
         }
-        let zx = self.requant.in_zero as i16;
-        let mut patch = vec![0i16; MAX_ROWS * dp];
+        let pixels = g.out_h() * g.out_w();
+        // Ranges in whole 4-pixel tiles; no more threads than there are tiles.
+        let per = pixels.div_ceil(threads.max(1)).div_ceil(4) * 4;
+        if threads <= 1 || per >= pixels {
+            return self.run_pixels(kernel, x, residual, out, 0);
+        }
+        std::thread::scope(|scope| {
+            let mut chunks = out.chunks_mut(per * g.out_c).enumerate();
+            let (_, first) = chunks.next().expect("at least one pixel");
+            for (i, chunk) in chunks {
+                scope.spawn(move || self.run_pixels(kernel, x, residual, chunk, i * per));
+            }
+            self.run_pixels(kernel, x, residual, first, 0);
+        });
+    }
+
+    /// Computes the output pixels `p_start..` that `out` (a slice of the whole output) holds.
+    fn run_pixels(
+        &self,
+        kernel: Kernel,
+        x: &[u8],
+        residual: Option<&[u8]>,
+        out: &mut [u8],
+        p_start: usize,
+    ) {
+        let g = &self.geom;
+        let (ow, k, s, p) = (g.out_w(), g.kernel, g.stride, g.pad);
+        let (cin, cout) = (g.cpg_in(), g.cpg_out());
+        let zx = self.requant.in_zero;
+        // The depth one patch row holds, and the bias the accumulators start from.
+        let (depth, bias) = match (&kernel, &self.packed) {
+            (Kernel::I16(_), PackedWeights::I16(_)) => (g.depth_padded(), &self.bias),
+            (Kernel::U8(_), PackedWeights::U8 { bias, .. }) => (g.depth_quads(), bias),
+            _ => panic!("weights packed for another kernel family"),
+        };
+        // A pointwise conv over the whole input reads its rows in place (u8 family).
+        let in_place = matches!(kernel, Kernel::U8(_))
+            && k == 1
+            && s == 1
+            && p == 0
+            && g.groups == 1
+            && cin == depth;
+        let mut patch16 = vec![
+            0i16;
+            if matches!(kernel, Kernel::I16(_)) {
+                MAX_ROWS * depth
+            } else {
+                0
+            }
+        ];
+        let mut patch8 = vec![
+            0u8;
+            if matches!(kernel, Kernel::U8(_)) && !in_place {
+                MAX_ROWS * depth
+            } else {
+                0
+            }
+        ];
         let mut acc = vec![0i32; MAX_ROWS * cout];
-        let pixels = oh * ow;
-        let mut p0 = 0;
-        while p0 < pixels {
-            let rows = MAX_ROWS.min(pixels - p0);
-            {
-                for grp in 0..g.groups {
+        let p_end = p_start + out.len() / g.out_c;
+        let mut p0 = p_start;
+        while p0 < p_end {
+            let rows = MAX_ROWS.min(p_end - p0);
+            for grp in 0..g.groups {
+                for r in 0..rows {
+                    acc[r * cout..(r + 1) * cout]
+                        .copy_from_slice(&bias[grp * cout..(grp + 1) * cout]);
+                }
+                if !in_place {
                     for r in 0..rows {
                         let (oy, ox) = ((p0 + r) / ow, (p0 + r) % ow);
-                        let row = &mut patch[r * dp..(r + 1) * dp];
                         for ky in 0..k {
                             let iy = (oy * s + ky) as isize - p as isize;
                             for kx in 0..k {
                                 let ix = (ox * s + kx) as isize - p as isize;
-                                let dst = &mut row[(ky * k + kx) * cin..(ky * k + kx + 1) * cin];
-                                if iy < 0
+                                let d0 = r * depth + (ky * k + kx) * cin;
+                                let outside = iy < 0
                                     || ix < 0
                                     || iy >= g.in_h as isize
-                                    || ix >= g.in_w as isize
-                                {
-                                    dst.fill(0);
+                                    || ix >= g.in_w as isize;
+                                let at = if outside {
+                                    0
                                 } else {
-                                    let at =
-                                        (iy as usize * g.in_w + ix as usize) * g.in_c + grp * cin;
-                                    for (d, &v) in dst.iter_mut().zip(&x[at..at + cin]) {
-                                        *d = v as i16 - zx;
+                                    (iy as usize * g.in_w + ix as usize) * g.in_c + grp * cin
+                                };
+                                match kernel {
+                                    // Outside the image: x = in_zero, which is 0 once shifted.
+                                    Kernel::I16(_) => {
+                                        let dst = &mut patch16[d0..d0 + cin];
+                                        if outside {
+                                            dst.fill(0);
+                                        } else {
+                                            for (d, &v) in dst.iter_mut().zip(&x[at..at + cin]) {
+                                                *d = v as i16 - zx as i16;
+                                            }
+                                        }
+                                    }
+                                    Kernel::U8(_) => {
+                                        let dst = &mut patch8[d0..d0 + cin];
+                                        if outside {
+                                            dst.fill(zx as u8);
+                                        } else {
+                                            dst.copy_from_slice(&x[at..at + cin]);
+                                        }
                                     }
                                 }
                             }
                         }
-                        row[g.depth()..].fill(0);
-                        acc[r * cout..(r + 1) * cout]
-                            .copy_from_slice(&self.bias[grp * cout..(grp + 1) * cout]);
-                    }
-                    let w = &self.weights[grp * dp * cout..(grp + 1) * dp * cout];
-                    dot(rows, &patch, dp, w, cout, &mut acc);
-                    for r in 0..rows {
-                        let at = (p0 + r) * g.out_c + grp * cout;
-                        for o in 0..cout {
-                            let res = residual.map(|rv| rv[at + o]);
-                            out[at + o] =
-                                self.requant.apply(grp * cout + o, acc[r * cout + o], res);
+                        // The depth's padding meets zero weights; any value will do.
+                        match kernel {
+                            Kernel::I16(_) => {
+                                patch16[r * depth + g.depth()..(r + 1) * depth].fill(0)
+                            }
+                            Kernel::U8(_) => patch8[r * depth + g.depth()..(r + 1) * depth].fill(0),
                         }
                     }
                 }
+                match (kernel, &self.packed) {
+                    (Kernel::I16(dot), PackedWeights::I16(w)) => {
+                        let wg = &w[grp * depth * cout..(grp + 1) * depth * cout];
+                        dot(rows, &patch16, depth, wg, cout, &mut acc);
+                    }
+                    (Kernel::U8(dot), PackedWeights::U8 { w, .. }) => {
+                        let wg = &w[grp * depth * cout..(grp + 1) * depth * cout];
+                        let rows_patch = if in_place {
+                            &x[p0 * cin..(p0 + rows) * cin]
+                        } else {
+                            &patch8[..]
+                        };
+                        dot(rows, rows_patch, depth, wg, cout, &mut acc);
+                    }
+                    _ => unreachable!("checked above"),
+                }
+                self.write_rows(&acc, rows, p0, grp, residual, out, p_start);
             }
             p0 += rows;
+        }
+    }
+
+    /// Requantizes `rows` pixels' accumulators of group `grp` into `out`.
+    #[allow(clippy::too_many_arguments)]
+    fn write_rows(
+        &self,
+        acc: &[i32],
+        rows: usize,
+        p0: usize,
+        grp: usize,
+        residual: Option<&[u8]>,
+        out: &mut [u8],
+        p_start: usize,
+    ) {
+        let g = &self.geom;
+        let cout = g.cpg_out();
+        for r in 0..rows {
+            let at = (p0 + r) * g.out_c + grp * cout;
+            let local = at - p_start * g.out_c;
+            let a = &acc[r * cout..(r + 1) * cout];
+            let dst = &mut out[local..local + cout];
+            match residual {
+                Some(rv) => {
+                    for (o, (d, &v)) in dst.iter_mut().zip(a).enumerate() {
+                        *d = self.requant.apply(grp * cout + o, v, Some(rv[at + o]));
+                    }
+                }
+                None => {
+                    for (o, (d, &v)) in dst.iter_mut().zip(a).enumerate() {
+                        *d = self.requant.apply(grp * cout + o, v, None);
+                    }
+                }
+            }
         }
     }
 }
@@ -324,6 +493,7 @@ mod tests {
 
     #[derive(Debug, Clone)]
     struct Case {
+        family: crate::kernels::Family,
         geom: ConvGeometry,
         relu: bool,
         residual: bool,
@@ -357,6 +527,7 @@ mod tests {
                         pad: k / 2,
                     };
                     geom.check().ok().map(|_| Case {
+                        family: crate::kernels::Family::I16Pairs,
                         geom,
                         relu,
                         residual,
@@ -392,7 +563,7 @@ mod tests {
                 .residual
                 .then_some((((case.seed >> 16) & 255) as i32, 0.37)),
         };
-        let conv = PackedConv::new(g, &w, bias, requant);
+        let conv = PackedConv::new(g, &w, bias, requant, case.family);
         let residual = case.residual.then(|| bytes(conv.out_len(), case.seed ^ 4));
         (conv, w, x, residual)
     }
@@ -402,12 +573,19 @@ mod tests {
 
         #[test]
         fn every_kernel_equals_the_definition(case in cases()) {
-            let (conv, w, x, residual) = build(&case);
-            let want = reference(&conv, &w, &x, residual.as_deref());
             for isa in Isa::available() {
+                let kernel = isa.kernel();
+                let case = Case { family: kernel.family(), ..case.clone() };
+                let (conv, w, x, residual) = build(&case);
+                let want = reference(&conv, &w, &x, residual.as_deref());
                 let mut out = vec![CANARY; conv.out_len()];
-                conv.run(isa.dot_i16(), &x, residual.as_deref(), &mut out);
+                conv.run(kernel, &x, residual.as_deref(), &mut out);
                 prop_assert_eq!(&out, &want, "{} kernel", isa.name());
+                for threads in [2, 3] {
+                    let mut out = vec![CANARY; conv.out_len()];
+                    conv.run_threads(kernel, &x, residual.as_deref(), &mut out, threads);
+                    prop_assert_eq!(&out, &want, "{} kernel, {} threads", isa.name(), threads);
+                }
             }
         }
     }

@@ -151,6 +151,7 @@ impl Expansion for ConvSpec {
             w.try_as_plain_ram()?.as_slice::<i8>()?,
             bias.try_as_plain_ram()?.as_slice::<i32>()?.to_vec(),
             requant,
+            kernels::selected().kernel().family(),
         );
         let op = NativeConv {
             conv: Arc::new(conv),
@@ -229,12 +230,14 @@ impl EvalOp for NativeConv {
             None => None,
         };
         let mut out = Tensor::zero::<u8>(&[1, g.out_h(), g.out_w(), g.out_c])?;
-        let dot = kernels::selected().dot_i16();
-        self.conv.run(
-            dot,
+        let kernel = kernels::selected().kernel();
+        let threads = kernels::threads();
+        self.conv.run_threads(
+            kernel,
             x,
             residual,
             out.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?,
+            threads,
         );
         Ok(tvec!(out.into_tvalue()))
     }
