@@ -147,8 +147,8 @@ impl ResNeXtConfig {
             let planes = self.base_channels << stage;
             let mid = self.mid_channels(stage);
             if mid == 0
-                || mid % self.groups != 0
-                || (self.groups * self.width_per_group * planes) % self.base_channels != 0
+                || !mid.is_multiple_of(self.groups)
+                || !(self.groups * self.width_per_group * planes).is_multiple_of(self.base_channels)
             {
                 return Err(format!(
                     "stage {} has {} bottleneck channels, which {} groups do not divide",

@@ -54,7 +54,10 @@ impl ConvGeometry {
     }
     /// Consistent and non-degenerate.
     pub fn check(&self) -> Result<(), String> {
-        if self.groups == 0 || self.in_c % self.groups != 0 || self.out_c % self.groups != 0 {
+        if self.groups == 0
+            || !self.in_c.is_multiple_of(self.groups)
+            || !self.out_c.is_multiple_of(self.groups)
+        {
             return Err(format!(
                 "{} groups do not divide {} -> {} channels",
                 self.groups, self.in_c, self.out_c
