@@ -101,6 +101,33 @@ impl Requant {
         }
         (round_half_even(v) + self.out_zero).clamp(self.lo, self.hi) as u8
     }
+
+    /// [`Self::apply`] over a row of output channels (`multiplier` the row's slice), written
+    /// so that the compiler vectorizes it; the same f32 operations, so the same bits.
+    #[inline]
+    pub fn apply_row(
+        &self,
+        acc: &[i32],
+        multiplier: &[f32],
+        residual: Option<&[u8]>,
+        out: &mut [u8],
+    ) {
+        let (lo, hi, zero) = (self.lo, self.hi, self.out_zero);
+        match (self.residual, residual) {
+            (Some((rz, rm)), Some(res)) => {
+                for (((d, &a), &m), &r) in out.iter_mut().zip(acc).zip(multiplier).zip(res) {
+                    let v = a as f32 * m + (r as i32 - rz) as f32 * rm;
+                    *d = (round_half_even(v) + zero).clamp(lo, hi) as u8;
+                }
+            }
+            _ => {
+                for ((d, &a), &m) in out.iter_mut().zip(acc).zip(multiplier) {
+                    let v = a as f32 * m;
+                    *d = (round_half_even(v) + zero).clamp(lo, hi) as u8;
+                }
+            }
+        }
+    }
 }
 
 /// `x.round_ties_even() as i32` for the values a requantization can keep (anything beyond
@@ -112,7 +139,13 @@ pub fn round_half_even(x: f32) -> i32 {
     const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
     const LIMIT: f32 = 4_194_304.0; // 2^22
     let x = x.clamp(-LIMIT, LIMIT);
-    ((x + MAGIC) - MAGIC) as i32
+    let r = (x + MAGIC) - MAGIC;
+    if r.is_nan() {
+        return 0;
+    }
+    // SAFETY: `r` is an integer-valued, finite f32 within +-2^22 (clamped above, NaN excluded),
+    // which i32 represents exactly.
+    unsafe { r.to_int_unchecked::<i32>() }
 }
 
 /// Weights packed for one kernel family.
@@ -325,7 +358,7 @@ impl PackedConv {
                                         if outside {
                                             dst.fill(zx as u8);
                                         } else {
-                                            dst.copy_from_slice(&x[at..at + cin]);
+                                            copy_small(dst, &x[at..at + cin]);
                                         }
                                     }
                                 }
@@ -381,19 +414,22 @@ impl PackedConv {
             let local = at - p_start * g.out_c;
             let a = &acc[r * cout..(r + 1) * cout];
             let dst = &mut out[local..local + cout];
-            match residual {
-                Some(rv) => {
-                    for (o, (d, &v)) in dst.iter_mut().zip(a).enumerate() {
-                        *d = self.requant.apply(grp * cout + o, v, Some(rv[at + o]));
-                    }
-                }
-                None => {
-                    for (o, (d, &v)) in dst.iter_mut().zip(a).enumerate() {
-                        *d = self.requant.apply(grp * cout + o, v, None);
-                    }
-                }
-            }
+            let m = &self.requant.multiplier[grp * cout..(grp + 1) * cout];
+            self.requant
+                .apply_row(a, m, residual.map(|rv| &rv[at..at + cout]), dst);
         }
+    }
+}
+
+/// `dst.copy_from_slice(src)` without a call for the 4- and 8-channel groups of ResNeXt's
+/// grouped convs.
+#[inline(always)]
+fn copy_small(dst: &mut [u8], src: &[u8]) {
+    match dst.len() {
+        4 => dst.copy_from_slice(&src[..4]),
+        8 => dst.copy_from_slice(&src[..8]),
+        16 => dst.copy_from_slice(&src[..16]),
+        _ => dst.copy_from_slice(src),
     }
 }
 
