@@ -240,95 +240,182 @@ type VnniArgs = (
 /// AVX-VNNI must be available; the rest as for [`dot_vnni_body`].
 #[target_feature(enable = "avx2,avxvnni")]
 unsafe fn dot_vnni_avx(a: VnniArgs) {
-    // SAFETY: forwarded preconditions; the closure runs inside this feature-enabled function.
-    unsafe { dot_vnni_body(a, |acc, x, w| _mm256_dpbusd_avx_epi32(acc, x, w)) }
+    // SAFETY: forwarded preconditions; the closures run inside this feature-enabled function.
+    unsafe {
+        dot_vnni_body(
+            a,
+            |acc, x, w| _mm256_dpbusd_avx_epi32(acc, x, w),
+            |acc, x, w| _mm_dpbusd_avx_epi32(acc, x, w),
+        )
+    }
 }
 
 /// # Safety
 /// AVX-512 VNNI and VL must be available; the rest as for [`dot_vnni_body`].
 #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
 unsafe fn dot_vnni_512(a: VnniArgs) {
-    // SAFETY: forwarded preconditions; the closure runs inside this feature-enabled function.
-    unsafe { dot_vnni_body(a, |acc, x, w| _mm256_dpbusd_epi32(acc, x, w)) }
+    // SAFETY: forwarded preconditions; the closures run inside this feature-enabled function.
+    unsafe {
+        dot_vnni_body(
+            a,
+            |acc, x, w| _mm256_dpbusd_epi32(acc, x, w),
+            |acc, x, w| _mm_dpbusd_epi32(acc, x, w),
+        )
+    }
 }
 
-/// Accumulates quads `q0..q1`, `dp` being `vpdpbusd` in one encoding or the other.
+/// Adds `v` to the 8 accumulators at `p`.
 ///
 /// # Safety
-/// AVX2 and the `dp` instruction must be available; `patch` must hold `rows * kq` bytes, `w`
+/// AVX2 must be available and `p` valid for 8 i32 reads and writes.
+#[inline(always)]
+unsafe fn add_to(p: *mut i32, v: __m256i) {
+    // SAFETY: the caller's preconditions.
+    unsafe {
+        let p = p as *mut __m256i;
+        _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), v));
+    }
+}
+
+/// Accumulates quads `q0..q1`; `dp` and `dp4` are `vpdpbusd` on 8 and 4 lanes in one encoding
+/// or the other. Output tiles: 16 (4 rows x 2 vectors: 8 independent accumulators, enough to
+/// cover the instruction's latency), then 8, then 4 (the 4-channel groups of ResNeXt's first
+/// stage), then one by one.
+///
+/// # Safety
+/// AVX2 and the `dp` instructions must be available; `patch` must hold `rows * kq` bytes, `w`
 /// `kq * n`, `acc` `rows * n`, and `q0 <= q1 <= kq / 4`.
 #[inline(always)]
 unsafe fn dot_vnni_body(
     (rows, patch, kq, w, n, acc, q0, q1): VnniArgs,
     dp: impl Fn(__m256i, __m256i, __m256i) -> __m256i,
+    dp4: impl Fn(__m128i, __m128i, __m128i) -> __m128i,
 ) {
     // The input quad of row r at quad q, as one i32 to broadcast.
     let quad = |r: usize, q: usize| -> i32 {
         // SAFETY: r < rows and q < kq / 4, so the four bytes at r * kq + 4q are inside `patch`.
         unsafe { (patch.add(r * kq + 4 * q) as *const i32).read_unaligned() }
     };
+    // Weights of quad q for outputs o..o + 8 (`o + 8 <= n`).
+    let wload = |q: usize, o: usize| -> __m256i {
+        // SAFETY: (q * n + o) * 4 + 32 <= kq * n because o + 8 <= n and q < kq / 4.
+        unsafe { _mm256_loadu_si256(w.add((q * n + o) * 4) as *const __m256i) }
+    };
     let mut o = 0;
-    while o + 8 <= n {
-        let mut r0 = 0;
-        while r0 + 4 <= rows {
-            // SAFETY (intrinsics in this block): AVX2 is enabled by the caller.
-            let (mut a0, mut a1, mut a2, mut a3) = unsafe {
-                (
-                    _mm256_setzero_si256(),
-                    _mm256_setzero_si256(),
-                    _mm256_setzero_si256(),
-                    _mm256_setzero_si256(),
-                )
-            };
-            for q in q0..q1 {
-                // SAFETY: (q * n + o) * 4 + 32 <= kq * n because o + 8 <= n and q < kq / 4.
-                unsafe {
-                    let wv = _mm256_loadu_si256(w.add((q * n + o) * 4) as *const __m256i);
+    // SAFETY (every intrinsic and pointer below): the features are enabled by the caller, and
+    // each access stays inside the bounds stated above, as the loop conditions ensure.
+    unsafe {
+        while o + 16 <= n {
+            let mut r0 = 0;
+            while r0 + 4 <= rows {
+                let z = _mm256_setzero_si256();
+                let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
+                let (mut b0, mut b1, mut b2, mut b3) = (z, z, z, z);
+                for q in q0..q1 {
+                    let (wa, wb) = (wload(q, o), wload(q, o + 8));
+                    let x0 = _mm256_set1_epi32(quad(r0, q));
+                    let x1 = _mm256_set1_epi32(quad(r0 + 1, q));
+                    let x2 = _mm256_set1_epi32(quad(r0 + 2, q));
+                    let x3 = _mm256_set1_epi32(quad(r0 + 3, q));
+                    a0 = dp(a0, x0, wa);
+                    b0 = dp(b0, x0, wb);
+                    a1 = dp(a1, x1, wa);
+                    b1 = dp(b1, x1, wb);
+                    a2 = dp(a2, x2, wa);
+                    b2 = dp(b2, x2, wb);
+                    a3 = dp(a3, x3, wa);
+                    b3 = dp(b3, x3, wb);
+                }
+                for (r, (a, b)) in [(a0, b0), (a1, b1), (a2, b2), (a3, b3)]
+                    .into_iter()
+                    .enumerate()
+                {
+                    add_to(acc.add((r0 + r) * n + o), a);
+                    add_to(acc.add((r0 + r) * n + o + 8), b);
+                }
+                r0 += 4;
+            }
+            while r0 < rows {
+                let (mut a, mut b) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                for q in q0..q1 {
+                    let x = _mm256_set1_epi32(quad(r0, q));
+                    a = dp(a, x, wload(q, o));
+                    b = dp(b, x, wload(q, o + 8));
+                }
+                add_to(acc.add(r0 * n + o), a);
+                add_to(acc.add(r0 * n + o + 8), b);
+                r0 += 1;
+            }
+            o += 16;
+        }
+        while o + 8 <= n {
+            let mut r0 = 0;
+            while r0 + 4 <= rows {
+                let z = _mm256_setzero_si256();
+                let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
+                for q in q0..q1 {
+                    let wv = wload(q, o);
                     a0 = dp(a0, _mm256_set1_epi32(quad(r0, q)), wv);
                     a1 = dp(a1, _mm256_set1_epi32(quad(r0 + 1, q)), wv);
                     a2 = dp(a2, _mm256_set1_epi32(quad(r0 + 2, q)), wv);
                     a3 = dp(a3, _mm256_set1_epi32(quad(r0 + 3, q)), wv);
                 }
-            }
-            for (r, ar) in [a0, a1, a2, a3].into_iter().enumerate() {
-                // SAFETY: (r0 + r) * n + o + 8 <= rows * n.
-                unsafe {
-                    let p = acc.add((r0 + r) * n + o) as *mut __m256i;
-                    _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), ar));
+                for (r, a) in [a0, a1, a2, a3].into_iter().enumerate() {
+                    add_to(acc.add((r0 + r) * n + o), a);
                 }
+                r0 += 4;
             }
-            r0 += 4;
-        }
-        while r0 < rows {
-            // SAFETY (intrinsics and pointers in this block): as above, for one row.
-            unsafe {
+            while r0 < rows {
                 let mut a = _mm256_setzero_si256();
                 for q in q0..q1 {
-                    let wv = _mm256_loadu_si256(w.add((q * n + o) * 4) as *const __m256i);
-                    a = dp(a, _mm256_set1_epi32(quad(r0, q)), wv);
+                    a = dp(a, _mm256_set1_epi32(quad(r0, q)), wload(q, o));
                 }
-                let p = acc.add(r0 * n + o) as *mut __m256i;
-                _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), a));
+                add_to(acc.add(r0 * n + o), a);
+                r0 += 1;
             }
-            r0 += 1;
+            o += 8;
         }
-        o += 8;
-    }
-    while o < n {
-        for r in 0..rows {
-            let mut s = 0i32;
-            for q in q0..q1 {
-                for t in 0..4 {
-                    // SAFETY: indices within the bounds stated for `patch` and `w`.
-                    unsafe {
+        while o + 4 <= n {
+            // Two rows per 256-bit vector: lanes 0-3 row r, lanes 4-7 row r + 1, against the
+            // same 4 outputs' weights in both halves.
+            let mut r0 = 0;
+            while r0 < rows {
+                let two = r0 + 1 < rows;
+                let mut a = _mm256_setzero_si256();
+                for q in q0..q1 {
+                    let w4 = _mm_loadu_si128(w.add((q * n + o) * 4) as *const __m128i);
+                    let wv = _mm256_set_m128i(w4, w4);
+                    let hi = if two { quad(r0 + 1, q) } else { 0 };
+                    let x = _mm256_set_m128i(_mm_set1_epi32(hi), _mm_set1_epi32(quad(r0, q)));
+                    a = dp(a, x, wv);
+                }
+                let p = acc.add(r0 * n + o) as *mut __m128i;
+                _mm_storeu_si128(
+                    p,
+                    _mm_add_epi32(_mm_loadu_si128(p), _mm256_castsi256_si128(a)),
+                );
+                if two {
+                    let p = acc.add((r0 + 1) * n + o) as *mut __m128i;
+                    let upper = _mm256_extracti128_si256::<1>(a);
+                    _mm_storeu_si128(p, _mm_add_epi32(_mm_loadu_si128(p), upper));
+                }
+                r0 += 2;
+            }
+            o += 4;
+        }
+        let _ = &dp4;
+        while o < n {
+            for r in 0..rows {
+                let mut s = 0i32;
+                for q in q0..q1 {
+                    for t in 0..4 {
                         s += *patch.add(r * kq + 4 * q + t) as i32
                             * *w.add((q * n + o) * 4 + t) as i32;
                     }
                 }
+                *acc.add(r * n + o) += s;
             }
-            // SAFETY: r * n + o < rows * n.
-            unsafe { *acc.add(r * n + o) += s };
+            o += 1;
         }
-        o += 1;
     }
 }

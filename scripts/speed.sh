@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The speed table of the README: resnext50_32x4d int8 from our quantizer (random weights,
+# calibrated on the fixture images), batch 1, `resnext-edge bench` with the native kernels and
+# with stock tract, against onnxruntime on the best of three layouts of the same network (our QDQ,
+# our QDQ with the residual branch quantized as onnxruntime prefers, our QOperator), at 1 and 2
+# threads, all in one run on this machine.
+# Usage: scripts/speed.sh [RUNS]   (prints a markdown table)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-20}
+py=${RESNEXT_EDGE_PYTHON:-$(scripts/python-venv.sh)}
+cargo build -q --release -p resnext-edge
+cargo build -q -p resnext-quantize
+E=target/release/resnext-edge
+Q=target/debug/resnext-quantize
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+q() { $Q quantize --arch resnext50_32x4d --random-weights 0 --calib tests/fixtures/trained/calib -q "$@" 2>/dev/null; }
+q -o "$tmp/qdq.onnx"
+q -o "$tmp/qdq_ort.onnx" --quantize-residual-branch
+q -o "$tmp/qop.onnx" --format qoperator
+med() { python3 -c "import json,sys; print(f\"{json.load(sys.stdin)['median_ms']:.1f}\")"; }
+cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+echo "resnext50_32x4d int8, batch 1, median of $runs runs; $cpu, $(nproc) cores; kernels: $($E bench "$tmp/qdq.onnx" --runs 1 --warmup 0 --json | python3 -c "import json,sys; print(json.load(sys.stdin)['kernels'])")"
+echo
+echo "| threads | resnext-edge native | stock tract | onnxruntime (best layout) | native / onnxruntime | native / stock |"
+echo "|---|---|---|---|---|---|"
+stock=$($E bench "$tmp/qdq.onnx" --kernels stock --runs 5 --json | med)
+for t in 1 2; do
+  native=$($E bench "$tmp/qdq.onnx" --threads $t --runs "$runs" --json | med)
+  best=""
+  for m in qdq qdq_ort qop; do
+    v=$("$py" scripts/ort_bench.py "$tmp/$m.onnx" --threads $t --runs "$runs" | med)
+    best=$(python3 -c "print(min(float(x) for x in '$best $v'.split()))")
+  done
+  python3 -c "n,s,o=$native,$stock,$best; print(f'| {$t} | {n:.1f} ms | {s:.1f} ms | {o:.1f} ms | {n/o:.2f}x | {n/s:.2f}x |')"
+done
