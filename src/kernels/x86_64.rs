@@ -240,28 +240,16 @@ type VnniArgs = (
 /// AVX-VNNI must be available; the rest as for [`dot_vnni_body`].
 #[target_feature(enable = "avx2,avxvnni")]
 unsafe fn dot_vnni_avx(a: VnniArgs) {
-    // SAFETY: forwarded preconditions; the closures run inside this feature-enabled function.
-    unsafe {
-        dot_vnni_body(
-            a,
-            |acc, x, w| _mm256_dpbusd_avx_epi32(acc, x, w),
-            |acc, x, w| _mm_dpbusd_avx_epi32(acc, x, w),
-        )
-    }
+    // SAFETY: forwarded preconditions; the closure runs inside this feature-enabled function.
+    unsafe { dot_vnni_body(a, |acc, x, w| _mm256_dpbusd_avx_epi32(acc, x, w)) }
 }
 
 /// # Safety
 /// AVX-512 VNNI and VL must be available; the rest as for [`dot_vnni_body`].
 #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
 unsafe fn dot_vnni_512(a: VnniArgs) {
-    // SAFETY: forwarded preconditions; the closures run inside this feature-enabled function.
-    unsafe {
-        dot_vnni_body(
-            a,
-            |acc, x, w| _mm256_dpbusd_epi32(acc, x, w),
-            |acc, x, w| _mm_dpbusd_epi32(acc, x, w),
-        )
-    }
+    // SAFETY: forwarded preconditions; the closure runs inside this feature-enabled function.
+    unsafe { dot_vnni_body(a, |acc, x, w| _mm256_dpbusd_epi32(acc, x, w)) }
 }
 
 /// Adds `v` to the 8 accumulators at `p`.
@@ -277,10 +265,10 @@ unsafe fn add_to(p: *mut i32, v: __m256i) {
     }
 }
 
-/// Accumulates quads `q0..q1`; `dp` and `dp4` are `vpdpbusd` on 8 and 4 lanes in one encoding
-/// or the other. Output tiles: 16 (4 rows x 2 vectors: 8 independent accumulators, enough to
-/// cover the instruction's latency), then 8, then 4 (the 4-channel groups of ResNeXt's first
-/// stage), then one by one.
+/// Accumulates quads `q0..q1`; `dp` is `vpdpbusd` on 8 lanes in one encoding or the other.
+/// Output tiles: 16 (4 rows x 2 vectors: 8 independent accumulators, enough to cover the
+/// instruction's latency), then 8, then 4 (the 4-channel groups of ResNeXt's first stage, two
+/// rows per vector), then one by one.
 ///
 /// # Safety
 /// AVX2 and the `dp` instructions must be available; `patch` must hold `rows * kq` bytes, `w`
@@ -289,7 +277,6 @@ unsafe fn add_to(p: *mut i32, v: __m256i) {
 unsafe fn dot_vnni_body(
     (rows, patch, kq, w, n, acc, q0, q1): VnniArgs,
     dp: impl Fn(__m256i, __m256i, __m256i) -> __m256i,
-    dp4: impl Fn(__m128i, __m128i, __m128i) -> __m128i,
 ) {
     // The input quad of row r at quad q, as one i32 to broadcast.
     let quad = |r: usize, q: usize| -> i32 {
@@ -403,7 +390,6 @@ unsafe fn dot_vnni_body(
             }
             o += 4;
         }
-        let _ = &dp4;
         while o < n {
             for r in 0..rows {
                 let mut s = 0i32;
