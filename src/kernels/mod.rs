@@ -17,6 +17,8 @@
 //!
 //! `RESNEXT_EDGE_KERNELS=generic` forces the generic path.
 
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64;
 pub mod generic;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
@@ -68,6 +70,8 @@ pub enum Isa {
     Avx2,
     /// x86_64 AVX-VNNI or AVX-512 VNNI on 256-bit vectors (`vpdpbusd`), u8 quads.
     Vnni,
+    /// aarch64 NEON (`smlal`), i16 pairs.
+    Neon,
 }
 
 impl Isa {
@@ -77,6 +81,7 @@ impl Isa {
             Isa::GenericU8 => "generic-u8",
             Isa::Avx2 => "avx2",
             Isa::Vnni => "vnni",
+            Isa::Neon => "neon",
         }
     }
 
@@ -92,6 +97,8 @@ impl Isa {
                 v.push(Isa::Vnni);
             }
         }
+        #[cfg(target_arch = "aarch64")]
+        v.push(Isa::Neon);
         v
     }
 
@@ -104,6 +111,8 @@ impl Isa {
             Isa::Avx2 => Kernel::I16(x86_64::dot_i16_avx2),
             #[cfg(target_arch = "x86_64")]
             Isa::Vnni => Kernel::U8(x86_64::dot_u8i8_vnni),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => Kernel::I16(aarch64::dot_i16_neon),
             #[allow(unreachable_patterns)]
             _ => Kernel::I16(generic::dot_i16),
         }

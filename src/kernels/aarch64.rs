@@ -1,0 +1,98 @@
+//! aarch64 twins of the generic kernels (NEON is part of the base ISA).
+//!
+//! `dot_i16_neon` (Cortex-A72/A57 class, no dot product): tile of 4 rows x 8 outputs. Per input
+//! pair, two weight loads (outputs o..o+4 and o+4..o+8, as `[w0 w1]` i16 pairs), one `dup` of the
+//! row's pair per row, and `smlal` / `smlal2` into 16 i32x4 accumulators that hold the two
+//! halves of each pair apart; one `addp` per accumulator pair at the end folds them into the
+//! outputs. 8 multiply-accumulates per `smlal`, no data-dependent widening in the loop.
+
+use std::arch::aarch64::*;
+
+/// NEON twin of [`super::generic::dot_i16`].
+pub fn dot_i16_neon(rows: usize, patch: &[i16], kp: usize, w: &[i16], n: usize, acc: &mut [i32]) {
+    assert!(kp.is_multiple_of(2));
+    assert!(patch.len() >= rows * kp && w.len() >= kp * n && acc.len() >= rows * n);
+    // SAFETY: NEON is always present on aarch64; the slices hold rows * kp patch values,
+    // kp * n weights and rows * n accumulators (asserted above), all `dot_neon` touches.
+    unsafe { dot_neon(rows, patch.as_ptr(), kp, w.as_ptr(), n, acc.as_mut_ptr()) }
+}
+
+/// # Safety
+/// `patch` must hold `rows * kp` values, `w` `kp * n`, `acc` `rows * n`.
+unsafe fn dot_neon(
+    rows: usize,
+    patch: *const i16,
+    kp: usize,
+    w: *const i16,
+    n: usize,
+    acc: *mut i32,
+) {
+    let pairs = kp / 2;
+    // The pair of row r at pair j, repeated over 8 lanes.
+    let pair = |r: usize, j: usize| -> int16x8_t {
+        // SAFETY: r < rows and j < kp / 2, so the two i16 at r * kp + 2j are inside `patch`.
+        unsafe {
+            let v = (patch.add(r * kp + 2 * j) as *const i32).read_unaligned();
+            vreinterpretq_s16_s32(vdupq_n_s32(v))
+        }
+    };
+    // SAFETY (every intrinsic and pointer below): NEON is baseline; each access stays inside
+    // the bounds stated above, as the loop conditions ensure.
+    unsafe {
+        let mut o = 0;
+        while o + 8 <= n {
+            let mut r0 = 0;
+            while r0 < rows {
+                let tile = (rows - r0).min(4);
+                // [row][half of the outputs][low/high lanes]
+                let mut a = [[[vdupq_n_s32(0); 2]; 2]; 4];
+                for j in 0..pairs {
+                    let w0 = vld1q_s16(w.add((j * n + o) * 2));
+                    let w1 = vld1q_s16(w.add((j * n + o + 4) * 2));
+                    for (r, ar) in a.iter_mut().enumerate().take(tile) {
+                        let x = pair(r0 + r, j);
+                        ar[0][0] = vmlal_s16(ar[0][0], vget_low_s16(x), vget_low_s16(w0));
+                        ar[0][1] = vmlal_high_s16(ar[0][1], x, w0);
+                        ar[1][0] = vmlal_s16(ar[1][0], vget_low_s16(x), vget_low_s16(w1));
+                        ar[1][1] = vmlal_high_s16(ar[1][1], x, w1);
+                    }
+                }
+                for (r, ar) in a.iter().enumerate().take(tile) {
+                    for (h, half) in ar.iter().enumerate() {
+                        let p = acc.add((r0 + r) * n + o + 4 * h);
+                        vst1q_s32(p, vaddq_s32(vld1q_s32(p), vpaddq_s32(half[0], half[1])));
+                    }
+                }
+                r0 += tile;
+            }
+            o += 8;
+        }
+        while o + 4 <= n {
+            for r in 0..rows {
+                let (mut lo, mut hi) = (vdupq_n_s32(0), vdupq_n_s32(0));
+                for j in 0..pairs {
+                    let wv = vld1q_s16(w.add((j * n + o) * 2));
+                    let x = pair(r, j);
+                    lo = vmlal_s16(lo, vget_low_s16(x), vget_low_s16(wv));
+                    hi = vmlal_high_s16(hi, x, wv);
+                }
+                let p = acc.add(r * n + o);
+                vst1q_s32(p, vaddq_s32(vld1q_s32(p), vpaddq_s32(lo, hi)));
+            }
+            o += 4;
+        }
+        while o < n {
+            for r in 0..rows {
+                let mut s = 0i32;
+                for j in 0..pairs {
+                    let x0 = *patch.add(r * kp + 2 * j) as i32;
+                    let x1 = *patch.add(r * kp + 2 * j + 1) as i32;
+                    s += x0 * *w.add((j * n + o) * 2) as i32
+                        + x1 * *w.add((j * n + o) * 2 + 1) as i32;
+                }
+                *acc.add(r * n + o) += s;
+            }
+            o += 1;
+        }
+    }
+}
