@@ -50,9 +50,9 @@ pub fn run(
             "threads": threads,
             "kernels": kernels.describe(),
         });
-        println!("{v}");
+        out!("{v}");
     } else {
-        println!(
+        out!(
             "{}: median {median:.2} ms, p90 {p90:.2} ms, min {min:.2} ms over {runs} runs ({threads} threads, {} kernels)",
             path.display(),
             kernels.describe()

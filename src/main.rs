@@ -6,6 +6,20 @@ use resnext_edge::classify::{format_text, Classifier};
 use resnext_edge::inputs;
 use resnext_edge::model::{Backend, Model};
 
+/// `println!` that ends the program quietly when standard output is closed (`| head`), instead
+/// of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            panic!("cannot write to standard output: {e}");
+        }
+    }};
+}
+
 mod bench;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -193,16 +207,16 @@ fn info(path: &std::path::Path, kernels: Kernels, json: bool) -> anyhow::Result<
             "native_layers": native,
             "layers": layers,
         });
-        println!("{v}");
+        out!("{v}");
     } else {
-        println!(
+        out!(
             "{}: {} nodes, {native} on native kernels ({})",
             path.display(),
             layers.len(),
             kernels.describe()
         );
         for l in &layers {
-            println!(
+            out!(
                 "{:<40} {:<36} {}",
                 l["name"].as_str().unwrap_or(""),
                 l["op"].as_str().unwrap_or(""),
@@ -255,12 +269,12 @@ fn classify(
             Ok(c) => {
                 done += 1;
                 if json {
-                    println!(
+                    out!(
                         "{}",
                         serde_json::to_string(&c).expect("plain data serializes")
                     );
                 } else {
-                    println!("{}", format_text(&c));
+                    out!("{}", format_text(&c));
                 }
             }
             Err(e) => {
@@ -282,7 +296,7 @@ fn classify(
 fn report_failure(json: bool, image: &str, message: &str) {
     eprintln!("error: {message}");
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({ "image": image, "error": message })
         );
