@@ -35,9 +35,9 @@ pub fn run(
     }
     times.sort_by(f64::total_cmp);
     // Stock tract runs on one thread whatever the setting.
-    let threads = match kernels {
-        Kernels::Native => resnext_edge::kernels::threads(),
-        Kernels::Stock => 1,
+    let threads = match kernels.backend() {
+        resnext_edge::model::Backend::Native => resnext_edge::kernels::threads(),
+        resnext_edge::model::Backend::Stock => 1,
     };
     let pick = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
     let (median, p90, min) = (pick(0.5), pick(0.9), times[0]);

@@ -65,8 +65,9 @@ enum Command {
         /// Also print the raw logits.
         #[arg(long)]
         logits: bool,
-        /// Who runs the int8 convolutions: the native kernels, or stock tract.
-        #[arg(long, value_enum, default_value = "native")]
+        /// Who runs the int8 convolutions: the native kernels, stock tract, or the faster of the
+        /// two on this CPU (auto: native on x86_64, stock elsewhere for now).
+        #[arg(long, value_enum, default_value = "auto")]
         kernels: Kernels,
         /// Threads for the native kernels (default: every core).
         #[arg(long, value_name = "N")]
@@ -82,9 +83,9 @@ enum Command {
         /// Untimed runs first.
         #[arg(long, default_value_t = 3)]
         warmup: usize,
-        /// Who runs the int8 convolutions: the native kernels, or stock tract (the same file
-        /// without the native rewrite).
-        #[arg(long, value_enum, default_value = "native")]
+        /// Who runs the int8 convolutions: the native kernels, stock tract (the same file
+        /// without the native rewrite), or auto (native on x86_64, stock elsewhere for now).
+        #[arg(long, value_enum, default_value = "auto")]
         kernels: Kernels,
         /// Threads for the native kernels (default: every core; stock tract uses one).
         #[arg(long, value_name = "N")]
@@ -97,7 +98,7 @@ enum Command {
     Info {
         /// ONNX model.
         model: PathBuf,
-        #[arg(long, value_enum, default_value = "native")]
+        #[arg(long, value_enum, default_value = "auto")]
         kernels: Kernels,
         /// One JSON object.
         #[arg(long)]
@@ -107,6 +108,7 @@ enum Command {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Kernels {
+    Auto,
     Native,
     Stock,
 }
@@ -114,6 +116,7 @@ enum Kernels {
 impl Kernels {
     fn backend(self) -> Backend {
         match self {
+            Kernels::Auto => Backend::preferred(),
             Kernels::Native => Backend::Native,
             Kernels::Stock => Backend::Stock,
         }
@@ -121,9 +124,9 @@ impl Kernels {
 
     /// As reported: `native (avx2)`, `stock`.
     fn describe(self) -> String {
-        match self {
-            Kernels::Native => format!("native ({})", resnext_edge::kernels::selected().name()),
-            Kernels::Stock => "stock".into(),
+        match self.backend() {
+            Backend::Native => format!("native ({})", resnext_edge::kernels::selected().name()),
+            Backend::Stock => "stock".into(),
         }
     }
 }

@@ -5,10 +5,9 @@
 
 mod common;
 
-use common::{argmax, eval_inputs, fixtures, images_npy, ort_logits, python, quantize_trained};
+use common::{argmax, eval_inputs, ort_logits, ort_quantized, quantize_trained};
 use resnext_edge::model::Model;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 const LAYOUTS: [(&str, &str); 4] = [
     ("qdq", "u8"),
@@ -52,32 +51,9 @@ fn onnxruntime_runs_our_int8_models_as_we_do() {
 fn we_run_onnxruntimes_int8_models_as_it_does() {
     let dir = tempfile::tempdir().unwrap();
     let (npy_path, inputs) = eval_inputs(dir.path());
-    let float = common::export_float(&fixtures().join("trained/mmcls.pth"), dir.path());
-    let calib_dir = fixtures().join("trained/calib");
-    let mut calib: Vec<PathBuf> = std::fs::read_dir(&calib_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    calib.sort();
-    let calib_npy = dir.path().join("calib.npy");
-    images_npy(&calib, &calib_npy);
-    for (format, act) in LAYOUTS {
-        let model = dir.path().join(format!("ort_{format}_{act}.onnx"));
-        let st = Command::new(python())
-            .arg(common::workspace().join("scripts/ort_quantize.py"))
-            .arg(&float)
-            .arg("--inputs")
-            .arg(&calib_npy)
-            .args(["--format", format, "--activation", act, "-o"])
-            .arg(&model)
-            .output()
-            .unwrap();
-        assert!(
-            st.status.success(),
-            "ort_quantize.py {format} {act}: {}",
-            String::from_utf8_lossy(&st.stderr)
-        );
-        let same = top1_agreement(&model, &npy_path, &inputs, dir.path());
+    let models = ort_quantized(dir.path(), &LAYOUTS);
+    for ((format, act), model) in LAYOUTS.iter().zip(&models) {
+        let same = top1_agreement(model, &npy_path, &inputs, dir.path());
         eprintln!("onnxruntime's, {format} {act}: top-1 agreement {same}/200");
         assert!(
             same >= 196,

@@ -5,10 +5,9 @@
 
 mod common;
 
-use common::{argmax, eval_inputs, fixtures, images_npy, python, quantize_trained};
+use common::{argmax, eval_inputs, ort_quantized, quantize_trained};
 use resnext_edge::model::{Backend, Model};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// `(top-1 agreement, largest logit difference, largest logit magnitude)` of native vs stock.
 fn compare(model: &Path, inputs: &[Vec<f32>]) -> (usize, f32, f32) {
@@ -46,26 +45,8 @@ fn native_and_stock_agree_on_every_layout() {
             (format!("ours {f}"), m)
         })
         .collect();
-    let float = common::export_float(&fixtures().join("trained/mmcls.pth"), dir.path());
-    let mut calib: Vec<PathBuf> = std::fs::read_dir(fixtures().join("trained/calib"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    calib.sort();
-    let calib_npy = dir.path().join("calib.npy");
-    images_npy(&calib, &calib_npy);
-    for f in ["qdq", "qoperator"] {
-        let m = dir.path().join(format!("ort_{f}.onnx"));
-        let o = Command::new(python())
-            .arg(common::workspace().join("scripts/ort_quantize.py"))
-            .arg(&float)
-            .arg("--inputs")
-            .arg(&calib_npy)
-            .args(["--format", f, "-o"])
-            .arg(&m)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let layouts = [("qdq", "u8"), ("qoperator", "u8")];
+    for ((f, _), m) in layouts.iter().zip(ort_quantized(dir.path(), &layouts)) {
         models.push((format!("onnxruntime's {f}"), m));
     }
     for (name, m) in &models {

@@ -131,3 +131,38 @@ pub fn eval_inputs(dir: &Path) -> (PathBuf, Vec<Vec<f32>>) {
     let inputs = images_npy(&files, &path);
     (path, inputs)
 }
+
+/// onnxruntime's `quantize_static` (scripts/ort_quantize.py) on the trained model's float export,
+/// calibrated on its calibration images: one model per `(format, activations)`, in `dir`.
+pub fn ort_quantized(dir: &Path, layouts: &[(&str, &str)]) -> Vec<PathBuf> {
+    let t = fixtures().join("trained");
+    let float = export_float(&t.join("mmcls.pth"), dir);
+    let mut calib: Vec<PathBuf> = std::fs::read_dir(t.join("calib"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    calib.sort();
+    let calib_npy = dir.join("calib.npy");
+    images_npy(&calib, &calib_npy);
+    layouts
+        .iter()
+        .map(|(format, act)| {
+            let model = dir.join(format!("ort_{format}_{act}.onnx"));
+            let o = Command::new(python())
+                .arg(workspace().join("scripts/ort_quantize.py"))
+                .arg(&float)
+                .arg("--inputs")
+                .arg(&calib_npy)
+                .args(["--format", format, "--activation", act, "-o"])
+                .arg(&model)
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "ort_quantize.py {format} {act}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            model
+        })
+        .collect()
+}
