@@ -76,7 +76,7 @@ fn qgemm(_ctx: &ParsingContext, node: &NodeProto) -> Built {
 }
 
 /// The constant value of an input, or an error naming what it is.
-fn konst(target: &TypedModel, o: OutletId, what: &str) -> TractResult<Arc<Tensor>> {
+pub(crate) fn konst(target: &TypedModel, o: OutletId, what: &str) -> TractResult<Arc<Tensor>> {
     target
         .outlet_fact(o)?
         .konst

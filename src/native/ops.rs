@@ -5,6 +5,7 @@
 //! [`NativeConv`] and [`NativeMaxPool`] with their weights packed once, at load.
 
 use super::conv::{max_pool_nhwc, ConvGeometry, PackedConv, Requant};
+use crate::contrib_ops::konst;
 use crate::kernels;
 use tract_onnx::model::{OnnxOpRegister, ParsingContext};
 use tract_onnx::pb::NodeProto;
@@ -75,14 +76,6 @@ fn conv_builder(
     Ok((expand(spec), vec![]))
 }
 
-fn const_of(target: &TypedModel, o: OutletId, what: &str) -> TractResult<Arc<Tensor>> {
-    target
-        .outlet_fact(o)?
-        .konst
-        .clone()
-        .with_context(|| format!("{what} must be a constant"))
-}
-
 impl Expansion for ConvSpec {
     fn name(&self) -> StaticName {
         CONV_OP.into()
@@ -124,9 +117,9 @@ impl Expansion for ConvSpec {
             shape.len() == 4 && shape[0] == 1,
             "{prefix}: expected a [1, H, W, C] input, got {shape:?}"
         );
-        let w = const_of(target, inputs[1], "weights")?;
-        let bias = const_of(target, inputs[2], "bias")?;
-        let mult = const_of(target, inputs[3], "multiplier")?;
+        let w = konst(target, inputs[1], "weights")?;
+        let bias = konst(target, inputs[2], "bias")?;
+        let mult = konst(target, inputs[3], "multiplier")?;
         let geom = ConvGeometry {
             in_h: shape[1],
             in_w: shape[2],
