@@ -154,10 +154,21 @@ pub fn selected() -> Isa {
 
 #[cfg(test)]
 mod tests {
-    //! Every `dot_i16` twin against the generic one, bit for bit, with guard values around the
-    //! accumulators so that a write outside the tile shows up.
+    //! Every kernel twin against its family's generic kernel, bit for bit, with guard values
+    //! around the accumulators so that a write outside the tile shows up.
     use super::*;
     use proptest::prelude::*;
+
+    /// A reproducible stream of pseudo-random words from a proptest seed.
+    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+        let mut s = seed | 1;
+        move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        }
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
@@ -170,13 +181,7 @@ mod tests {
             seed in any::<u64>(),
         ) {
             let kq = 4 * quads;
-            let mut s = seed | 1;
-            let mut next = move || {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                s
-            };
+            let mut next = xorshift(seed);
             let patch: Vec<u8> = (0..rows * kq).map(|_| next() as u8).collect();
             let w: Vec<i8> = (0..kq * n).map(|_| (next() as i8).max(-127)).collect();
             let guard = 3;
@@ -200,13 +205,7 @@ mod tests {
             seed in any::<u64>(),
         ) {
             let kp = 2 * pairs;
-            let mut s = seed | 1;
-            let mut next = move || {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                s
-            };
+            let mut next = xorshift(seed);
             // Inputs as the convolution makes them: u8 minus a zero point, and int8 weights.
             let patch: Vec<i16> = (0..rows * kp).map(|_| (next() % 511) as i16 - 255).collect();
             let w: Vec<i16> = (0..kp * n).map(|_| (next() % 255) as i16 - 127).collect();
