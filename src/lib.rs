@@ -8,6 +8,7 @@
 pub mod arch;
 pub mod classify;
 pub mod contrib_ops;
+pub mod gpio;
 pub mod inputs;
 pub mod jpeg;
 pub mod kernels;
@@ -17,4 +18,5 @@ pub mod metadata;
 pub mod model;
 pub mod native;
 pub mod preprocess;
+pub mod stream;
 pub mod topk;

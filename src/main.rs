@@ -21,13 +21,28 @@ macro_rules! out {
 }
 
 mod bench;
+mod stream_cmd;
+use resnext_edge::gpio::{PinSpec, TriggerSpec};
+use resnext_edge::stream::SourceSpec;
+
+const STREAM_HELP: &str = "Examples:
+  ffmpeg -i video.mp4 -f mjpeg - | resnext-edge stream model.onnx --source mjpeg:- --json
+  resnext-edge stream model.onnx --source 'cmd:rpicam-vid -t 0 --codec mjpeg -o -'
+  resnext-edge stream model.onnx --source v4l2:/dev/video0:640x480 --trigger 'tabby:0.7' --gpio gpiochip0:17
+
+Frames from a live source (pipe, command, camera) are classified newest first: frames the model
+had no time for are dropped and counted. Files and folders are classified completely. Corrupt
+frames are counted and skipped. On end of input, Ctrl-C or SIGTERM, a summary is printed and the
+exit code is 0.";
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Exit codes: what a script can tell from them.
-mod exit {
+pub(crate) mod exit {
     /// Some inputs could not be processed; the others were.
     pub const PARTIAL: u8 = 1;
+    /// The command line names something the model or the system does not have.
+    pub const USAGE: u8 = 2;
     /// Nothing could be done: the model or every input is unusable.
     pub const FATAL: u8 = 3;
 }
@@ -67,6 +82,56 @@ enum Command {
         logits: bool,
         /// Who runs the int8 convolutions: the native kernels, stock tract, or the faster of the
         /// two on this CPU (auto: native on x86_64, stock elsewhere for now).
+        #[arg(long, value_enum, default_value = "auto")]
+        kernels: Kernels,
+        /// Threads for the native kernels (default: every core).
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
+    },
+    /// Classify a stream of frames (a folder, an MJPEG or raw pipe, a capture command, a camera),
+    /// always the newest frame, optionally switching a GPIO pin when a class shows up.
+    #[command(after_help = STREAM_HELP)]
+    Stream {
+        /// ONNX model.
+        model: PathBuf,
+        /// Where frames come from: dir:PATH | mjpeg:-|FILE | raw:WxH:rgb24:-|FILE |
+        /// cmd:COMMAND | v4l2:/dev/videoN[:WxH].
+        #[arg(long, value_name = "SRC")]
+        source: SourceSpec,
+        /// How many classes to show per frame.
+        #[arg(long, short = 'k', default_value_t = 5)]
+        top_k: usize,
+        /// One JSON object per line: {"frame", "ts_ms", "top", "latency_ms", "dropped", ...},
+        /// then {"summary": {...}}.
+        #[arg(long)]
+        json: bool,
+        /// Stop after this many classified frames.
+        #[arg(long, value_name = "N")]
+        max_frames: Option<u64>,
+        /// A statistics line on stderr this often (fps, latency p50/p99, dropped, corrupt); 0: never.
+        #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+        stats_every: f64,
+        /// Classify every frame even from a live source (capture waits instead of dropping).
+        #[arg(long)]
+        every_frame: bool,
+        /// cmd: sources: restart the command at most this many times when it exits (default: always).
+        #[arg(long, value_name = "N")]
+        max_restarts: Option<u32>,
+        /// Watch for a class: the --gpio pin goes high after --on-frames consecutive frames whose
+        /// top-1 is LABEL (a label, its first name, or a class number) with at least MIN_SCORE
+        /// (default 0.5), and low after --off-frames frames without.
+        #[arg(long, value_name = "LABEL[:MIN_SCORE]", requires = "gpio")]
+        trigger: Option<TriggerSpec>,
+        /// The pin the trigger drives: CHIP:LINE (chip by path, name or label, e.g. gpiochip0:17,
+        /// pinctrl-rp1:17), or `mock` to print the transitions instead (a dry run).
+        #[arg(long, value_name = "CHIP:LINE|mock", requires = "trigger")]
+        gpio: Option<PinSpec>,
+        /// Consecutive matching frames before the pin goes high.
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        on_frames: u32,
+        /// Consecutive frames without a match before the pin goes low.
+        #[arg(long, value_name = "M", default_value_t = 5)]
+        off_frames: u32,
         #[arg(long, value_enum, default_value = "auto")]
         kernels: Kernels,
         /// Threads for the native kernels (default: every core).
@@ -163,6 +228,40 @@ fn main() -> ExitCode {
             kernels,
             json,
         } => fatal_on_error(info(&model, kernels, json)),
+        Command::Stream {
+            model,
+            source,
+            top_k,
+            json,
+            max_frames,
+            stats_every,
+            every_frame,
+            max_restarts,
+            trigger,
+            gpio,
+            on_frames,
+            off_frames,
+            kernels,
+            threads,
+        } => {
+            set_threads(threads);
+            let opts = stream_cmd::StreamArgs {
+                source,
+                json,
+                max_restarts,
+                trigger: trigger.zip(gpio),
+                on_frames,
+                off_frames,
+                options: resnext_edge::stream::Options {
+                    top_k,
+                    max_frames,
+                    stats_every: (stats_every > 0.0)
+                        .then(|| std::time::Duration::from_secs_f64(stats_every)),
+                    every_frame,
+                },
+            };
+            stream_cmd::run(&model, kernels.backend(), opts)
+        }
     }
 }
 

@@ -63,6 +63,25 @@ pub struct Options {
 }
 
 /// What a quantization did, for the summary.
+impl Default for Options {
+    /// The command line's defaults: QDQ, u8 activations, mse ranges with 1.5x headroom, fused
+    /// residual, every calibration image.
+    fn default() -> Self {
+        Options {
+            method: Method::Mse,
+            act_type: ActType::U8,
+            format: Format::Qdq,
+            calib_count: None,
+            bias_correction: false,
+            equalize: false,
+            keep_float: 0,
+            headroom: 1.5,
+            fuse_residual: true,
+            quiet: false,
+        }
+    }
+}
+
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Summary {
     pub images_used: usize,

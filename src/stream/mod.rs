@@ -1,0 +1,39 @@
+//! `resnext-edge stream`: classify frames as they come, from a folder, an MJPEG or raw pipe, a
+//! capture command or a V4L2 camera.
+//!
+//! Capture runs on its own thread and hands frames over through a one-frame slot
+//! ([`slot::FrameSlot`]): inference always takes the newest frame, so a slow model never makes
+//! the camera lag, and what it skipped is counted as dropped. Corrupt frames are counted and
+//! skipped. Whatever happens, `frames_read = processed + dropped + corrupt`.
+
+pub mod command;
+pub mod mjpeg;
+pub mod run;
+pub mod slot;
+pub mod source;
+pub mod v4l2;
+
+pub use run::{run, Event, FrameResult, Options, Stats};
+pub use slot::Counts;
+pub use source::{Captured, FrameSource, SourceSpec};
+
+use std::time::Instant;
+
+/// A frame as captured.
+#[derive(Debug)]
+pub struct Frame {
+    /// Position in the stream, from 0, counting every frame read (corrupt ones included).
+    pub seq: u64,
+    pub captured: Instant,
+    /// A name for messages (the file of a `dir:` source).
+    pub name: Option<String>,
+    pub data: FrameData,
+}
+
+/// A frame's pixels: still encoded (decoded on the inference side, so that capture stays
+/// cheap), or already RGB.
+#[derive(Debug)]
+pub enum FrameData {
+    Encoded(Vec<u8>),
+    Rgb(image::RgbImage),
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Builds the board binary: targets/build.sh BOARD [--glibc] [--check]
+#   BOARD    one of targets/boards/*.env (rpi3, rpi4, rpi5, jetson-nano, jetson-orin)
+#   --glibc  link against the board's glibc dynamically instead of a static binary
+#   --check  also run the binary under qemu-user on the example model (needs qemu-user and the
+#            model made by examples/quickstart.sh) and compare with the host build's output
+# The result is target/boards/resnext-edge-BOARD: stripped, statically linked (musl on aarch64,
+# glibc on armv7), tuned for the board's CPU, with the GPIO and V4L2 backends.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 1 ] || usage
+board=$1; shift
+glibc=0; check=0
+for a in "$@"; do
+  case $a in
+    --glibc) glibc=1 ;;
+    --check) check=1 ;;
+    *) usage ;;
+  esac
+done
+profile=targets/boards/$board.env
+[ -f "$profile" ] || { echo "unknown board '$board'; boards: $(ls targets/boards | sed 's/\.env$//' | tr '\n' ' ')" >&2; exit 2; }
+# shellcheck source=/dev/null
+. "$profile"
+target=$RUST_TARGET
+rustflags="-C target-cpu=$TARGET_CPU"
+if [ "$glibc" = 1 ]; then
+  target=${target/-musl/-gnu}
+elif [[ $target == *-gnu* ]]; then
+  rustflags="$rustflags -C target-feature=+crt-static"
+fi
+export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
+echo "building resnext-edge for $BOARD_NAME: $target, $rustflags" >&2
+RUSTFLAGS="$rustflags" cargo build --profile board --target "$target" -p resnext-edge \
+  --bin resnext-edge --features gpio,v4l2
+mkdir -p target/boards
+suffix=$([ "$glibc" = 1 ] && echo "-glibc" || true)
+out=target/boards/resnext-edge-$board$suffix
+cp "target/$target/board/resnext-edge" "$out"
+echo "$out: $(stat -c %s "$out") bytes ($(file -b "$out" 2>/dev/null | cut -d, -f1-2 || true))"
+
+if [ "$check" = 1 ]; then
+  model=target/example.int8.onnx
+  [ -f "$model" ] || { echo "no $model: run examples/quickstart.sh first" >&2; exit 1; }
+  host=${RESNEXT_EDGE_BIN_DIR:-target/release}/resnext-edge
+  [ -x "$host" ] || cargo build --release -p resnext-edge --bin resnext-edge
+  runner=$QEMU
+  [[ $target == *-gnu* && $glibc == 1 ]] && runner="$runner -L /usr/${target/-unknown-linux-gnu/-linux-gnu}"
+  # Stock tract on both sides: the float parts are the same code on every CPU.
+  args=(classify "$model" examples/data/images --top-k 3 --kernels stock)
+  diff <("$host" "${args[@]}" | sed 's/  \[.*ms\]$//') \
+       <($runner "$out" "${args[@]}" | sed 's/  \[.*ms\]$//') \
+    && echo "$board under qemu: classify output identical to the host's"
+fi
