@@ -87,6 +87,10 @@ impl Isa {
 
     /// Every ISA this CPU can run, generic first.
     pub fn available() -> Vec<Isa> {
+        #[cfg_attr(
+            not(any(target_arch = "x86_64", target_arch = "aarch64")),
+            allow(unused_mut)
+        )]
         let mut v = vec![Isa::Generic, Isa::GenericU8];
         #[cfg(target_arch = "x86_64")]
         {

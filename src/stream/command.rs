@@ -9,6 +9,7 @@
 use super::source::{Captured, FrameSource, MjpegSource};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ pub struct CommandSource {
     restarts: u32,
     backoff: Duration,
     child: Arc<Mutex<Option<Child>>>,
+    /// Set by the killer: no restart after that.
+    stopped: Arc<AtomicBool>,
     stream: Option<MjpegSource<ChildStdout>>,
     frames_this_run: u64,
     last_stderr: Arc<Mutex<String>>,
@@ -37,6 +40,7 @@ impl CommandSource {
             restarts: 0,
             backoff: FIRST_BACKOFF,
             child: Arc::new(Mutex::new(None)),
+            stopped: Arc::new(AtomicBool::new(false)),
             stream: None,
             frames_this_run: 0,
             last_stderr: Arc::new(Mutex::new(String::new())),
@@ -46,19 +50,11 @@ impl CommandSource {
     /// A handle that kills the running command (when the stream stops).
     pub fn killer(&self) -> impl Fn() + Send + Sync + 'static {
         let child = self.child.clone();
+        let stopped = self.stopped.clone();
         move || {
+            stopped.store(true, Ordering::SeqCst);
             if let Some(c) = child.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-                // The command runs in its own process group (a pipeline, or `sh` with its
-                // child): signal the whole group, not only the shell.
-                if let Ok(pgid) = i32::try_from(c.id()) {
-                    // SAFETY: kill(2) with a negative pid signals a process group; it touches
-                    // no memory of ours.
-                    unsafe {
-                        libc::kill(-pgid, libc::SIGTERM);
-                    }
-                }
-                let _ = c.kill();
-                let _ = c.wait();
+                kill_group(c);
             }
         }
     }
@@ -86,7 +82,16 @@ impl CommandSource {
                 }
             }
         });
-        *self.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
+        {
+            let mut slot = self.child.lock().unwrap_or_else(|e| e.into_inner());
+            // Checked under the lock the killer takes: a command started while the stream stops
+            // does not outlive it.
+            if self.stopped.load(Ordering::SeqCst) {
+                kill_group(&mut child);
+                return Err(std::io::Error::other("the stream has stopped"));
+            }
+            *slot = Some(child);
+        }
         self.stream = Some(MjpegSource::new(stdout, true));
         self.frames_this_run = 0;
         Ok(())
@@ -159,6 +164,9 @@ impl FrameSource for CommandSource {
 impl CommandSource {
     /// Sleeps the back-off before a restart; false when no restart is left.
     fn wait_to_restart(&mut self) -> bool {
+        if self.stopped.load(Ordering::SeqCst) {
+            return false;
+        }
         if self.max_restarts.is_some_and(|m| self.restarts >= m) {
             log::info!(
                 "capture command not restarted: {} restarts done",
@@ -174,8 +182,22 @@ impl CommandSource {
         );
         std::thread::sleep(self.backoff);
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-        true
+        !self.stopped.load(Ordering::SeqCst)
     }
+}
+
+/// Ends a command started by [`CommandSource::start`] and reaps it. It runs in its own process
+/// group (a pipeline, or `sh` with its child): the whole group is signalled, not only the shell.
+fn kill_group(c: &mut Child) {
+    if let Ok(pgid) = i32::try_from(c.id()) {
+        // SAFETY: kill(2) with a negative pid signals a process group; it touches no memory of
+        // ours.
+        unsafe {
+            libc::kill(-pgid, libc::SIGTERM);
+        }
+    }
+    let _ = c.kill();
+    let _ = c.wait();
 }
 
 impl Drop for CommandSource {
