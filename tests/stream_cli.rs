@@ -388,6 +388,11 @@ fn bad_sources_and_triggers_are_clear_errors() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no class `purple`"));
 
+    // With or without the v4l2 feature, a camera that is not there is named.
+    let o = stream(&s, "v4l2:/dev/video99", &[], None);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/dev/video99"));
+
     let o = stream(&s, "mjpeg:-", &["--trigger", "red"], None);
     assert_eq!(o.status.code(), Some(2), "--trigger needs --gpio");
 }
