@@ -24,6 +24,8 @@ mod bench;
 mod stream_cmd;
 use resnext_edge::gpio::{PinSpec, TriggerSpec};
 use resnext_edge::stream::SourceSpec;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 const STREAM_HELP: &str = "Examples:
   ffmpeg -i video.mp4 -f mjpeg - | resnext-edge stream model.onnx --source mjpeg:- --json
@@ -34,8 +36,6 @@ Frames from a live source (pipe, command, camera) are classified newest first: f
 had no time for are dropped and counted. Files and folders are classified completely. Corrupt
 frames are counted and skipped. On end of input, Ctrl-C or SIGTERM, a summary is printed and the
 exit code is 0.";
-use std::path::PathBuf;
-use std::process::ExitCode;
 
 /// Exit codes: what a script can tell from them.
 pub(crate) mod exit {
@@ -255,8 +255,10 @@ fn main() -> ExitCode {
                 options: resnext_edge::stream::Options {
                     top_k,
                     max_frames,
-                    stats_every: (stats_every > 0.0)
-                        .then(|| std::time::Duration::from_secs_f64(stats_every)),
+                    // 0 (or anything that is not a duration): no statistics.
+                    stats_every: std::time::Duration::try_from_secs_f64(stats_every)
+                        .ok()
+                        .filter(|d| !d.is_zero()),
                     every_frame,
                 },
             };
