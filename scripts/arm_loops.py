@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""The ARM inner-loop table: for each kernel function of an aarch64 or armv7 build, its innermost
+loops as disassembled, the multiply-accumulates per iteration counted from the instructions, and
+llvm-mca's cycles per iteration for the board CPUs, as a share of their int8 peak.
+
+Usage: arm_loops.py BINARY FUNCTION_SUBSTRING... (see scripts/arm_loops.sh, which builds the
+binaries). Needs binutils for the target (objdump) and llvm-mca. Prints a markdown table.
+"""
+import re
+import subprocess
+import sys
+
+# int8 multiply-accumulates per cycle at peak (the issue's reference figures).
+PEAK = {"cortex-a72": 8, "cortex-a76": 32, "cortex-a53": 8}
+
+LANES = {"16b": 16, "8b": 8, "8h": 8, "4h": 4, "4s": 4, "2s": 2, "2d": 2}
+
+
+def macs(arch, mnemonic, operands):
+    """Multiply-accumulates one instruction does (0 for everything else)."""
+    m = mnemonic.lower()
+    if arch == "aarch64":
+        dest = re.match(r"v\d+\.(\w+)", operands)
+        lanes = LANES.get(dest.group(1), 0) if dest else 0
+        if m in ("sdot", "udot", "usdot", "sudot"):
+            return lanes * 4
+        if re.fullmatch(r"(s|u)(mlal|mlsl|mull)2?|mla|mls|mul", m):
+            return lanes
+        return 0
+    # armv7 NEON: vmlal.s16 q, d, d / vmull.s8 q, d, d / vmla.i32 q, q, q
+    base, _, ty = m.partition(".")
+    if base in ("vmlal", "vmull", "vmlsl"):
+        bits = int(re.sub(r"\D", "", ty) or 8)
+        return 64 // bits  # a doubleword source: 8 x i8 or 4 x i16
+    if base in ("vmla", "vmul", "vmls"):
+        bits = int(re.sub(r"\D", "", ty) or 32)
+        reg = operands.split(",")[0].strip()
+        return (128 if reg.startswith("q") else 64) // bits
+    return 0
+
+
+def disassemble(objdump, binary, needle):
+    out = subprocess.run(
+        [objdump, "-d", "-C", "--no-show-raw-insn", binary],
+        check=True, capture_output=True, text=True).stdout
+    funcs, name, body = {}, None, []
+    for line in out.splitlines():
+        head = re.match(r"^([0-9a-f]+) <(.*)>:$", line)
+        if head:
+            if name and needle in name:
+                funcs[name] = body
+            name, body = head.group(2), []
+            continue
+        ins = re.match(r"^\s+([0-9a-f]+):\s+(\S+)\s*(.*)$", line)
+        if ins and name:
+            body.append((int(ins.group(1), 16), ins.group(2), ins.group(3)))
+    if name and needle in name:
+        funcs[name] = body
+    return funcs
+
+
+def innermost_loops(body):
+    """(start, end) index pairs of loops closed by a backward branch with no other loop inside."""
+    index = {addr: i for i, (addr, _, _) in enumerate(body)}
+    loops = []
+    for i, (addr, mn, ops) in enumerate(body):
+        if not (mn.startswith("b") or mn.startswith("cb") or mn.startswith("tb")):
+            continue
+        target = re.search(r"\b([0-9a-f]{4,})\b\s*<", ops)
+        if target and int(target.group(1), 16) < addr and int(target.group(1), 16) in index:
+            loops.append((index[int(target.group(1), 16)], i))
+    return [(s, e) for s, e in loops
+            if not any((s2, e2) != (s, e) and s <= s2 and e2 <= e for s2, e2 in loops)]
+
+
+def mca_cycles(triple, cpu, lines):
+    asm = ".Lloop:\n" + "\n".join(lines) + "\n"
+    out = subprocess.run(
+        ["llvm-mca", f"-mtriple={triple}", f"-mcpu={cpu}", "-iterations=200"],
+        input=asm, capture_output=True, text=True)
+    if out.returncode != 0:
+        return None, out.stderr.strip().splitlines()[0] if out.stderr else "llvm-mca failed"
+    total = int(re.search(r"Total Cycles:\s+(\d+)", out.stdout).group(1))
+    iters = int(re.search(r"Iterations:\s+(\d+)", out.stdout).group(1))
+    return total / iters, None
+
+
+def main():
+    binary, needles = sys.argv[1], sys.argv[2:]
+    arch = "aarch64" if "aarch64" in binary else "armv7"
+    objdump = "aarch64-linux-gnu-objdump" if arch == "aarch64" else "arm-linux-gnueabihf-objdump"
+    triple = "aarch64-linux-gnu" if arch == "aarch64" else "armv7a-linux-gnueabihf"
+    cpus = ["cortex-a72", "cortex-a76"] if arch == "aarch64" else ["cortex-a72", "cortex-a53"]
+    cpu_cols = " | ".join(f"{c}: cycles/iter, MAC/cycle, % of peak ({PEAK[c]})" for c in cpus)
+    print(f"| {arch} function | loop | instructions | MACs/iter | MAC/instruction | {cpu_cols} |")
+    print("|---|---|---|---|---|" + "---|" * len(cpus))
+    for needle in needles:
+        funcs = disassemble(objdump, binary, needle)
+        if not funcs:
+            print(f"| {needle} | not found in {binary} | | | |" + " |" * len(cpus))
+            continue
+        for name, body in sorted(funcs.items()):
+            short = name.split("::")[-1]
+            for s, e in innermost_loops(body):
+                loop = body[s:e + 1]
+                n_mac = sum(macs(arch, mn, ops) for _, mn, ops in loop)
+                if n_mac == 0:
+                    continue
+                lines = []
+                for _, mn, ops in loop:
+                    ops = re.sub(r"\b[0-9a-f]{4,}\s*<[^>]*>", ".Lloop", ops)
+                    ops = re.sub(r"\s*//.*$|\s*@.*$", "", ops)
+                    lines.append(f"{mn} {ops}".strip())
+                cols = []
+                for cpu in cpus:
+                    cyc, err = mca_cycles(triple, cpu, lines)
+                    if cyc is None:
+                        cols.append(f"({err})")
+                    else:
+                        rate = n_mac / cyc
+                        cols.append(f"{cyc:.2f}, {rate:.2f}, {100 * rate / PEAK[cpu]:.0f} %")
+                print(f"| `{short}` | {body[s][0]:#x}-{body[e][0]:#x} | {len(loop)} | {n_mac} | "
+                      f"{n_mac / len(loop):.2f} | " + " | ".join(cols) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The ARM inner-loop table of the README: builds the runtime for aarch64 and armv7 (release,
+# symbols kept), disassembles the int8 kernels, counts multiply-accumulates per iteration of each
+# innermost loop, and asks llvm-mca for cycles per iteration on the board CPUs (share of the
+# int8 peak: A72 8 MAC/cycle, A76 32, A53 8).
+# Usage: scripts/arm_loops.sh   (needs the cross binutils of gcc-aarch64-linux-gnu /
+# gcc-arm-linux-gnueabihf and llvm-mca, Debian package llvm)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
+echo "llvm-mca: $(llvm-mca --version | grep -m1 -i version | sed 's/^ *//')"
+for target in aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf; do
+  cargo build -q --release --target $target -p resnext-edge --bin resnext-edge
+  echo
+  python3 scripts/arm_loops.py "target/$target/release/resnext-edge" \
+    "kernels::aarch64::" "kernels::generic::"
+done
