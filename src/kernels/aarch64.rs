@@ -45,9 +45,9 @@ unsafe fn tile_8<const R: usize>(
     w: *const i16,
     n: usize,
     acc: *mut i32,
-    r0: usize,
     o: usize,
     pairs: usize,
+    r0: usize,
 ) {
     // SAFETY: the caller guarantees the rows and outputs are in bounds; NEON is baseline.
     unsafe {
@@ -85,9 +85,9 @@ unsafe fn tile_4<const R: usize>(
     w: *const i16,
     n: usize,
     acc: *mut i32,
-    r0: usize,
     o: usize,
     pairs: usize,
+    r0: usize,
 ) {
     // SAFETY: the caller guarantees the rows and outputs are in bounds; NEON is baseline.
     unsafe {
@@ -107,6 +107,24 @@ unsafe fn tile_4<const R: usize>(
     }
 }
 
+/// Runs a tile function over all rows: `$tile::<4>` in steps of 4 rows, then the 3-, 2- or 1-row
+/// tail, the row offset passed last.
+macro_rules! over_rows {
+    ($tile:ident, $rows:expr, $($arg:expr),*) => {{
+        let mut r0 = 0;
+        while r0 + 4 <= $rows {
+            $tile::<4>($($arg,)* r0);
+            r0 += 4;
+        }
+        match $rows - r0 {
+            3 => $tile::<3>($($arg,)* r0),
+            2 => $tile::<2>($($arg,)* r0),
+            1 => $tile::<1>($($arg,)* r0),
+            _ => {}
+        }
+    }};
+}
+
 /// # Safety
 /// `patch` must hold `rows * kp` values, `w` `kp * n`, `acc` `rows * n`.
 unsafe fn dot_neon(
@@ -123,32 +141,12 @@ unsafe fn dot_neon(
     unsafe {
         let mut o = 0;
         while o + 8 <= n {
-            let mut r0 = 0;
-            while r0 + 4 <= rows {
-                tile_8::<4>(patch, kp, w, n, acc, r0, o, pairs);
-                r0 += 4;
-            }
-            match rows - r0 {
-                3 => tile_8::<3>(patch, kp, w, n, acc, r0, o, pairs),
-                2 => tile_8::<2>(patch, kp, w, n, acc, r0, o, pairs),
-                1 => tile_8::<1>(patch, kp, w, n, acc, r0, o, pairs),
-                _ => {}
-            }
+            over_rows!(tile_8, rows, patch, kp, w, n, acc, o, pairs);
             o += 8;
         }
         // 4 outputs: the grouped convolutions with 4 channels per group (ResNeXt 32x4d).
         while o + 4 <= n {
-            let mut r0 = 0;
-            while r0 + 4 <= rows {
-                tile_4::<4>(patch, kp, w, n, acc, r0, o, pairs);
-                r0 += 4;
-            }
-            match rows - r0 {
-                3 => tile_4::<3>(patch, kp, w, n, acc, r0, o, pairs),
-                2 => tile_4::<2>(patch, kp, w, n, acc, r0, o, pairs),
-                1 => tile_4::<1>(patch, kp, w, n, acc, r0, o, pairs),
-                _ => {}
-            }
+            over_rows!(tile_4, rows, patch, kp, w, n, acc, o, pairs);
             o += 4;
         }
         while o < n {
