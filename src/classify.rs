@@ -114,12 +114,12 @@ impl Classifier {
 
 /// One line of human-readable output.
 pub fn format_text(c: &Classification) -> String {
-    let top: Vec<String> = c
-        .top
-        .iter()
-        .map(|p| format!("{} ({:.3})", p.label, p.score))
-        .collect();
-    let mut s = format!("{}: {}  [{:.1} ms]", c.image, top.join(", "), c.latency_ms);
+    let mut s = format!(
+        "{}: {}  [{:.1} ms]",
+        c.image,
+        crate::topk::format_top(&c.top),
+        c.latency_ms
+    );
     if let Some(l) = &c.logits {
         let l: Vec<String> = l.iter().map(|v| format!("{v:.4}")).collect();
         s.push_str(&format!("\n  logits: [{}]", l.join(", ")));

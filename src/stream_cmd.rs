@@ -152,16 +152,11 @@ fn print_result(r: &FrameResult, json: bool) {
         );
         return;
     }
-    let top: Vec<String> = r
-        .top
-        .iter()
-        .map(|p| format!("{} ({:.3})", p.label, p.score))
-        .collect();
     let name = r.name.as_ref().map(|n| format!(" {n}")).unwrap_or_default();
     out!(
         "frame {}{name}: {}  [{:.1} ms, {} dropped]",
         r.frame,
-        top.join(", "),
+        resnext_edge::topk::format_top(&r.top),
         r.latency_ms,
         r.dropped
     );

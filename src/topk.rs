@@ -26,6 +26,15 @@ pub fn top_indices(values: &[f32], k: usize) -> Vec<usize> {
     idx
 }
 
+/// The classes as one line of text: `tabby (0.912), tiger cat (0.051)`.
+pub fn format_top(top: &[Prediction]) -> String {
+    let parts: Vec<String> = top
+        .iter()
+        .map(|p| format!("{} ({:.3})", p.label, p.score))
+        .collect();
+    parts.join(", ")
+}
+
 /// The `k` most probable classes of `logits`, with soft-max scores.
 pub fn top_k(logits: &[f32], labels: &[String], k: usize) -> Vec<Prediction> {
     let probs = softmax(logits);
