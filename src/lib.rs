@@ -17,6 +17,7 @@ pub mod logging;
 pub mod metadata;
 pub mod model;
 pub mod native;
+pub mod onnx_limits;
 pub mod preprocess;
 pub mod stream;
 pub mod topk;

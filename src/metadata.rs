@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 /// Prefix of every key this project writes.
 pub const PREFIX: &str = "resnext_edge.";
 
+/// The largest `resize` (and so `crop`) a model may ask for: it sizes the input tensor, which is
+/// allocated before anything else is checked.
+pub const MAX_RESIZE: usize = 4096;
+
 /// mmcls' ImageNet normalization (RGB order).
 pub const IMAGENET_MEAN: [f32; 3] = [123.675, 116.28, 103.53];
 pub const IMAGENET_STD: [f32; 3] = [58.395, 57.12, 57.375];
@@ -114,6 +118,12 @@ impl ModelMetadata {
             }
         }
         let p = &m.preprocessing;
+        if p.resize > MAX_RESIZE {
+            return Err(MetadataError {
+                key: format!("{PREFIX}resize"),
+                reason: format!("resize {} is above the supported {MAX_RESIZE}", p.resize),
+            });
+        }
         if p.crop == 0 || p.resize < p.crop {
             return Err(MetadataError {
                 key: format!("{PREFIX}resize"),
@@ -179,6 +189,12 @@ mod tests {
         assert!(e.to_string().contains("resnext_edge.labels"), "{e}");
         let e = ModelMetadata::from_props([("resnext_edge.crop", "300")]).unwrap_err();
         assert!(e.to_string().contains("crop 300"), "{e}");
+        let e = ModelMetadata::from_props([
+            ("resnext_edge.resize", "100000"),
+            ("resnext_edge.crop", "100000"),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("above the supported 4096"), "{e}");
         let none = ModelMetadata::from_props([("producer", "x")]).unwrap();
         assert_eq!(none, ModelMetadata::default());
     }

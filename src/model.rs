@@ -98,6 +98,36 @@ impl Model {
         let proto = onnx
             .proto_model_for_path(path)
             .map_err(|e| load_err(format!("not a readable ONNX model: {}", format_chain(&e))))?;
+        Self::from_proto(&onnx, proto, path, backend)
+    }
+
+    /// Loads a model held in memory; `name` stands for its path in messages. Tensors are read
+    /// from the bytes only (no external data).
+    pub fn from_bytes(bytes: &[u8], name: &str, backend: Backend) -> Result<Self, ModelError> {
+        let onnx = onnx_loader();
+        let proto = onnx
+            .proto_model_for_read(&mut &bytes[..])
+            .map_err(|e| ModelError::Load {
+                path: name.to_string(),
+                message: format!("not a readable ONNX model: {}", format_chain(&e)),
+            })?;
+        Self::from_proto(&onnx, proto, Path::new(name), backend)
+    }
+
+    fn from_proto(
+        onnx: &tract_onnx::Onnx,
+        proto: tract_onnx::pb::ModelProto,
+        path: &Path,
+        backend: Backend,
+    ) -> Result<Self, ModelError> {
+        let shown = path.display().to_string();
+        let load_err = |message: String| ModelError::Load {
+            path: shown.clone(),
+            message,
+        };
+        if let Some(graph) = &proto.graph {
+            crate::onnx_limits::check_graph(graph).map_err(load_err)?;
+        }
         let metadata = ModelMetadata::from_props(
             proto
                 .metadata_props

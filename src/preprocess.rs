@@ -29,6 +29,12 @@ pub enum DecodeError {
     },
     #[error("{what}: cannot decode JPEG: {reason}")]
     Jpeg { what: String, reason: String },
+    #[error("{what}: {width}x{height} pixels is outside the supported size (at most {max} pixels)", max = crate::jpeg::MAX_PIXELS)]
+    TooLarge {
+        what: String,
+        width: u32,
+        height: u32,
+    },
 }
 
 /// Decodes an image file to RGB, EXIF orientation applied.
@@ -61,6 +67,16 @@ pub fn decode_bytes(bytes: &[u8], what: &str) -> Result<RgbImage, DecodeError> {
         source,
     };
     let mut decoder = reader.into_decoder().map_err(err)?;
+    // The header's size is checked before any pixel memory exists: a 100-byte PNG can claim
+    // 65535x65535 (a decompression bomb).
+    let (width, height) = decoder.dimensions();
+    if width == 0 || height == 0 || width as usize * height as usize > crate::jpeg::MAX_PIXELS {
+        return Err(DecodeError::TooLarge {
+            what: what.to_string(),
+            width,
+            height,
+        });
+    }
     let orientation = decoder.orientation().map_err(err)?;
     let mut img = DynamicImage::from_decoder(decoder).map_err(err)?;
     img.apply_orientation(orientation);
@@ -222,6 +238,48 @@ impl Preprocessor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A 69-byte PNG whose header claims 65535x65535 grey pixels (4 GiB), with valid CRCs and
+    /// a 64-byte image stream (made with Python's `zlib`).
+    const PNG_BOMB: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00\xff\xff\x00\x00\xff\xff\x08\x00\x00\x00\x00\x93\x6e\x86\x8c\x00\x00\x00\x0cIDAT\x78\x9c\x63\x60\xa0\x0c\x00\x00\x00\x40\x00\x01\xb7\x34\x7c\xef\x00\x00\x00\x00IEND\xae\x42\x60\x82";
+
+    #[test]
+    fn a_png_claiming_65535_squared_pixels_is_refused_before_decoding() {
+        assert_eq!(PNG_BOMB.len(), 69);
+        let e = decode_bytes(PNG_BOMB, "bomb.png").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                DecodeError::TooLarge {
+                    width: 65535,
+                    height: 65535,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(
+            e.to_string().starts_with("bomb.png: 65535x65535 pixels"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_jpeg_claiming_a_huge_frame_is_refused_before_decoding() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/images/chelsea.jpg"
+        );
+        let mut jpeg = std::fs::read(path).unwrap();
+        // SOF0: FF C0, length (2), precision (1), height (2), width (2).
+        let sof = jpeg.windows(2).position(|w| w == [0xff, 0xc0]).unwrap();
+        jpeg[sof + 5..sof + 9].copy_from_slice(&[0xff, 0xdc, 0xff, 0xdc]);
+        let e = decode_bytes(&jpeg, "bomb.jpg").unwrap_err();
+        assert!(
+            e.to_string().contains("65500x65500 pixels is outside"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn sizes_and_offsets_round_like_python() {

@@ -132,3 +132,32 @@ fn missing_inputs_and_models_have_their_own_exit_codes() {
     assert_eq!(o.status.code(), Some(3), "a PNG is not a model");
     assert!(String::from_utf8_lossy(&o.stderr).contains("red.png"));
 }
+
+#[test]
+fn a_model_whose_weight_claims_a_terabyte_is_refused_before_allocation() {
+    let s = setup();
+    let model = s.root.join("huge.onnx");
+    common::colour_model_edited(&model, |m| {
+        let w = &mut m.graph.as_mut().unwrap().initializer[0];
+        w.dims = vec![1 << 20, 1 << 20];
+    });
+    let o = classify(&[&model, &s.root.join("imgs/red.png")], &[]);
+    assert_eq!(o.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("huge.onnx") && stderr.contains("tensor `w` of shape [1048576, 1048576]"),
+        "{stderr}"
+    );
+
+    common::colour_model_edited(&model, |m| {
+        m.metadata_props
+            .push(tract_onnx::pb::StringStringEntryProto {
+                key: "resnext_edge.resize".into(),
+                value: "1000000".into(),
+            });
+    });
+    let o = classify(&[&model, &s.root.join("imgs/red.png")], &[]);
+    assert_eq!(o.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("above the supported 4096"), "{stderr}");
+}

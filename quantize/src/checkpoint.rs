@@ -84,6 +84,8 @@ pub enum CheckpointError {
     },
     #[error("{path}: no tensors found")]
     Empty { path: String },
+    #[error("{path}: {detail}")]
+    Forbidden { path: String, detail: String },
 }
 
 const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
@@ -132,6 +134,7 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let mut head = Vec::with_capacity(16);
     file.by_ref().take(16).read_to_end(&mut head).map_err(io)?;
     let container = sniff(path, &head, len)?;
+    guard(path, container, &mut file)?;
     let sha256 = sha256_file(path).map_err(io)?;
     let raw = match container {
         Container::Safetensors => read_safetensors(path)?,
@@ -170,6 +173,47 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
         labels,
         sha256,
     })
+}
+
+/// Checks what a torch file's pickles may call and what its zip entries claim, before the
+/// reader sees the file (see [`crate::pickle_guard`]).
+fn guard(
+    path: &Path,
+    container: Container,
+    file: &mut std::fs::File,
+) -> Result<(), CheckpointError> {
+    use crate::pickle_guard::{self, Refusal};
+    use std::io::{Seek, SeekFrom};
+    let shown = path.display().to_string();
+    let refusal = |r: Refusal| match r {
+        Refusal::Global(_) => CheckpointError::Forbidden {
+            path: shown.clone(),
+            detail: r.to_string(),
+        },
+        Refusal::Malformed(_) | Refusal::Zip(_) => CheckpointError::Corrupt {
+            path: shown.clone(),
+            container,
+            detail: r.to_string(),
+        },
+    };
+    match container {
+        Container::TorchZip => pickle_guard::check_zip(path).map_err(refusal),
+        Container::TorchLegacy => {
+            let mut head = Vec::new();
+            file.seek(SeekFrom::Start(0))
+                .and_then(|_| {
+                    file.by_ref()
+                        .take(pickle_guard::MAX_PICKLE_BYTES)
+                        .read_to_end(&mut head)
+                })
+                .map_err(|source| CheckpointError::Io {
+                    path: shown.clone(),
+                    source,
+                })?;
+            pickle_guard::check_legacy(&head).map_err(refusal)
+        }
+        Container::Safetensors => Ok(()),
+    }
 }
 
 /// torchvision name of a key from any known layout: the `state_dict.` nesting, DataParallel's
@@ -212,11 +256,31 @@ fn read_torch(
         container,
         detail,
     };
+    let file_len = std::fs::metadata(path)
+        .map_err(|source| CheckpointError::Io {
+            path: shown.clone(),
+            source,
+        })?
+        .len();
+    // Stored (uncompressed) entries are what torch writes; a compressed one may hold more than
+    // the file, within the zip check's ratio.
+    let max_bytes = match container {
+        Container::TorchZip => file_len.saturating_mul(1000),
+        _ => file_len,
+    };
     let reader = pytorch_reader::PytorchReader::new(path).map_err(|e| corrupt(e.to_string()))?;
     let mut out = BTreeMap::new();
     for (name, t) in reader.into_tensors() {
         let dtype = t.dtype();
         let shape = t.shape().to_vec();
+        let bytes = shape
+            .iter()
+            .try_fold(dtype.size() as u64, |acc, &d| acc.checked_mul(d as u64));
+        if bytes.is_none_or(|b| b > max_bytes) {
+            return Err(corrupt(format!(
+                "tensor `{name}` of shape {shape:?} needs more bytes than the file holds ({file_len})"
+            )));
+        }
         let bytes = t.read().map_err(|e| corrupt(e.to_string()))?;
         let data = to_f32(&bytes, dtype).ok_or_else(|| CheckpointError::DType {
             path: shown.clone(),

@@ -10,5 +10,6 @@ pub mod float_net;
 pub mod infer;
 pub mod npy;
 pub mod onnx_builder;
+pub mod pickle_guard;
 pub mod quant;
 pub mod random_weights;

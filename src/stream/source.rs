@@ -139,12 +139,7 @@ impl SourceSpec {
                 input,
             } => {
                 let (reader, live) = open_input(input)?;
-                Box::new(RawSource {
-                    reader,
-                    width: *width,
-                    height: *height,
-                    live,
-                })
+                Box::new(RawSource::new(reader, *width, *height, live))
             }
             SourceSpec::Cmd(command) => Box::new(CommandSource::new(command, max_restarts)),
             SourceSpec::V4l2(device) => super::v4l2::open(device)?,
@@ -276,6 +271,18 @@ pub struct RawSource {
     width: u32,
     height: u32,
     live: bool,
+}
+
+impl RawSource {
+    /// Frames of `width` x `height` packed RGB from `reader`; `live` as [`FrameSource::is_live`].
+    pub fn new(reader: Box<dyn Read + Send>, width: u32, height: u32, live: bool) -> Self {
+        RawSource {
+            reader,
+            width,
+            height,
+            live,
+        }
+    }
 }
 
 impl FrameSource for RawSource {

@@ -54,6 +54,11 @@ fn f32_init(name: &str, dims: &[i64], data: &[f32]) -> pb::TensorProto {
 
 /// Writes the colour classifier to `path`.
 pub fn colour_model(path: &Path) {
+    colour_model_edited(path, |_| {});
+}
+
+/// Writes the colour classifier to `path` after `edit` (for malformed variants).
+pub fn colour_model_edited(path: &Path, edit: impl FnOnce(&mut pb::ModelProto)) {
     let node = |op: &str, i: &[&str], o: &str, attribute: Vec<pb::AttributeProto>| pb::NodeProto {
         op_type: op.into(),
         name: o.into(),
@@ -95,6 +100,8 @@ pub fn colour_model(path: &Path) {
         }],
         ..Default::default()
     };
+    let mut model = model;
+    edit(&mut model);
     std::fs::write(path, model.encode_to_vec()).unwrap();
 }
 

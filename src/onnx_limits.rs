@@ -1,0 +1,173 @@
+//! Sanity of an ONNX file's tensors before tract allocates them.
+//!
+//! A model file comes from anywhere. Its initializers and constant attributes declare their
+//! shapes separately from their data, and tract allocates what the shape says: a 100-byte file
+//! that declares a `[1000000, 1000000]` float tensor would ask for 4 TB. This module walks the
+//! parsed protobuf (graphs nested in attributes included) and refuses, naming the tensor, any
+//! shape with a negative dimension, an element count above [`MAX_TENSOR_ELEMENTS`], or data whose
+//! length does not match the shape. What passes holds no more elements than the file holds bytes
+//! of data (external data excepted, which tract reads from files beside the model only).
+
+use tract_onnx::pb::{GraphProto, TensorProto};
+
+/// The most elements one tensor may have: 2^28, 100x the largest weight of a ResNeXt-101 32x8d.
+pub const MAX_TENSOR_ELEMENTS: u64 = 1 << 28;
+
+/// Bytes per element of an ONNX `TensorProto.DataType`, `None` for strings and unknown types.
+fn element_size(data_type: i32) -> Option<u64> {
+    Some(match data_type {
+        2 | 3 | 9 => 1,        // uint8, int8, bool
+        4 | 5 | 10 | 16 => 2,  // uint16, int16, float16, bfloat16
+        1 | 6 | 12 => 4,       // float, int32, uint32
+        7 | 11 | 13 | 14 => 8, // int64, double, uint64, complex64
+        15 => 16,              // complex128
+        _ => return None,
+    })
+}
+
+/// Elements held by the typed (non-raw) data field that `data_type` uses.
+fn typed_len(t: &TensorProto) -> u64 {
+    (match t.data_type {
+        1 => t.float_data.len(),
+        14 => t.float_data.len() / 2,
+        2 | 3 | 4 | 5 | 6 | 9 | 10 | 16 => t.int32_data.len(),
+        7 => t.int64_data.len(),
+        11 => t.double_data.len(),
+        15 => t.double_data.len() / 2,
+        12 | 13 => t.uint64_data.len(),
+        8 => t.string_data.len(),
+        _ => 0,
+    }) as u64
+}
+
+/// Checks one tensor: `what` names where it sits, for the error.
+pub fn check_tensor(t: &TensorProto, what: &str) -> Result<(), String> {
+    let name = if t.name.is_empty() { what } else { &t.name };
+    let mut elements: u64 = 1;
+    for &d in &t.dims {
+        if d < 0 {
+            return Err(format!(
+                "tensor `{name}` has a negative dimension in {:?}",
+                t.dims
+            ));
+        }
+        elements = elements
+            .checked_mul(d as u64)
+            .filter(|&e| e <= MAX_TENSOR_ELEMENTS)
+            .ok_or_else(|| {
+                format!(
+                    "tensor `{name}` of shape {:?} has more than the supported {MAX_TENSOR_ELEMENTS} elements",
+                    t.dims
+                )
+            })?;
+    }
+    if !t.external_data.is_empty() {
+        return Ok(());
+    }
+    let mismatch = |held: u64, unit: &str| {
+        Err(format!(
+            "tensor `{name}` of shape {:?} needs {elements} elements but holds {held} {unit}",
+            t.dims
+        ))
+    };
+    if !t.raw_data.is_empty() {
+        let Some(size) = element_size(t.data_type) else {
+            return Err(format!(
+                "tensor `{name}` has raw data of element type {}, which has no fixed size",
+                t.data_type
+            ));
+        };
+        let held = t.raw_data.len() as u64;
+        if held != elements * size {
+            return mismatch(held, "bytes of raw data");
+        }
+        return Ok(());
+    }
+    let held = typed_len(t);
+    if held != elements {
+        return mismatch(held, "elements of data");
+    }
+    Ok(())
+}
+
+/// Checks every initializer and constant attribute tensor of `graph` and of the graphs nested
+/// in its nodes' attributes.
+pub fn check_graph(graph: &GraphProto) -> Result<(), String> {
+    for t in &graph.initializer {
+        check_tensor(t, "initializer")?;
+    }
+    for node in &graph.node {
+        for attr in &node.attribute {
+            let what = format!("attribute `{}` of node `{}`", attr.name, node.name);
+            if let Some(t) = &attr.t {
+                check_tensor(t, &what)?;
+            }
+            for t in &attr.tensors {
+                check_tensor(t, &what)?;
+            }
+            if let Some(g) = &attr.g {
+                check_graph(g)?;
+            }
+            for g in &attr.graphs {
+                check_graph(g)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn float_tensor(dims: Vec<i64>, raw_len: usize) -> TensorProto {
+        TensorProto {
+            name: "w".into(),
+            dims,
+            data_type: 1,
+            raw_data: vec![0; raw_len],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_consistent_tensor_passes() {
+        check_tensor(&float_tensor(vec![2, 3], 24), "x").unwrap();
+        check_tensor(&float_tensor(vec![0, 3], 0), "x").unwrap();
+        let typed = TensorProto {
+            dims: vec![2],
+            data_type: 7,
+            int64_data: vec![1, 2],
+            ..Default::default()
+        };
+        check_tensor(&typed, "x").unwrap();
+    }
+
+    #[test]
+    fn a_shape_bigger_than_its_data_is_refused_before_allocation() {
+        let e = check_tensor(&float_tensor(vec![1_000_000, 1_000_000], 4), "x").unwrap_err();
+        assert!(
+            e.contains("`w`") && e.contains("more than the supported"),
+            "{e}"
+        );
+        let e = check_tensor(&float_tensor(vec![i64::MAX, i64::MAX], 4), "x").unwrap_err();
+        assert!(e.contains("more than the supported"), "{e}");
+        let e = check_tensor(&float_tensor(vec![1000, 1000], 4), "x").unwrap_err();
+        assert!(
+            e.contains("needs 1000000 elements but holds 4 bytes"),
+            "{e}"
+        );
+        let e = check_tensor(&float_tensor(vec![-1, 4], 4), "x").unwrap_err();
+        assert!(e.contains("negative dimension"), "{e}");
+        let empty = TensorProto {
+            dims: vec![64],
+            data_type: 3,
+            ..Default::default()
+        };
+        let e = check_tensor(&empty, "attribute `value` of node `c`").unwrap_err();
+        assert!(
+            e.contains("attribute `value` of node `c`") && e.contains("holds 0"),
+            "{e}"
+        );
+    }
+}
