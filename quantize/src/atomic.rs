@@ -1,6 +1,7 @@
 //! Writing output files so that nothing is ever half-written: the bytes go to a temporary file
 //! beside the target, are flushed to disk, and only then renamed over it. A failure at any point
-//! leaves the previous file (if any) untouched and removes the temporary.
+//! leaves the previous file (if any) untouched and removes the temporary. A device or pipe given
+//! as the output (`/dev/stdout`) is written directly.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
             "is a directory",
         )));
     }
+    // A device or pipe (`/dev/stdout`, `/dev/full`) has no previous content to keep and cannot
+    // be replaced by a rename (that would replace the device node): write into it.
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return (|| {
+            let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+            f.write_all(bytes)?;
+            f.flush()
+        })()
+        .map_err(err);
+    }
     let tmp = temp_path(path);
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -59,6 +70,24 @@ mod tests {
         write_atomic(&p, b"second").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"second");
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_device_is_written_into_not_replaced() {
+        let e = write_atomic(Path::new("/dev/full"), b"x").unwrap_err();
+        assert_eq!(e.source.raw_os_error(), Some(libc_enospc()), "{e}");
+        assert!(e.to_string().starts_with("/dev/full: cannot write"), "{e}");
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::metadata("/dev/full")
+            .unwrap()
+            .file_type()
+            .is_char_device());
+        write_atomic(Path::new("/dev/null"), b"discarded").unwrap();
+    }
+
+    /// ENOSPC, the same on every Linux architecture.
+    fn libc_enospc() -> i32 {
+        28
     }
 
     #[test]
