@@ -24,7 +24,7 @@ fn main() -> anyhow::Result<()> {
     let mut classifier = Classifier::load(model.as_ref())?;
     // Live sources (pipes, commands, cameras) hand over the newest frame and count the rest
     // as dropped; folders and files are classified completely.
-    let frames = source.open(None)?;
+    let frames = source.open(Default::default())?;
     let opts = Options {
         top_k: 1,
         max_frames,

@@ -117,6 +117,9 @@ enum Command {
         /// cmd: sources: restart the command at most this many times when it exits (default: always).
         #[arg(long, value_name = "N")]
         max_restarts: Option<u32>,
+        /// cmd: sources: a command that writes nothing for this long is killed and restarted; 0: never.
+        #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+        stall_timeout: f64,
         /// Watch for a class: the --gpio pin goes high after --on-frames consecutive frames whose
         /// top-1 is LABEL (a label, its first name, or a class number) with at least MIN_SCORE
         /// (default 0.5), and low after --off-frames frames without.
@@ -237,6 +240,7 @@ fn main() -> ExitCode {
             stats_every,
             every_frame,
             max_restarts,
+            stall_timeout,
             trigger,
             gpio,
             on_frames,
@@ -248,7 +252,13 @@ fn main() -> ExitCode {
             let opts = stream_cmd::StreamArgs {
                 source,
                 json,
-                max_restarts,
+                restarts: resnext_edge::stream::Restarts {
+                    max_restarts,
+                    // 0 (or anything that is not a duration): no watchdog.
+                    stall_timeout: std::time::Duration::try_from_secs_f64(stall_timeout)
+                        .ok()
+                        .filter(|d| !d.is_zero()),
+                },
                 trigger: trigger.zip(gpio),
                 on_frames,
                 off_frames,

@@ -6,7 +6,7 @@ use anyhow::Context;
 use resnext_edge::classify::Classifier;
 use resnext_edge::gpio::{BoardPin, PinSpec, Trigger, TriggerSpec};
 use resnext_edge::model::{Backend, Model};
-use resnext_edge::stream::{Event, FrameResult, Options, SourceSpec, Stats};
+use resnext_edge::stream::{Event, FrameResult, Options, Restarts, SourceSpec, Stats};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +15,7 @@ use std::sync::Arc;
 pub struct StreamArgs {
     pub source: SourceSpec,
     pub json: bool,
-    pub max_restarts: Option<u32>,
+    pub restarts: Restarts,
     pub trigger: Option<(TriggerSpec, PinSpec)>,
     pub on_frames: u32,
     pub off_frames: u32,
@@ -61,7 +61,7 @@ pub fn run(model: &Path, backend: Backend, args: StreamArgs) -> ExitCode {
             }
         }
     };
-    let source = match args.source.open(args.max_restarts) {
+    let source = match args.source.open(args.restarts) {
         Ok(s) => s,
         Err(e) => return fail(exit::FATAL, e.context("cannot open the source")),
     };

@@ -225,6 +225,37 @@ fn a_capture_command_that_dies_mid_frame_is_restarted() {
 }
 
 #[test]
+fn a_capture_command_that_stalls_is_killed_and_restarted() {
+    let s = setup();
+    let file = s.path("two.mjpeg");
+    std::fs::write(&file, testsrc_mjpeg("320x240", 2)).unwrap();
+    // Two frames, then the camera hangs: no bytes, no exit.
+    let cmd = format!("cmd:cat {}; exec sleep 600", file.display());
+    let start = std::time::Instant::now();
+    let o = stream(
+        &s,
+        &cmd,
+        &[
+            "--max-restarts",
+            "1",
+            "--stall-timeout",
+            "0.5",
+            "--every-frame",
+        ],
+        None,
+    );
+    let sum = summary(&o, 4);
+    assert_eq!(sum["frames_processed"], 4);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        stderr.matches("capture command stalled").count(),
+        2,
+        "{stderr}"
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
+}
+
+#[test]
 fn raw_rgb_frames_from_ffmpeg() {
     let s = setup();
     let raw = ffmpeg(&[

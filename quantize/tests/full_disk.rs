@@ -104,7 +104,13 @@ fn quantize_to_a_full_disk_keeps_the_previous_model() {
 #[test]
 fn export_to_dev_full_says_the_disk_is_full() {
     let o = Command::new(env!("CARGO_BIN_EXE_resnext-quantize"))
-        .args(["export", "--random-weights", "1", "--arch", "resnext50_32x4d"])
+        .args([
+            "export",
+            "--random-weights",
+            "1",
+            "--arch",
+            "resnext50_32x4d",
+        ])
         .args(["-o", "/dev/full"])
         .output()
         .unwrap();

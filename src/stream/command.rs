@@ -5,16 +5,41 @@
 //! command exits, its last words (the last line it wrote on stderr) are logged and it is started
 //! again after a back-off that doubles from 0.5 s up to 8 s and resets once a run delivers frames.
 //! A frame cut off by the exit counts as corrupt; the stream goes on.
+//!
+//! A command can also hang without exiting (a camera that stops delivering, a network source
+//! that stalls). A watchdog thread per run notes when bytes last arrived; after the stall
+//! timeout (`--stall-timeout`, default 10 s) without any, it kills the command, which then
+//! restarts like any other exit.
 
 use super::source::{Captured, FrameSource, MjpegSource};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
+/// How long a command may deliver no bytes before it is killed and restarted.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The command's standard output, noting when bytes last arrived (milliseconds since `epoch`).
+struct Watched {
+    inner: ChildStdout,
+    epoch: Instant,
+    last_byte_ms: Arc<AtomicU64>,
+}
+
+impl Read for Watched {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            let now = self.epoch.elapsed().as_millis() as u64;
+            self.last_byte_ms.store(now, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+}
 
 /// A running (or restarting) capture command.
 pub struct CommandSource {
@@ -25,9 +50,14 @@ pub struct CommandSource {
     child: Arc<Mutex<Option<Child>>>,
     /// Set by the killer: no restart after that.
     stopped: Arc<AtomicBool>,
-    stream: Option<MjpegSource<ChildStdout>>,
+    stream: Option<MjpegSource<Watched>>,
     frames_this_run: u64,
     last_stderr: Arc<Mutex<String>>,
+    stall_timeout: Option<Duration>,
+    /// Counts runs; a watchdog stops when the run it watches is over.
+    run: Arc<AtomicU64>,
+    /// Runs ended by the watchdog.
+    stalls: Arc<AtomicU64>,
 }
 
 impl CommandSource {
@@ -44,7 +74,57 @@ impl CommandSource {
             stream: None,
             frames_this_run: 0,
             last_stderr: Arc::new(Mutex::new(String::new())),
+            stall_timeout: Some(DEFAULT_STALL_TIMEOUT),
+            run: Arc::new(AtomicU64::new(0)),
+            stalls: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Kill and restart the command after `timeout` without a byte (`None`: never).
+    pub fn with_stall_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.stall_timeout = timeout;
+        self
+    }
+
+    /// Runs the watchdog killed for delivering nothing.
+    pub fn stalls(&self) -> u64 {
+        self.stalls.load(Ordering::Relaxed)
+    }
+
+    /// Watches run `run`: kills its command once no byte has come for `timeout`.
+    fn spawn_watchdog(&self, timeout: Duration, epoch: Instant, last_byte_ms: Arc<AtomicU64>) {
+        let (child, run, stalls, stopped) = (
+            self.child.clone(),
+            self.run.clone(),
+            self.stalls.clone(),
+            self.stopped.clone(),
+        );
+        let this_run = run.load(Ordering::SeqCst);
+        let tick = (timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+        std::thread::spawn(move || loop {
+            std::thread::sleep(tick);
+            if stopped.load(Ordering::SeqCst) || run.load(Ordering::SeqCst) != this_run {
+                return;
+            }
+            let idle = epoch.elapsed().as_millis() as u64 - last_byte_ms.load(Ordering::Relaxed);
+            if idle < timeout.as_millis() as u64 {
+                continue;
+            }
+            let mut slot = child.lock().unwrap_or_else(|e| e.into_inner());
+            // Checked again under the lock: the run may have ended meanwhile.
+            if run.load(Ordering::SeqCst) != this_run {
+                return;
+            }
+            if let Some(c) = slot.as_mut() {
+                log::warn!(
+                    "capture command stalled: no bytes for {:.1} s; stopping it",
+                    idle as f64 / 1000.0
+                );
+                stalls.fetch_add(1, Ordering::Relaxed);
+                kill_group(c);
+            }
+            return;
+        });
     }
 
     /// A handle that kills the running command (when the stream stops).
@@ -92,7 +172,18 @@ impl CommandSource {
             }
             *slot = Some(child);
         }
-        self.stream = Some(MjpegSource::new(stdout, true));
+        let epoch = Instant::now();
+        let last_byte_ms = Arc::new(AtomicU64::new(0));
+        self.run.fetch_add(1, Ordering::SeqCst);
+        if let Some(timeout) = self.stall_timeout {
+            self.spawn_watchdog(timeout, epoch, last_byte_ms.clone());
+        }
+        let watched = Watched {
+            inner: stdout,
+            epoch,
+            last_byte_ms,
+        };
+        self.stream = Some(MjpegSource::new(watched, true));
         self.frames_this_run = 0;
         Ok(())
     }
@@ -100,7 +191,12 @@ impl CommandSource {
     /// Reaps the exited command and logs why it stopped.
     fn reap(&mut self) {
         self.stream = None;
-        let child = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let child = {
+            let mut slot = self.child.lock().unwrap_or_else(|e| e.into_inner());
+            // Under the lock: this run's watchdog sees it is over before it could kill.
+            self.run.fetch_add(1, Ordering::SeqCst);
+            slot.take()
+        };
         let status = child.map(|mut c| c.wait());
         let last = std::mem::take(&mut *self.last_stderr.lock().unwrap_or_else(|e| e.into_inner()));
         let status = match status {
@@ -228,6 +324,33 @@ mod tests {
         }
         assert_eq!(frames, 6);
         assert_eq!(src.restarts, 2);
+    }
+
+    /// One frame, then silence: the watchdog kills the command after the timeout, it is
+    /// restarted, and the stream goes on (ends here after one restart).
+    #[test]
+    fn a_command_that_stalls_is_killed_and_restarted() {
+        let cmd = r"printf '\377\330\377\332\000\003\001\042\377\331'; exec sleep 600";
+        let mut src =
+            CommandSource::new(cmd, Some(1)).with_stall_timeout(Some(Duration::from_millis(300)));
+        src.backoff = Duration::from_millis(1);
+        let start = Instant::now();
+        let mut frames = 0;
+        loop {
+            match src.next() {
+                Captured::Frame { .. } => frames += 1,
+                Captured::Corrupt(w) => panic!("{w}"),
+                Captured::End => break,
+            }
+        }
+        assert_eq!(frames, 2);
+        assert_eq!(src.stalls(), 2);
+        assert_eq!(src.restarts, 1);
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub mod v4l2;
 
 pub use run::{run, Event, FrameResult, Options, Stats};
 pub use slot::Counts;
-pub use source::{Captured, FrameSource, SourceSpec};
+pub use source::{Captured, FrameSource, Restarts, SourceSpec};
 
 use std::time::Instant;
 

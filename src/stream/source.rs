@@ -123,10 +123,27 @@ impl std::str::FromStr for SourceSpec {
     }
 }
 
+/// How a `cmd:` source is kept alive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Restarts {
+    /// How often the command is started again after it exits (`None`: for ever).
+    pub max_restarts: Option<u32>,
+    /// Kill (and restart) the command after this long without a byte (`None`: never).
+    pub stall_timeout: Option<std::time::Duration>,
+}
+
+impl Default for Restarts {
+    fn default() -> Self {
+        Restarts {
+            max_restarts: None,
+            stall_timeout: Some(super::command::DEFAULT_STALL_TIMEOUT),
+        }
+    }
+}
+
 impl SourceSpec {
-    /// Opens the source. `max_restarts` bounds how often a `cmd:` source is restarted after
-    /// its command exits (`None`: for ever).
-    pub fn open(&self, max_restarts: Option<u32>) -> anyhow::Result<Box<dyn FrameSource>> {
+    /// Opens the source; `restarts` applies to a `cmd:` source.
+    pub fn open(&self, restarts: Restarts) -> anyhow::Result<Box<dyn FrameSource>> {
         Ok(match self {
             SourceSpec::Dir(dir) => Box::new(DirSource::open(dir)?),
             SourceSpec::Mjpeg(from) => {
@@ -141,7 +158,10 @@ impl SourceSpec {
                 let (reader, live) = open_input(input)?;
                 Box::new(RawSource::new(reader, *width, *height, live))
             }
-            SourceSpec::Cmd(command) => Box::new(CommandSource::new(command, max_restarts)),
+            SourceSpec::Cmd(command) => Box::new(
+                CommandSource::new(command, restarts.max_restarts)
+                    .with_stall_timeout(restarts.stall_timeout),
+            ),
             SourceSpec::V4l2(device) => super::v4l2::open(device)?,
         })
     }
