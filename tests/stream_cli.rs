@@ -225,6 +225,32 @@ fn a_capture_command_that_dies_mid_frame_is_restarted() {
 }
 
 #[test]
+fn a_frame_claiming_a_huge_size_is_counted_corrupt_and_the_stream_goes_on() {
+    let s = setup();
+    let clean = testsrc_mjpeg("320x240", 3);
+    let starts = frame_starts(&clean);
+    let mut bytes = clean.clone();
+    // The middle frame's SOF0 claims 65500x65500 pixels (a decompression bomb).
+    let sof = starts[1]
+        + bytes[starts[1]..]
+            .windows(2)
+            .position(|w| w == [0xff, 0xc0])
+            .unwrap();
+    bytes[sof + 5..sof + 9].copy_from_slice(&[0xff, 0xdc, 0xff, 0xdc]);
+    let o = stream(&s, "mjpeg:-", &["--every-frame"], Some(bytes));
+    let sum = summary(&o, 3);
+    assert_eq!(sum["frames_processed"], 2);
+    assert_eq!(sum["frames_corrupt"], 1);
+    let errors: Vec<Value> = json_lines(&o)
+        .into_iter()
+        .filter(|l| l.get("error").is_some())
+        .collect();
+    assert_eq!(errors[0]["frame"], 1);
+    let error = errors[0]["error"].as_str().unwrap();
+    assert!(error.contains("65500x65500 pixels is outside"), "{error}");
+}
+
+#[test]
 fn a_capture_command_that_stalls_is_killed_and_restarted() {
     let s = setup();
     let file = s.path("two.mjpeg");
