@@ -8,6 +8,18 @@
 //! halves of each pair apart; one `addp` per accumulator pair at the end folds them into the
 //! outputs. 4 multiply-accumulates per `smlal` (4 i32 lanes), no widening in the loop.
 
+//!
+//! `dot_u8i8_neon` (the u8-quad family, same Cortex-A72 class): 8-bit multiplies, twice the
+//! work per instruction. `smull` takes i8, so the row's u8 values become `x - 128` (one `eor`
+//! with 0x80), and `128 * sum_k w[k][o]` is added back to the outputs (computed once per call
+//! and block of outputs): the integer result is exactly `sum x * w`. A product of two i8 fits in
+//! i16, and so do two when the weights avoid -128 (|2 * -128 * 127| = 32512): quads are taken
+//! two at a time, `smull` of the first + `smlal` of the second into i16, then one `sadalp` adds
+//! pairs of those into i32 lanes. 16 multiply-accumulates per 3 instructions; the A72's multiply
+//! pipe (`smull`, `smlal`) and its other pipe (`sadalp`, the row's `dup` and `eor`) are equally
+//! busy. A block of outputs whose weights hold -128 (never written by the quantizer, which uses
+//! [-127, 127], but allowed by ONNX) takes one quad at a time: `smull` then `sadalp`.
+
 use std::arch::aarch64::*;
 
 /// NEON twin of [`super::generic::dot_i16`].
@@ -108,18 +120,18 @@ unsafe fn tile_4<const R: usize>(
 }
 
 /// Runs a tile function over all rows: `$tile::<4>` in steps of 4 rows, then the 3-, 2- or 1-row
-/// tail, the row offset passed last.
+/// tail, the row offset passed last. Generic arguments after the row count go in brackets.
 macro_rules! over_rows {
-    ($tile:ident, $rows:expr, $($arg:expr),*) => {{
+    ($tile:ident [$($g:tt)*], $rows:expr, $($arg:expr),*) => {{
         let mut r0 = 0;
         while r0 + 4 <= $rows {
-            $tile::<4>($($arg,)* r0);
+            $tile::<4 $($g)*>($($arg,)* r0);
             r0 += 4;
         }
         match $rows - r0 {
-            3 => $tile::<3>($($arg,)* r0),
-            2 => $tile::<2>($($arg,)* r0),
-            1 => $tile::<1>($($arg,)* r0),
+            3 => $tile::<3 $($g)*>($($arg,)* r0),
+            2 => $tile::<2 $($g)*>($($arg,)* r0),
+            1 => $tile::<1 $($g)*>($($arg,)* r0),
             _ => {}
         }
     }};
@@ -141,12 +153,12 @@ unsafe fn dot_neon(
     unsafe {
         let mut o = 0;
         while o + 8 <= n {
-            over_rows!(tile_8, rows, patch, kp, w, n, acc, o, pairs);
+            over_rows!(tile_8[], rows, patch, kp, w, n, acc, o, pairs);
             o += 8;
         }
         // 4 outputs: the grouped convolutions with 4 channels per group (ResNeXt 32x4d).
         while o + 4 <= n {
-            over_rows!(tile_4, rows, patch, kp, w, n, acc, o, pairs);
+            over_rows!(tile_4[], rows, patch, kp, w, n, acc, o, pairs);
             o += 4;
         }
         while o < n {
@@ -157,6 +169,206 @@ unsafe fn dot_neon(
                     let x1 = *patch.add(r * kp + 2 * j + 1) as i32;
                     s += x0 * *w.add((j * n + o) * 2) as i32
                         + x1 * *w.add((j * n + o) * 2 + 1) as i32;
+                }
+                *acc.add(r * n + o) += s;
+            }
+            o += 1;
+        }
+    }
+}
+
+/// NEON twin of [`super::generic::dot_u8i8`].
+pub fn dot_u8i8_neon(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, acc: &mut [i32]) {
+    assert!(kq.is_multiple_of(4));
+    assert!(patch.len() >= rows * kq && w.len() >= kq * n && acc.len() >= rows * n);
+    // SAFETY: NEON is always present on aarch64; the slices hold rows * kq patch values,
+    // kq * n weights and rows * n accumulators (asserted above), all `dot_u8_neon` touches.
+    unsafe { dot_u8_neon(rows, patch.as_ptr(), kq, w.as_ptr(), n, acc.as_mut_ptr()) }
+}
+
+/// The quad `q` of row `r` as i8 `x - 128`, repeated over 16 lanes.
+///
+/// # Safety
+/// `r * kq + 4 * q + 3` must be inside `patch`.
+#[inline(always)]
+unsafe fn quad(patch: *const u8, kq: usize, r: usize, q: usize) -> int8x16_t {
+    // SAFETY: the caller guarantees the four bytes at r * kq + 4q are inside `patch`.
+    unsafe {
+        let v = (patch.add(r * kq + 4 * q) as *const u32).read_unaligned();
+        vreinterpretq_s8_u8(veorq_u8(
+            vreinterpretq_u8_u32(vdupq_n_u32(v)),
+            vdupq_n_u8(0x80),
+        ))
+    }
+}
+
+/// `128 * sum_k w[k][o]` for outputs `o..o + 4` (what `x - 128` took away), and whether any of
+/// those weights is -128.
+///
+/// # Safety
+/// Outputs `o..o + 4` of every quad must be inside `w`.
+#[inline(always)]
+unsafe fn bias_back(w: *const i8, n: usize, o: usize, quads: usize) -> (int32x4_t, bool) {
+    // SAFETY: the caller guarantees the weights are in bounds; NEON is baseline.
+    unsafe {
+        let mut s = vdupq_n_s32(0);
+        let mut low = vdupq_n_s8(0);
+        for q in 0..quads {
+            let wv = vld1q_s8(w.add((q * n + o) * 4));
+            // Pairs of i8 into i16, then pairs of those into i32: one lane per output.
+            s = vpadalq_s16(s, vpaddlq_s8(wv));
+            low = vminq_s8(low, wv);
+        }
+        (vshlq_n_s32::<7>(s), vminvq_s8(low) == i8::MIN)
+    }
+}
+
+/// `x * w` of the low (`H = 0`) or high (`H = 1`) eight lanes, into i16.
+#[inline(always)]
+fn mul<const H: usize>(x: int8x16_t, w: int8x16_t) -> int16x8_t {
+    // SAFETY: NEON is baseline on aarch64; pure register operations.
+    unsafe {
+        if H == 0 {
+            vmull_s8(vget_low_s8(x), vget_low_s8(w))
+        } else {
+            vmull_high_s8(x, w)
+        }
+    }
+}
+
+/// `p + x * w` of the low or high eight lanes, in i16 (no overflow when `w` avoids -128 and `p`
+/// is one such product).
+#[inline(always)]
+fn mla<const H: usize>(p: int16x8_t, x: int8x16_t, w: int8x16_t) -> int16x8_t {
+    // SAFETY: NEON is baseline on aarch64; pure register operations.
+    unsafe {
+        if H == 0 {
+            vmlal_s8(p, vget_low_s8(x), vget_low_s8(w))
+        } else {
+            vmlal_high_s8(p, x, w)
+        }
+    }
+}
+
+/// `R` rows (1..=4) x `4 V` outputs from `o` (`V` = 1 or 2 vectors of 4 outputs): per row and
+/// vector two accumulators, each lane the sum of products of one output; `addp` folds them at
+/// the end. `PAIRED`: two quads per `sadalp` (weights without -128), else one.
+///
+/// # Safety
+/// Rows `r0..r0 + R` and outputs `o..o + 4 V` must be inside the buffers of [`dot_u8_neon`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_u8<const R: usize, const V: usize, const PAIRED: bool>(
+    patch: *const u8,
+    kq: usize,
+    w: *const i8,
+    n: usize,
+    acc: *mut i32,
+    o: usize,
+    quads: usize,
+    back: [int32x4_t; V],
+    r0: usize,
+) {
+    // SAFETY: the caller guarantees the rows and outputs are in bounds; NEON is baseline.
+    unsafe {
+        let mut a = [[[vdupq_n_s32(0); 2]; V]; R];
+        let wq = |q: usize| -> [int8x16_t; V] {
+            std::array::from_fn(|v| vld1q_s8(w.add((q * n + o + 4 * v) * 4)))
+        };
+        let mut q = 0;
+        if PAIRED {
+            // An odd last quad goes to the unpaired tile, called on its own, so that this
+            // function holds one loop (LLVM keeps its accumulators in place then).
+            if quads % 2 == 1 {
+                let last = quads - 1;
+                tile_u8::<R, V, false>(
+                    patch.add(4 * last),
+                    kq,
+                    w.add(last * n * 4),
+                    n,
+                    acc,
+                    o,
+                    1,
+                    [vdupq_n_s32(0); V],
+                    r0,
+                );
+            }
+            while q + 2 <= quads {
+                let (w0, w1) = (wq(q), wq(q + 1));
+                for (r, ar) in a.iter_mut().enumerate() {
+                    let x0 = quad(patch, kq, r0 + r, q);
+                    let x1 = quad(patch, kq, r0 + r, q + 1);
+                    for v in 0..V {
+                        ar[v][0] = vpadalq_s16(ar[v][0], mla::<0>(mul::<0>(x0, w0[v]), x1, w1[v]));
+                        ar[v][1] = vpadalq_s16(ar[v][1], mla::<1>(mul::<1>(x0, w0[v]), x1, w1[v]));
+                    }
+                }
+                q += 2;
+            }
+        } else {
+            while q < quads {
+                let w0 = wq(q);
+                for (r, ar) in a.iter_mut().enumerate() {
+                    let x = quad(patch, kq, r0 + r, q);
+                    for v in 0..V {
+                        ar[v][0] = vpadalq_s16(ar[v][0], mul::<0>(x, w0[v]));
+                        ar[v][1] = vpadalq_s16(ar[v][1], mul::<1>(x, w0[v]));
+                    }
+                }
+                q += 1;
+            }
+        }
+        for (r, ar) in a.iter().enumerate() {
+            for (v, av) in ar.iter().enumerate() {
+                let p = acc.add((r0 + r) * n + o + 4 * v);
+                let sum = vaddq_s32(vpaddq_s32(av[0], av[1]), back[v]);
+                vst1q_s32(p, vaddq_s32(vld1q_s32(p), sum));
+            }
+        }
+    }
+}
+
+/// # Safety
+/// `patch` must hold `rows * kq` values, `w` `kq * n`, `acc` `rows * n`.
+unsafe fn dot_u8_neon(
+    rows: usize,
+    patch: *const u8,
+    kq: usize,
+    w: *const i8,
+    n: usize,
+    acc: *mut i32,
+) {
+    let quads = kq / 4;
+    // SAFETY (every intrinsic and pointer below): NEON is baseline; each access stays inside
+    // the bounds stated above, as the loop conditions ensure.
+    unsafe {
+        let mut o = 0;
+        while o + 8 <= n {
+            let ((b0, m0), (b1, m1)) = (bias_back(w, n, o, quads), bias_back(w, n, o + 4, quads));
+            let back = [b0, b1];
+            if m0 || m1 {
+                over_rows!(tile_u8[, 2, false], rows, patch, kq, w, n, acc, o, quads, back);
+            } else {
+                over_rows!(tile_u8[, 2, true], rows, patch, kq, w, n, acc, o, quads, back);
+            }
+            o += 8;
+        }
+        // 4 outputs: the grouped convolutions with 4 channels per group (ResNeXt 32x4d).
+        while o + 4 <= n {
+            let (b, m) = bias_back(w, n, o, quads);
+            if m {
+                over_rows!(tile_u8[, 1, false], rows, patch, kq, w, n, acc, o, quads, [b]);
+            } else {
+                over_rows!(tile_u8[, 1, true], rows, patch, kq, w, n, acc, o, quads, [b]);
+            }
+            o += 4;
+        }
+        while o < n {
+            for r in 0..rows {
+                let mut s = 0i32;
+                for k in 0..kq {
+                    s += *patch.add(r * kq + k) as i32
+                        * *w.add(((k / 4) * n + o) * 4 + k % 4) as i32;
                 }
                 *acc.add(r * n + o) += s;
             }

@@ -15,7 +15,8 @@
 //! kernel bit for bit, and both families give the same convolution; the property tests check
 //! both on random shapes.
 //!
-//! `RESNEXT_EDGE_KERNELS=generic` forces the generic path.
+//! `RESNEXT_EDGE_KERNELS=generic` forces the generic path (any other kernel set's name forces
+//! that one, for comparisons).
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
@@ -72,6 +73,8 @@ pub enum Isa {
     Vnni,
     /// aarch64 NEON (`smlal`), i16 pairs.
     Neon,
+    /// aarch64 NEON 8-bit multiplies (`smull` + `sadalp`), u8 quads.
+    NeonI8,
 }
 
 impl Isa {
@@ -82,6 +85,7 @@ impl Isa {
             Isa::Avx2 => "avx2",
             Isa::Vnni => "vnni",
             Isa::Neon => "neon",
+            Isa::NeonI8 => "neon-i8",
         }
     }
 
@@ -102,7 +106,7 @@ impl Isa {
             }
         }
         #[cfg(target_arch = "aarch64")]
-        v.push(Isa::Neon);
+        v.extend([Isa::Neon, Isa::NeonI8]);
         v
     }
 
@@ -117,6 +121,8 @@ impl Isa {
             Isa::Vnni => Kernel::U8(x86_64::dot_u8i8_vnni),
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => Kernel::I16(aarch64::dot_i16_neon),
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonI8 => Kernel::U8(aarch64::dot_u8i8_neon),
             #[allow(unreachable_patterns)]
             _ => Kernel::I16(generic::dot_i16),
         }
@@ -138,18 +144,30 @@ pub fn set_threads(n: usize) {
     THREADS.store(n, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// The kernel set this process uses: the best the CPU has, unless `RESNEXT_EDGE_KERNELS=generic`.
+/// The kernel set this process uses: the best the CPU has, unless `RESNEXT_EDGE_KERNELS` names
+/// another it has (`generic`, `generic-u8`, `avx2`, `vnni`, `neon`, `neon-i8`).
 pub fn selected() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
     *ISA.get_or_init(|| {
-        let forced = std::env::var("RESNEXT_EDGE_KERNELS").ok();
-        let isa = if forced.as_deref() == Some("generic") {
-            Isa::Generic
-        } else {
-            *Isa::available()
-                .iter()
-                .rfind(|i| **i != Isa::GenericU8)
-                .expect("generic is always available")
+        let available = Isa::available();
+        let best = *available
+            .iter()
+            .rfind(|i| **i != Isa::GenericU8)
+            .expect("generic is always available");
+        let isa = match std::env::var("RESNEXT_EDGE_KERNELS").ok() {
+            None => best,
+            Some(name) => match available.iter().find(|i| i.name() == name) {
+                Some(isa) => *isa,
+                None => {
+                    let names: Vec<_> = available.iter().map(|i| i.name()).collect();
+                    log::warn!(
+                        "RESNEXT_EDGE_KERNELS={name}: not one of this CPU's kernel sets ({}); using {}",
+                        names.join(", "),
+                        best.name()
+                    );
+                    best
+                }
+            },
         };
         log::debug!("int8 kernels: {}", isa.name());
         isa
@@ -174,6 +192,28 @@ mod tests {
         }
     }
 
+    /// The corners of the input ranges, where pairing products in 16 bits could overflow:
+    /// `x = 0` (`x - 128 = -128`) against `w = -128` is 16384 per product.
+    #[test]
+    fn extreme_values_equal_the_generic_kernel() {
+        let (rows, kq, n) = (5, 16, 12);
+        for x in [0u8, 255] {
+            for wv in [-128i8, -127, 127] {
+                let patch = vec![x; rows * kq];
+                let w = vec![wv; kq * n];
+                let mut want = vec![0; rows * n];
+                generic::dot_u8i8(rows, &patch, kq, &w, n, &mut want);
+                for isa in Isa::available() {
+                    if let Kernel::U8(dot) = isa.kernel() {
+                        let mut got = vec![0; rows * n];
+                        dot(rows, &patch, kq, &w, n, &mut got);
+                        assert_eq!(got, want, "{} with x = {x}, w = {wv}", isa.name());
+                    }
+                }
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
@@ -187,7 +227,10 @@ mod tests {
             let kq = 4 * quads;
             let mut next = xorshift(seed);
             let patch: Vec<u8> = (0..rows * kq).map(|_| next() as u8).collect();
-            let w: Vec<i8> = (0..kq * n).map(|_| (next() as i8).max(-127)).collect();
+            // Weights as the quantizer writes them, [-127, 127]; every fourth case the full
+            // i8 range (ONNX allows -128; kernels that pair products must notice).
+            let floor = if seed % 4 == 0 { -128 } else { -127 };
+            let w: Vec<i8> = (0..kq * n).map(|_| (next() as i8).max(floor)).collect();
             let guard = 3;
             let start: Vec<i32> = (0..rows * n + 2 * guard).map(|_| next() as i32 >> 8).collect();
             let mut want = start.clone();
