@@ -10,6 +10,9 @@
 
 use crate::kernels::{Family, Kernel, MAX_ROWS};
 
+/// The largest kernel, stride or padding a native convolution accepts.
+pub const MAX_WINDOW: usize = 64;
+
 /// Shape of a 2-D convolution on one NHWC image.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ConvGeometry {
@@ -53,6 +56,8 @@ impl ConvGeometry {
         self.out_h() * self.out_w() * self.out_c * self.depth()
     }
     /// Consistent and non-degenerate.
+    /// Whether the geometry makes sense (and its arithmetic cannot overflow): groups divide the
+    /// channels, kernel, stride and padding are at most [`MAX_WINDOW`] and the window fits.
     pub fn check(&self) -> Result<(), String> {
         if self.groups == 0
             || !self.in_c.is_multiple_of(self.groups)
@@ -63,7 +68,10 @@ impl ConvGeometry {
                 self.groups, self.in_c, self.out_c
             ));
         }
-        if self.kernel == 0
+        // Bounds before arithmetic: the attributes come from a file.
+        let small = |v: usize| v <= MAX_WINDOW;
+        if !(small(self.kernel) && small(self.stride) && small(self.pad))
+            || self.kernel == 0
             || self.stride == 0
             || self.in_h + 2 * self.pad < self.kernel
             || self.in_w + 2 * self.pad < self.kernel

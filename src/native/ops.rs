@@ -4,7 +4,7 @@
 //! the builders here parse them into tract `Expansion`s, which wire the typed ops
 //! [`NativeConv`] and [`NativeMaxPool`] with their weights packed once, at load.
 
-use super::conv::{max_pool_nhwc, ConvGeometry, PackedConv, Requant};
+use super::conv::{max_pool_nhwc, ConvGeometry, PackedConv, Requant, MAX_WINDOW};
 use crate::contrib_ops::konst;
 use crate::kernels;
 use tract_onnx::model::{OnnxOpRegister, ParsingContext};
@@ -27,6 +27,19 @@ pub fn register(reg: &mut OnnxOpRegister) {
 fn attr_usize(node: &NodeProto, name: &str) -> TractResult<usize> {
     let v: i64 = node.get_attr(name)?;
     usize::try_from(v).with_context(|| format!("{}: attribute {name} = {v}", node.name))
+}
+
+/// Output size of a window (`kernel`, `stride`, `pad`) sliding over `size`, or an error when
+/// the attributes make no sense for it.
+fn window_out(size: usize, kernel: usize, stride: usize, pad: usize) -> TractResult<usize> {
+    ensure!(
+        (1..=MAX_WINDOW).contains(&kernel)
+            && (1..=MAX_WINDOW).contains(&stride)
+            && pad <= MAX_WINDOW
+            && size + 2 * pad >= kernel,
+        "window kernel {kernel} stride {stride} pad {pad} does not fit {size}"
+    );
+    Ok((size + 2 * pad - kernel) / stride + 1)
 }
 
 fn attr_i32(node: &NodeProto, name: &str) -> TractResult<i32> {
@@ -92,9 +105,13 @@ impl Expansion for ConvSpec {
         s.equals(&outputs[0].datum_type, u8::datum_type())?;
         s.equals(&outputs[0].rank, 4)?;
         s.given_2(&inputs[0].shape, &inputs[1].shape, move |s, x, w| {
+            ensure!(
+                x.len() == 4 && !w.is_empty(),
+                "{CONV_OP}: input {x:?}, weights {w:?}"
+            );
             let (h, wd) = (x[1].to_usize()?, x[2].to_usize()?);
-            let oh = (h + 2 * self.pad - self.kernel) / self.stride + 1;
-            let ow = (wd + 2 * self.pad - self.kernel) / self.stride + 1;
+            let oh = window_out(h, self.kernel, self.stride, self.pad)?;
+            let ow = window_out(wd, self.kernel, self.stride, self.pad)?;
             s.equals(
                 &outputs[0].shape,
                 ShapeFactoid::from(vec![1.to_dim(), oh.to_dim(), ow.to_dim(), w[0].clone()]),
@@ -120,6 +137,11 @@ impl Expansion for ConvSpec {
         let w = konst(target, inputs[1], "weights")?;
         let bias = konst(target, inputs[2], "bias")?;
         let mult = konst(target, inputs[3], "multiplier")?;
+        ensure!(
+            w.rank() == 4,
+            "{prefix}: weights of shape {:?}, expected [out, in / groups, k, k]",
+            w.shape()
+        );
         let geom = ConvGeometry {
             in_h: shape[1],
             in_w: shape[2],
@@ -131,6 +153,52 @@ impl Expansion for ConvSpec {
             pad: self.pad,
         };
         geom.check().map_err(|e| format_err!("{prefix}: {e}"))?;
+        let want = [geom.out_c, geom.cpg_in(), geom.kernel, geom.kernel];
+        ensure!(
+            w.shape() == want,
+            "{prefix}: weights of shape {:?}, expected {want:?}",
+            w.shape()
+        );
+        ensure!(
+            bias.len() == geom.out_c && mult.len() == geom.out_c,
+            "{prefix}: {} biases and {} multipliers for {} output channels",
+            bias.len(),
+            mult.len(),
+            geom.out_c
+        );
+        let byte = 0..=255;
+        ensure!(
+            byte.contains(&self.in_zero)
+                && byte.contains(&self.out_zero)
+                && byte.contains(&self.lo)
+                && byte.contains(&self.hi)
+                && self.lo <= self.hi
+                && self
+                    .residual
+                    .is_none_or(|(z, m)| { byte.contains(&z) && f32::from_bits(m).is_finite() }),
+            "{prefix}: zero points and clamp bounds must be bytes (lo <= hi)"
+        );
+        // Bounded so that no accumulator can overflow: the products add at most
+        // 255 * 128 * depth (under 2^29 with the depth bound below).
+        let bias_ok = bias
+            .try_as_plain_ram()?
+            .as_slice::<i32>()?
+            .iter()
+            .all(|b| b.unsigned_abs() <= 1 << 30);
+        let mult_ok = mult
+            .try_as_plain_ram()?
+            .as_slice::<f32>()?
+            .iter()
+            .all(|m| m.is_finite());
+        ensure!(
+            bias_ok && mult_ok,
+            "{prefix}: biases must be within 2^30 and multipliers finite"
+        );
+        ensure!(
+            geom.cpg_in() * geom.kernel * geom.kernel <= 1 << 14,
+            "{prefix}: a depth of {} is above the supported 16384",
+            geom.cpg_in() * geom.kernel * geom.kernel
+        );
         let requant = Requant {
             in_zero: self.in_zero,
             multiplier: mult.try_as_plain_ram()?.as_slice::<f32>()?.to_vec(),
@@ -222,6 +290,17 @@ impl EvalOp for NativeConv {
             Some(r) => Some(r.try_as_plain_ram()?.as_slice::<u8>()?),
             None => None,
         };
+        let out_len = g.out_h() * g.out_w() * g.out_c;
+        ensure!(
+            x.len() == g.in_h * g.in_w * g.in_c && residual.is_none_or(|r| r.len() == out_len),
+            "NativeConv: inputs of {} and {:?} values",
+            x.len(),
+            residual.map(|r| r.len())
+        );
+        ensure!(
+            residual.is_some() == self.conv.requant.residual.is_some(),
+            "NativeConv: residual input does not match the op"
+        );
         let mut out = Tensor::zero::<u8>(&[1, g.out_h(), g.out_w(), g.out_c])?;
         let kernel = kernels::selected().kernel();
         let threads = kernels::threads();
@@ -239,9 +318,26 @@ impl EvalOp for NativeConv {
 impl TypedOp for NativeConv {
     as_op!();
 
-    fn output_facts(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let g = &self.conv.geom;
-        Ok(tvec!(u8::fact([1, g.out_h(), g.out_w(), g.out_c])))
+        let out = [1, g.out_h(), g.out_w(), g.out_c];
+        let x = inputs[0].shape.as_concrete();
+        ensure!(
+            x == Some(&[1, g.in_h, g.in_w, g.in_c][..]),
+            "NativeConv built for [1, {}, {}, {}] is fed {:?}",
+            g.in_h,
+            g.in_w,
+            g.in_c,
+            inputs[0].shape
+        );
+        if let Some(r) = inputs.get(1) {
+            ensure!(
+                r.shape.as_concrete() == Some(&out[..]),
+                "NativeConv's residual is {:?}, its output {out:?}",
+                r.shape
+            );
+        }
+        Ok(tvec!(u8::fact(out)))
     }
 }
 
@@ -254,6 +350,16 @@ fn max_pool_builder(
         stride: attr_usize(node, "stride")?,
         pad: attr_usize(node, "pad")?,
     };
+    ensure!(
+        (1..=MAX_WINDOW).contains(&op.kernel)
+            && (1..=MAX_WINDOW).contains(&op.stride)
+            && op.pad < op.kernel,
+        "{}: kernel {} stride {} pad {}",
+        node.name,
+        op.kernel,
+        op.stride,
+        op.pad
+    );
     Ok((expand(op), vec![]))
 }
 
@@ -266,9 +372,10 @@ pub struct NativeMaxPool {
 }
 
 impl NativeMaxPool {
-    fn out_shape(&self, x: &[usize]) -> [usize; 4] {
-        let o = |d: usize| (d + 2 * self.pad - self.kernel) / self.stride + 1;
-        [1, o(x[1]), o(x[2]), x[3]]
+    fn out_shape(&self, x: &[usize]) -> TractResult<[usize; 4]> {
+        ensure!(x.len() == 4 && x[0] == 1, "NativeMaxPool: input {x:?}");
+        let o = |d: usize| window_out(d, self.kernel, self.stride, self.pad);
+        Ok([1, o(x[1])?, o(x[2])?, x[3]])
     }
 }
 
@@ -293,7 +400,7 @@ impl Expansion for NativeMaxPool {
                 .collect::<TractResult<_>>()?;
             s.equals(
                 &outputs[0].shape,
-                ShapeFactoid::from(self.out_shape(&x).to_vec()),
+                ShapeFactoid::from(self.out_shape(&x)?.to_vec()),
             )
         })
     }
@@ -320,12 +427,8 @@ impl EvalOp for NativeMaxPool {
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let shape = inputs[0].shape().to_vec();
-        ensure!(
-            shape.len() == 4 && shape[0] == 1,
-            "NativeMaxPool: input {shape:?}"
-        );
         let x = inputs[0].try_as_plain_ram()?.as_slice::<u8>()?;
-        let os = self.out_shape(&shape);
+        let os = self.out_shape(&shape)?;
         let mut out = Tensor::zero::<u8>(&os)?;
         max_pool_nhwc(
             x,
@@ -347,6 +450,6 @@ impl TypedOp for NativeMaxPool {
             .shape
             .as_concrete()
             .context("NativeMaxPool: input shape must be known")?;
-        Ok(tvec!(u8::fact(self.out_shape(x))))
+        Ok(tvec!(u8::fact(self.out_shape(x)?)))
     }
 }
