@@ -26,3 +26,13 @@ fn a_residual_of_the_wrong_shape_is_a_load_error_not_a_panic() {
         "{e}"
     );
 }
+
+/// `onnx_model`: a `Conv` node with no output (a mutated length prefix). The rewrite pass read
+/// `output[0]` of every candidate; it now reads nothing it has not checked, leaves such a node
+/// to tract, and tract names the value nothing produces.
+#[test]
+fn a_conv_without_an_output_is_a_load_error_not_a_panic() {
+    let bytes = found("onnx_model", "conv_without_output.onnx");
+    let e = Model::from_bytes(&bytes, "found.onnx", Backend::Native).unwrap_err();
+    assert!(e.to_string().contains("Could not resolve inputs"), "{e}");
+}

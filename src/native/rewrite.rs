@@ -254,13 +254,16 @@ impl Index {
         let n = &g.node[*self.producer.get(t)?];
         if n.op_type != "DequantizeLinear"
             || n.input.len() != 3
-            || self.inits.contains_key(&n.input[0])
+            || self.inits.contains_key(n.input.get(0)?)
         {
             return None;
         }
-        let (s, z) = (self.scalar(g, &n.input[1])?, self.scalar(g, &n.input[2])?);
-        (self.dtype(&n.input[2]) == Some(DataType::Uint8)).then_some((
-            n.input[0].as_str(),
+        let (s, z) = (
+            self.scalar(g, n.input.get(1)?)?,
+            self.scalar(g, n.input.get(2)?)?,
+        );
+        (self.dtype(n.input.get(2)?) == Some(DataType::Uint8)).then_some((
+            n.input.get(0)?.as_str(),
             s,
             z as i32,
         ))
@@ -270,13 +273,13 @@ impl Index {
     fn quantize_u8(&self, g: &pb::GraphProto, n: &pb::NodeProto) -> Option<(f64, i32)> {
         if n.op_type != "QuantizeLinear"
             || n.input.len() != 3
-            || self.dtype(&n.input[2]) != Some(DataType::Uint8)
+            || self.dtype(n.input.get(2)?) != Some(DataType::Uint8)
         {
             return None;
         }
         Some((
-            self.scalar(g, &n.input[1])?,
-            self.scalar(g, &n.input[2])? as i32,
+            self.scalar(g, n.input.get(1)?)?,
+            self.scalar(g, n.input.get(2)?)? as i32,
         ))
     }
 }
@@ -338,15 +341,22 @@ fn qdq_conv(g: &pb::GraphProto, ix: &Index, ci: usize) -> Option<(usize, ConvPar
     if c.op_type != "Conv" || c.input.len() < 2 {
         return None;
     }
-    let (xq, xs, xz) = ix.dequantized_u8(g, &c.input[0])?;
-    let wdq = &g.node[*ix.producer.get(&c.input[1])?];
+    let (xq, xs, xz) = ix.dequantized_u8(g, c.input.get(0)?)?;
+    let wdq = &g.node[*ix.producer.get(c.input.get(1)?)?];
     if wdq.op_type != "DequantizeLinear" || wdq.input.len() != 3 {
         return None;
     }
-    if ix.init_values_in(g, &wdq.input[1])?.len() > 1 && attr_int(wdq, "axis").unwrap_or(1) != 0 {
+    if ix.init_values_in(g, wdq.input.get(1)?)?.len() > 1 && attr_int(wdq, "axis").unwrap_or(1) != 0
+    {
         return None;
     }
-    let (w, w_dims, w_scales) = int8_weights(g, ix, &wdq.input[0], &wdq.input[1], &wdq.input[2])?;
+    let (w, w_dims, w_scales) = int8_weights(
+        g,
+        ix,
+        wdq.input.get(0)?,
+        wdq.input.get(1)?,
+        wdq.input.get(2)?,
+    )?;
     let out = w_dims[0] as usize;
     let bias = match c.input.get(2).filter(|b| !b.is_empty()) {
         None => vec![0.0; out],
@@ -356,14 +366,14 @@ fn qdq_conv(g: &pb::GraphProto, ix: &Index, ci: usize) -> Option<(usize, ConvPar
             if bdq.op_type != "DequantizeLinear" {
                 return None;
             }
-            let q = ix.init_values_in(g, &bdq.input[0])?;
-            let mut s = ix.init_values_in(g, &bdq.input[1])?;
+            let q = ix.init_values_in(g, bdq.input.get(0)?)?;
+            let mut s = ix.init_values_in(g, bdq.input.get(1)?)?;
             if s.len() == 1 {
                 s = vec![s[0]; q.len()];
             }
             if bdq.input.len() == 3
                 && ix
-                    .init_values_in(g, &bdq.input[2])?
+                    .init_values_in(g, bdq.input.get(2)?)?
                     .iter()
                     .any(|&z| z != 0.0)
             {
@@ -374,21 +384,21 @@ fn qdq_conv(g: &pb::GraphProto, ix: &Index, ci: usize) -> Option<(usize, ConvPar
     };
     (bias.len() == out).then_some(())?;
     // The tail: [Relu] -> Q, or Add(DQ(identity)) -> [Relu] -> Q.
-    let (mut ni, mut n) = ix.sole_consumer(g, &c.output[0])?;
+    let (mut ni, mut n) = ix.sole_consumer(g, c.output.get(0)?)?;
     let mut residual = None;
     if n.op_type == "Add" && n.input.len() == 2 {
-        let other = if n.input[0] == c.output[0] {
-            &n.input[1]
+        let other = if n.input.get(0)? == c.output.get(0)? {
+            n.input.get(1)?
         } else {
-            &n.input[0]
+            n.input.get(0)?
         };
         let (iq, is, iz) = ix.dequantized_u8(g, other)?;
         residual = Some((iq.to_string(), is, iz));
-        (ni, n) = ix.sole_consumer(g, &n.output[0])?;
+        (ni, n) = ix.sole_consumer(g, n.output.get(0)?)?;
     }
     let relu = n.op_type == "Relu";
     if relu {
-        (ni, n) = ix.sole_consumer(g, &n.output[0])?;
+        (ni, n) = ix.sole_consumer(g, n.output.get(0)?)?;
     }
     let (ys, yz) = ix.quantize_u8(g, n)?;
     let parts = ConvParts {
@@ -406,7 +416,7 @@ fn qdq_conv(g: &pb::GraphProto, ix: &Index, ci: usize) -> Option<(usize, ConvPar
         y_zero: yz,
         relu,
         residual,
-        output: n.output[0].clone(),
+        output: n.output.get(0)?.clone(),
     };
     Some((ni, parts))
 }
@@ -416,12 +426,13 @@ fn qlinear_conv(g: &pb::GraphProto, ix: &Index, ci: usize) -> Option<(usize, Con
     let c = &g.node[ci];
     if c.op_type != "QLinearConv"
         || c.input.len() < 8
-        || ix.dtype(&c.input[2]) != Some(DataType::Uint8)
+        || ix.dtype(c.input.get(2)?) != Some(DataType::Uint8)
     {
         return None;
     }
-    let (w, w_dims, w_scales) = int8_weights(g, ix, &c.input[3], &c.input[4], &c.input[5])?;
-    let xs = ix.scalar(g, &c.input[1])?;
+    let (w, w_dims, w_scales) =
+        int8_weights(g, ix, c.input.get(3)?, c.input.get(4)?, c.input.get(5)?)?;
+    let xs = ix.scalar(g, c.input.get(1)?)?;
     let out = w_dims[0] as usize;
     let bias = match c.input.get(8).filter(|b| !b.is_empty()) {
         None => vec![0.0; out],
@@ -435,20 +446,20 @@ fn qlinear_conv(g: &pb::GraphProto, ix: &Index, ci: usize) -> Option<(usize, Con
     (bias.len() == out).then_some(())?;
     let parts = ConvParts {
         name: c.name.clone(),
-        x: c.input[0].clone(),
+        x: c.input.get(0)?.clone(),
         x_scale: xs,
-        x_zero: ix.scalar(g, &c.input[2])? as i32,
+        x_zero: ix.scalar(g, c.input.get(2)?)? as i32,
         w,
         w_dims,
         w_scales,
         bias,
         window: window(c)?,
         groups: attr_int(c, "group").unwrap_or(1) as usize,
-        y_scale: ix.scalar(g, &c.input[6])?,
-        y_zero: ix.scalar(g, &c.input[7])? as i32,
+        y_scale: ix.scalar(g, c.input.get(6)?)?,
+        y_zero: ix.scalar(g, c.input.get(7)?)? as i32,
         relu: false,
         residual: None,
-        output: c.output[0].clone(),
+        output: c.output.get(0)?.clone(),
     };
     Some((ci, parts))
 }
@@ -550,7 +561,6 @@ fn replace_patterns(g: &mut pb::GraphProto) -> usize {
     let mut i = 0;
     let ix = Index::new(g);
     while i < g.node.len() {
-        let n = &g.node[i];
         let conv = qdq_conv(g, &ix, i).or_else(|| qlinear_conv(g, &ix, i));
         if let Some((last, parts)) = conv {
             let (node, inits) = native_conv(&parts);
@@ -558,28 +568,35 @@ fn replace_patterns(g: &mut pb::GraphProto) -> usize {
             // Appended after the indexed ones: no pattern reads the native nodes' initializers.
             g.initializer.extend(inits);
             count += 1;
-        } else if n.op_type == "MaxPool" && n.output.len() == 1 {
-            // DQ -> MaxPool -> Q on one grid, or MaxPool on what a native op produced.
-            let win = window(n);
-            let from_native = ix
-                .producer
-                .get(&n.input[0])
-                .is_some_and(|&p| g.node[p].domain == DOMAIN);
-            if let (Some(win), true) = (win, from_native) {
-                g.node[i] = native_max_pool(&n.name, &n.input[0], &n.output[0], win);
-                count += 1;
-            } else if let (Some(win), Some((a, s, z))) = (win, ix.dequantized_u8(g, &n.input[0])) {
-                if let Some((qi, q)) = ix.sole_consumer(g, &n.output[0]) {
-                    if ix.quantize_u8(g, q) == Some((s, z)) {
-                        g.node[qi] = native_max_pool(&n.name, a, &q.output[0], win);
-                        count += 1;
-                    }
-                }
-            }
+        } else if let Some((at, node)) = native_max_pool_for(g, &ix, i) {
+            g.node[at] = node;
+            count += 1;
         }
         i += 1;
     }
     count
+}
+
+/// The native max pool replacing node `i`, and where it goes: a `MaxPool` on what a native op
+/// produced, or DQ -> MaxPool -> Q on one grid (then it replaces the Q).
+fn native_max_pool_for(g: &pb::GraphProto, ix: &Index, i: usize) -> Option<(usize, pb::NodeProto)> {
+    let n = &g.node[i];
+    if n.op_type != "MaxPool" || n.output.len() != 1 {
+        return None;
+    }
+    let win = window(n)?;
+    let (input, output) = (n.input.first()?, n.output.first()?);
+    let from_native = ix
+        .producer
+        .get(input)
+        .is_some_and(|&p| g.node[p].domain == DOMAIN);
+    if from_native {
+        return Some((i, native_max_pool(&n.name, input, output, win)));
+    }
+    let (a, s, z) = ix.dequantized_u8(g, input)?;
+    let (qi, q) = ix.sole_consumer(g, output)?;
+    (ix.quantize_u8(g, q) == Some((s, z))).then_some(())?;
+    Some((qi, native_max_pool(&n.name, a, q.output.first()?, win)))
 }
 
 /// Ops that compute element by element with per-tensor parameters, so any layout will do.
