@@ -254,7 +254,7 @@ impl Index {
         let n = &g.node[*self.producer.get(t)?];
         if n.op_type != "DequantizeLinear"
             || n.input.len() != 3
-            || self.inits.contains_key(n.input.get(0)?)
+            || self.inits.contains_key(n.input.first()?)
         {
             return None;
         }
@@ -263,7 +263,7 @@ impl Index {
             self.scalar(g, n.input.get(2)?)?,
         );
         (self.dtype(n.input.get(2)?) == Some(DataType::Uint8)).then_some((
-            n.input.get(0)?.as_str(),
+            n.input.first()?.as_str(),
             s,
             z as i32,
         ))
@@ -341,7 +341,7 @@ fn qdq_conv(g: &pb::GraphProto, ix: &Index, ci: usize) -> Option<(usize, ConvPar
     if c.op_type != "Conv" || c.input.len() < 2 {
         return None;
     }
-    let (xq, xs, xz) = ix.dequantized_u8(g, c.input.get(0)?)?;
+    let (xq, xs, xz) = ix.dequantized_u8(g, c.input.first()?)?;
     let wdq = &g.node[*ix.producer.get(c.input.get(1)?)?];
     if wdq.op_type != "DequantizeLinear" || wdq.input.len() != 3 {
         return None;
@@ -353,7 +353,7 @@ fn qdq_conv(g: &pb::GraphProto, ix: &Index, ci: usize) -> Option<(usize, ConvPar
     let (w, w_dims, w_scales) = int8_weights(
         g,
         ix,
-        wdq.input.get(0)?,
+        wdq.input.first()?,
         wdq.input.get(1)?,
         wdq.input.get(2)?,
     )?;
@@ -366,7 +366,7 @@ fn qdq_conv(g: &pb::GraphProto, ix: &Index, ci: usize) -> Option<(usize, ConvPar
             if bdq.op_type != "DequantizeLinear" {
                 return None;
             }
-            let q = ix.init_values_in(g, bdq.input.get(0)?)?;
+            let q = ix.init_values_in(g, bdq.input.first()?)?;
             let mut s = ix.init_values_in(g, bdq.input.get(1)?)?;
             if s.len() == 1 {
                 s = vec![s[0]; q.len()];
@@ -384,21 +384,21 @@ fn qdq_conv(g: &pb::GraphProto, ix: &Index, ci: usize) -> Option<(usize, ConvPar
     };
     (bias.len() == out).then_some(())?;
     // The tail: [Relu] -> Q, or Add(DQ(identity)) -> [Relu] -> Q.
-    let (mut ni, mut n) = ix.sole_consumer(g, c.output.get(0)?)?;
+    let (mut ni, mut n) = ix.sole_consumer(g, c.output.first()?)?;
     let mut residual = None;
     if n.op_type == "Add" && n.input.len() == 2 {
-        let other = if n.input.get(0)? == c.output.get(0)? {
+        let other = if n.input.first()? == c.output.first()? {
             n.input.get(1)?
         } else {
-            n.input.get(0)?
+            n.input.first()?
         };
         let (iq, is, iz) = ix.dequantized_u8(g, other)?;
         residual = Some((iq.to_string(), is, iz));
-        (ni, n) = ix.sole_consumer(g, n.output.get(0)?)?;
+        (ni, n) = ix.sole_consumer(g, n.output.first()?)?;
     }
     let relu = n.op_type == "Relu";
     if relu {
-        (ni, n) = ix.sole_consumer(g, n.output.get(0)?)?;
+        (ni, n) = ix.sole_consumer(g, n.output.first()?)?;
     }
     let (ys, yz) = ix.quantize_u8(g, n)?;
     let parts = ConvParts {
@@ -416,7 +416,7 @@ fn qdq_conv(g: &pb::GraphProto, ix: &Index, ci: usize) -> Option<(usize, ConvPar
         y_zero: yz,
         relu,
         residual,
-        output: n.output.get(0)?.clone(),
+        output: n.output.first()?.clone(),
     };
     Some((ni, parts))
 }
@@ -446,7 +446,7 @@ fn qlinear_conv(g: &pb::GraphProto, ix: &Index, ci: usize) -> Option<(usize, Con
     (bias.len() == out).then_some(())?;
     let parts = ConvParts {
         name: c.name.clone(),
-        x: c.input.get(0)?.clone(),
+        x: c.input.first()?.clone(),
         x_scale: xs,
         x_zero: ix.scalar(g, c.input.get(2)?)? as i32,
         w,
@@ -459,7 +459,7 @@ fn qlinear_conv(g: &pb::GraphProto, ix: &Index, ci: usize) -> Option<(usize, Con
         y_zero: ix.scalar(g, c.input.get(7)?)? as i32,
         relu: false,
         residual: None,
-        output: c.output.get(0)?.clone(),
+        output: c.output.first()?.clone(),
     };
     Some((ci, parts))
 }
