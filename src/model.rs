@@ -44,6 +44,21 @@ fn format_chain(e: &anyhow::Error) -> String {
         .join(": ")
 }
 
+/// Runs `f`, turning a panic inside it into an error. tract trusts the graphs it is given and
+/// may index out of bounds on a malformed one; a model file must never crash the program.
+fn contained<T>(f: impl FnOnce() -> TractResult<T>) -> TractResult<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown".into());
+        Err(anyhow::anyhow!(
+            "tract failed on this graph (is it malformed?): {msg}"
+        ))
+    })
+}
+
 /// Who runs the int8 convolutions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -139,25 +154,26 @@ impl Model {
             source,
         })?;
         let crop = metadata.preprocessing.crop;
-        let (proto, native_ops) = match backend {
-            Backend::Native => {
-                let r = crate::native::rewrite::rewrite(&proto);
-                (r.model, r.native_ops)
-            }
-            Backend::Stock => (proto, 0),
-        };
-        let plan = (|| -> TractResult<_> {
+        let plan = contained(|| {
+            let (proto, native_ops) = match backend {
+                Backend::Native => {
+                    let r = crate::native::rewrite::rewrite(&proto);
+                    (r.model, r.native_ops)
+                }
+                Backend::Stock => (proto, 0),
+            };
             let model = onnx.model_for_proto_model(&proto)?;
             let model = model.with_input_fact(0, f32::fact([1, 3, crop, crop]).into())?;
             let typed = model.into_optimized()?;
-            typed.into_runnable()
-        })()
+            Ok((typed.into_runnable()?, native_ops))
+        })
         .map_err(|e| {
             load_err(format!(
                 "cannot prepare the model for a [1, 3, {crop}, {crop}] input: {}",
                 format_chain(&e)
             ))
         })?;
+        let (plan, native_ops) = plan;
         let out_fact = plan
             .model()
             .output_fact(0)
@@ -213,9 +229,8 @@ impl Model {
         let crop = self.metadata.preprocessing.crop;
         let tensor = Tensor::from_shape(&[1, 3, crop, crop], input)
             .map_err(|e| ModelError::Run(format_chain(&e)))?;
-        let out = self
-            .state
-            .run(tvec!(tensor.into_tvalue()))
+        let state = &mut self.state;
+        let out = contained(|| state.run(tvec!(tensor.into_tvalue())))
             .map_err(|e| ModelError::Run(format_chain(&e)))?;
         let logits = out[0]
             .to_plain_array_view::<f32>()
@@ -224,5 +239,22 @@ impl Model {
             .copied()
             .collect();
         Ok(logits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_inside_tract_becomes_an_error() {
+        let v: Vec<u8> = Vec::new();
+        let e = contained(|| Ok(v[usize::MAX / 2])).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("tract failed on this graph (is it malformed?): index out of bounds"),
+            "{e}"
+        );
+        assert_eq!(contained(|| Ok(7)).unwrap(), 7);
     }
 }

@@ -7,8 +7,10 @@
 //! shape with a negative dimension, an element count above [`MAX_TENSOR_ELEMENTS`], or data whose
 //! length does not match the shape. What passes holds no more elements than the file holds bytes
 //! of data (external data excepted, which tract reads from files beside the model only).
+//! Convolution and pooling nodes get their window attributes checked too: tract indexes them
+//! assuming one value per spatial axis.
 
-use tract_onnx::pb::{GraphProto, TensorProto};
+use tract_onnx::pb::{GraphProto, NodeProto, TensorProto};
 
 /// The most elements one tensor may have: 2^28, 100x the largest weight of a ResNeXt-101 32x8d.
 pub const MAX_TENSOR_ELEMENTS: u64 = 1 << 28;
@@ -90,13 +92,60 @@ pub fn check_tensor(t: &TensorProto, what: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks the window attributes of a convolution or pooling node: `kernel_shape`, `strides`
+/// and `dilations` with one positive value per spatial axis, `pads` with two non-negative ones
+/// (tract indexes them without checking).
+pub fn check_window(node: &NodeProto) -> Result<(), String> {
+    const WINDOWED: &[&str] = &[
+        "Conv",
+        "ConvInteger",
+        "QLinearConv",
+        "ConvTranspose",
+        "MaxPool",
+        "AveragePool",
+        "LpPool",
+    ];
+    if !WINDOWED.contains(&node.op_type.as_str()) {
+        return Ok(());
+    }
+    let ints = |name: &str| {
+        node.attribute
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.ints.as_slice())
+    };
+    let bad = |what: &str| Err(format!("{} node `{}`: {what}", node.op_type, node.name));
+    let axes = ints("kernel_shape")
+        .map(|k| k.len())
+        .or_else(|| ints("strides").map(|s| s.len()))
+        .or_else(|| ints("pads").map(|p| p.len() / 2));
+    let Some(axes) = axes else { return Ok(()) };
+    for (name, len, min) in [
+        ("kernel_shape", axes, 1),
+        ("strides", axes, 1),
+        ("dilations", axes, 1),
+        ("pads", 2 * axes, 0),
+    ] {
+        if let Some(v) = ints(name) {
+            if v.len() != len {
+                return bad(&format!("`{name}` has {} values, expected {len}", v.len()));
+            }
+            if v.iter().any(|&x| !(min..=1 << 16).contains(&x)) {
+                return bad(&format!("`{name}` {v:?} is out of range"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Checks every initializer and constant attribute tensor of `graph` and of the graphs nested
-/// in its nodes' attributes.
+/// in its nodes' attributes, and the window attributes of its convolution and pooling nodes.
 pub fn check_graph(graph: &GraphProto) -> Result<(), String> {
     for t in &graph.initializer {
         check_tensor(t, "initializer")?;
     }
     for node in &graph.node {
+        check_window(node)?;
         for attr in &node.attribute {
             let what = format!("attribute `{}` of node `{}`", attr.name, node.name);
             if let Some(t) = &attr.t {
@@ -128,6 +177,32 @@ mod tests {
             raw_data: vec![0; raw_len],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn window_attributes_need_one_value_per_axis() {
+        let node = |pads: Vec<i64>| NodeProto {
+            name: "c".into(),
+            op_type: "Conv".into(),
+            attribute: vec![
+                tract_onnx::pb::AttributeProto {
+                    name: "kernel_shape".into(),
+                    ints: vec![3, 3],
+                    ..Default::default()
+                },
+                tract_onnx::pb::AttributeProto {
+                    name: "pads".into(),
+                    ints: pads,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        check_window(&node(vec![1, 1, 1, 1])).unwrap();
+        let e = check_window(&node(vec![18874367])).unwrap_err();
+        assert_eq!(e, "Conv node `c`: `pads` has 1 values, expected 4");
+        let e = check_window(&node(vec![-1, 0, 0, 0])).unwrap_err();
+        assert!(e.contains("out of range"), "{e}");
     }
 
     #[test]

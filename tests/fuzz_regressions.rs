@@ -36,3 +36,17 @@ fn a_conv_without_an_output_is_a_load_error_not_a_panic() {
     let e = Model::from_bytes(&bytes, "found.onnx", Backend::Native).unwrap_err();
     assert!(e.to_string().contains("Could not resolve inputs"), "{e}");
 }
+
+/// `onnx_model`: a `Conv` whose `pads` attribute has one value instead of four; tract indexed
+/// the missing ones and panicked. The window attributes are now checked before tract sees
+/// them (and a panic inside tract would be contained as an error anyway).
+#[test]
+fn conv_pads_of_one_value_are_a_load_error_not_a_panic() {
+    let bytes = found("onnx_model", "conv_pads_of_one_value.onnx");
+    let e = Model::from_bytes(&bytes, "found.onnx", Backend::Native).unwrap_err();
+    assert!(
+        e.to_string()
+            .ends_with("Conv node `layer3.0.conv3`: `pads` has 1 values, expected 4"),
+        "{e}"
+    );
+}
