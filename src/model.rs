@@ -141,7 +141,9 @@ impl Model {
             message,
         };
         if let Some(graph) = &proto.graph {
-            crate::onnx_limits::check_graph(graph).map_err(load_err)?;
+            crate::onnx_limits::check_graph(graph)
+                .and_then(|()| crate::onnx_limits::check_outputs(graph))
+                .map_err(load_err)?;
         }
         let metadata = ModelMetadata::from_props(
             proto

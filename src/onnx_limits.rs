@@ -138,6 +138,27 @@ pub fn check_window(node: &NodeProto) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks that every output of the (top-level) graph is produced by a node, an initializer or
+/// an input (tract looks them up unchecked).
+pub fn check_outputs(graph: &GraphProto) -> Result<(), String> {
+    let produced: std::collections::HashSet<&str> = graph
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter())
+        .chain(graph.initializer.iter().map(|t| &t.name))
+        .chain(graph.input.iter().map(|i| &i.name))
+        .map(String::as_str)
+        .collect();
+    match graph
+        .output
+        .iter()
+        .find(|o| !produced.contains(o.name.as_str()))
+    {
+        Some(o) => Err(format!("graph output `{}` is produced by nothing", o.name)),
+        None => Ok(()),
+    }
+}
+
 /// Checks every initializer and constant attribute tensor of `graph` and of the graphs nested
 /// in its nodes' attributes, and the window attributes of its convolution and pooling nodes.
 pub fn check_graph(graph: &GraphProto) -> Result<(), String> {
@@ -203,6 +224,27 @@ mod tests {
         assert_eq!(e, "Conv node `c`: `pads` has 1 values, expected 4");
         let e = check_window(&node(vec![-1, 0, 0, 0])).unwrap_err();
         assert!(e.contains("out of range"), "{e}");
+    }
+
+    #[test]
+    fn a_graph_output_nothing_produces_is_refused() {
+        let mut g = GraphProto {
+            node: vec![NodeProto {
+                output: vec!["y".into()],
+                ..Default::default()
+            }],
+            output: vec![tract_onnx::pb::ValueInfoProto {
+                name: "y".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        check_outputs(&g).unwrap();
+        g.output[0].name = "z".into();
+        assert_eq!(
+            check_outputs(&g).unwrap_err(),
+            "graph output `z` is produced by nothing"
+        );
     }
 
     #[test]
