@@ -34,9 +34,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
             "is a directory",
         )));
     }
-    // A device or pipe (`/dev/stdout`, `/dev/full`) has no previous content to keep and cannot
-    // be replaced by a rename (that would replace the device node): write into it.
-    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+    // A device or pipe (`/dev/stdout`, `/dev/full`, anything under /dev or /proc, which may be a
+    // symbolic link to a regular file) has no previous content to keep and must not be replaced
+    // by a rename (that would replace the device node or the link): write into it.
+    let special = path.starts_with("/dev") || path.starts_with("/proc");
+    if special || std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
         return (|| {
             let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
             f.write_all(bytes)?;

@@ -72,8 +72,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("numpy", &["dtype", "ndarray"]),
     ("numpy.core.multiarray", &["scalar", "_reconstruct"]),
     ("numpy._core.multiarray", &["scalar", "_reconstruct"]),
-    // timm's training checkpoints keep the command line's arguments.
+    // timm's training checkpoints keep the command line's arguments, mmengine's its logs.
     ("argparse", &["Namespace"]),
+    ("mmengine.logging.history_buffer", &["HistoryBuffer"]),
 ];
 
 fn allowed(module: &str, name: &str) -> bool {
@@ -124,6 +125,19 @@ struct Walk<'a> {
     memo: HashMap<u64, Val>,
 }
 
+/// The longest string kept as a possible global name (longer ones can only be data).
+const MAX_NAME: usize = 256;
+/// The deepest stack and largest memo the walk keeps.
+const MAX_ENTRIES: usize = 1 << 20;
+
+/// A short UTF-8 string is kept (it may name a global), anything else is just a value.
+fn name_or_other(bytes: &[u8]) -> Val {
+    match std::str::from_utf8(bytes) {
+        Ok(s) if s.len() <= MAX_NAME => Val::Str(s.to_string()),
+        _ => Val::Other,
+    }
+}
+
 fn bad(m: impl Into<String>) -> Refusal {
     Refusal::Malformed(m.into())
 }
@@ -156,6 +170,12 @@ impl<'a> Walk<'a> {
         let s = std::str::from_utf8(&rest[..n]).map_err(|_| bad("a line is not UTF-8"))?;
         self.pos += n + 1;
         Ok(s)
+    }
+
+    /// Pushes `v`; the stack and memo are bounded so that a hostile pickle cannot make the walk
+    /// allocate without bound (a torch pickle's stack stays a few dozen deep).
+    fn push(&mut self, v: Val) {
+        self.stack.push(v);
     }
 
     fn pop(&mut self) -> Result<Val, Refusal> {
@@ -197,11 +217,7 @@ impl<'a> Walk<'a> {
     fn string(&mut self, len_bytes: usize) -> Result<(), Refusal> {
         let n = self.uint(len_bytes)?;
         let s = self.take(n)?;
-        let v = match std::str::from_utf8(s) {
-            Ok(s) => Val::Str(s.to_string()),
-            Err(_) => Val::Other,
-        };
-        self.stack.push(v);
+        self.push(name_or_other(s));
         Ok(())
     }
 
@@ -209,18 +225,21 @@ impl<'a> Walk<'a> {
     fn run(&mut self) -> Result<usize, Refusal> {
         loop {
             let at = self.pos;
+            if self.stack.len() > MAX_ENTRIES || self.memo.len() > MAX_ENTRIES {
+                return Err(bad(format!(
+                    "more than {MAX_ENTRIES} values on the stack or in the memo at byte {at}"
+                )));
+            }
             let op = *self.take(1)?.first().expect("one byte");
             match op {
-                b'.' => return Ok(self.pos),          // STOP
-                0x80 => drop(self.take(1)?),          // PROTO
-                0x95 => drop(self.take(8)?),          // FRAME
-                b'(' => self.stack.push(Val::Mark),   // MARK
-                b'0' => drop(self.pop()?),            // POP
-                b'1' => self.pop_mark()?,             // POP_MARK
-                b'2' => self.stack.push(self.top()?), // DUP
-                b'N' | 0x88 | 0x89 | b'}' | b']' | b')' | 0x8f | 0x97 => {
-                    self.stack.push(Val::Other)
-                }
+                b'.' => return Ok(self.pos),    // STOP
+                0x80 => drop(self.take(1)?),    // PROTO
+                0x95 => drop(self.take(8)?),    // FRAME
+                b'(' => self.push(Val::Mark),   // MARK
+                b'0' => drop(self.pop()?),      // POP
+                b'1' => self.pop_mark()?,       // POP_MARK
+                b'2' => self.push(self.top()?), // DUP
+                b'N' | 0x88 | 0x89 | b'}' | b']' | b')' | 0x8f | 0x97 => self.push(Val::Other),
                 b'K' => self.push_after(1)?,        // BININT1
                 b'M' => self.push_after(2)?,        // BININT2
                 b'J' => self.push_after(4)?,        // BININT
@@ -233,17 +252,18 @@ impl<'a> Walk<'a> {
                 b'I' | b'L' | b'F' | b'P' => {
                     // INT, LONG, FLOAT, PERSID: a line.
                     self.line()?;
-                    self.stack.push(Val::Other)
+                    self.push(Val::Other)
                 }
                 b'S' => {
                     // STRING: a quoted repr on a line.
                     let l = self.line()?;
-                    let s = l.trim_matches(|c| c == '\'' || c == '"').to_string();
-                    self.stack.push(Val::Str(s))
+                    self.push(name_or_other(
+                        l.trim_matches(|c| c == '\'' || c == '"').as_bytes(),
+                    ))
                 }
                 b'V' => {
-                    let l = self.line()?.to_string();
-                    self.stack.push(Val::Str(l))
+                    let l = self.line()?;
+                    self.push(name_or_other(l.as_bytes()))
                 }
                 b'U' | 0x8c => self.string(1)?, // SHORT_BINSTRING, SHORT_BINUNICODE
                 b'T' | b'X' => self.string(4)?, // BINSTRING, BINUNICODE
@@ -252,14 +272,14 @@ impl<'a> Walk<'a> {
                     // GLOBAL module\nname\n
                     let (m, n) = (self.line()?, self.line()?);
                     self.global(m, n)?;
-                    self.stack.push(Val::Other)
+                    self.push(Val::Other)
                 }
                 b'i' => {
                     // INST module\nname\n: calls the class on the items above the mark.
                     let (m, n) = (self.line()?, self.line()?);
                     self.global(m, n)?;
                     self.pop_mark()?;
-                    self.stack.push(Val::Other)
+                    self.push(Val::Other)
                 }
                 0x93 => {
                     // STACK_GLOBAL
@@ -273,7 +293,7 @@ impl<'a> Walk<'a> {
                             )))
                         }
                     }
-                    self.stack.push(Val::Other)
+                    self.push(Val::Other)
                 }
                 0x82..=0x84 => {
                     return Err(bad(format!(
@@ -283,7 +303,7 @@ impl<'a> Walk<'a> {
                 b't' | b'l' | b'd' | 0x91 | b'o' => {
                     // TUPLE, LIST, DICT, FROZENSET, OBJ: items above the mark become one object.
                     self.pop_mark()?;
-                    self.stack.push(Val::Other)
+                    self.push(Val::Other)
                 }
                 b'e' | b'u' | 0x90 => self.pop_mark()?, // APPENDS, SETITEMS, ADDITEMS
                 0x85 => self.replace(1)?,               // TUPLE1
@@ -319,7 +339,7 @@ impl<'a> Walk<'a> {
                     let v = self.memo.get(&idx).cloned().ok_or_else(|| {
                         bad(format!("memo entry {idx} read before it was written"))
                     })?;
-                    self.stack.push(v)
+                    self.push(v)
                 }
                 other => {
                     return Err(bad(format!("unknown opcode 0x{other:02x} at byte {at}")));
@@ -330,20 +350,20 @@ impl<'a> Walk<'a> {
 
     fn push_after(&mut self, n: u64) -> Result<(), Refusal> {
         self.take(n)?;
-        self.stack.push(Val::Other);
+        self.push(Val::Other);
         Ok(())
     }
 
     fn push_sized(&mut self, len_bytes: usize) -> Result<(), Refusal> {
         let n = self.uint(len_bytes)?;
         self.take(n)?;
-        self.stack.push(Val::Other);
+        self.push(Val::Other);
         Ok(())
     }
 
     fn replace(&mut self, n: usize) -> Result<(), Refusal> {
         self.pop_n(n)?;
-        self.stack.push(Val::Other);
+        self.push(Val::Other);
         Ok(())
     }
 }
@@ -460,6 +480,17 @@ mod tests {
         );
         let ok = b"\x80\x04\x8c\x0bcollections\x94\x8c\x0bOrderedDict\x94\x93)R.";
         assert_eq!(check_pickle(ok), Ok(ok.len()));
+    }
+
+    #[test]
+    fn a_pickle_that_would_grow_without_bound_is_refused() {
+        // One 1 MB string, then DUP over and over: copies would need gigabytes.
+        let mut p = b"\x80\x02X\x00\x00\x10\x00".to_vec();
+        p.extend(std::iter::repeat_n(b'a', 1 << 20));
+        p.extend(std::iter::repeat_n(b'2', MAX_ENTRIES + 2));
+        p.push(b'.');
+        let r = check_pickle(&p).unwrap_err();
+        assert!(r.to_string().contains("more than 1048576 values"), "{r}");
     }
 
     #[test]

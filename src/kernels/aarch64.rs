@@ -25,7 +25,7 @@ use std::arch::aarch64::*;
 /// NEON twin of [`super::generic::dot_i16`].
 pub fn dot_i16_neon(rows: usize, patch: &[i16], kp: usize, w: &[i16], n: usize, acc: &mut [i32]) {
     assert!(kp.is_multiple_of(2));
-    assert!(patch.len() >= rows * kp && w.len() >= kp * n && acc.len() >= rows * n);
+    assert!(super::fits(rows, kp, n, patch.len(), w.len(), acc.len()));
     // SAFETY: NEON is always present on aarch64; the slices hold rows * kp patch values,
     // kp * n weights and rows * n accumulators (asserted above), all `dot_neon` touches.
     unsafe { dot_neon(rows, patch.as_ptr(), kp, w.as_ptr(), n, acc.as_mut_ptr()) }
@@ -180,7 +180,7 @@ unsafe fn dot_neon(
 /// NEON twin of [`super::generic::dot_u8i8`].
 pub fn dot_u8i8_neon(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, acc: &mut [i32]) {
     assert!(kq.is_multiple_of(4));
-    assert!(patch.len() >= rows * kq && w.len() >= kq * n && acc.len() >= rows * n);
+    assert!(super::fits(rows, kq, n, patch.len(), w.len(), acc.len()));
     // SAFETY: NEON is always present on aarch64; the slices hold rows * kq patch values,
     // kq * n weights and rows * n accumulators (asserted above), all `dot_u8_neon` touches.
     unsafe { dot_u8_neon(rows, patch.as_ptr(), kq, w.as_ptr(), n, acc.as_mut_ptr()) }

@@ -3,7 +3,7 @@
 /// `acc[r][o] += sum_j (patch[r][2j] * w[j][o][0] + patch[r][2j+1] * w[j][o][1])`.
 pub fn dot_i16(rows: usize, patch: &[i16], kp: usize, w: &[i16], n: usize, acc: &mut [i32]) {
     assert!(kp.is_multiple_of(2));
-    assert!(patch.len() >= rows * kp && w.len() >= kp * n && acc.len() >= rows * n);
+    assert!(super::fits(rows, kp, n, patch.len(), w.len(), acc.len()));
     for r in 0..rows {
         let p = &patch[r * kp..(r + 1) * kp];
         let a = &mut acc[r * n..(r + 1) * n];
@@ -20,7 +20,7 @@ pub fn dot_i16(rows: usize, patch: &[i16], kp: usize, w: &[i16], n: usize, acc: 
 /// `acc[r][o] += sum_q sum_t patch[r][4q + t] * w[q][o][t]`, patch u8, weights i8.
 pub fn dot_u8i8(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, acc: &mut [i32]) {
     assert!(kq.is_multiple_of(4));
-    assert!(patch.len() >= rows * kq && w.len() >= kq * n && acc.len() >= rows * n);
+    assert!(super::fits(rows, kq, n, patch.len(), w.len(), acc.len()));
     for r in 0..rows {
         let p = &patch[r * kq..(r + 1) * kq];
         let a = &mut acc[r * n..(r + 1) * n];

@@ -129,6 +129,14 @@ impl Isa {
     }
 }
 
+/// Whether a kernel's buffers hold what its arguments say: `rows * k` patch values, `k * n`
+/// weights and `rows * n` accumulators (products checked, so that no overflow lets huge
+/// arguments through to the SIMD twins' unchecked loads).
+pub(crate) fn fits(rows: usize, k: usize, n: usize, patch: usize, w: usize, acc: usize) -> bool {
+    let holds = |a: usize, b: usize, len: usize| a.checked_mul(b).is_some_and(|m| len >= m);
+    holds(rows, k, patch) && holds(k, n, w) && holds(rows, n, acc)
+}
+
 static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Threads a layer's work is split across: what [`set_threads`] said, else every core.
@@ -196,9 +204,13 @@ mod tests {
     /// `x = 0` (`x - 128 = -128`) against `w = -128` is 16384 per product.
     #[test]
     fn extreme_values_equal_the_generic_kernel() {
-        let (rows, kq, n) = (5, 16, 12);
-        for x in [0u8, 255] {
-            for wv in [-128i8, -127, 127] {
+        // kq = 12: three quads, so the odd last one is taken alone.
+        for (rows, kq, n, x, wv) in [0u8, 255].into_iter().flat_map(|x| {
+            [-128i8, -127, 127]
+                .into_iter()
+                .flat_map(move |wv| [(5, 16, 12, x, wv), (5, 12, 12, x, wv)])
+        }) {
+            {
                 let patch = vec![x; rows * kq];
                 let w = vec![wv; kq * n];
                 let mut want = vec![0; rows * n];

@@ -11,7 +11,7 @@ use std::arch::x86_64::*;
 /// AVX2 twin of [`super::generic::dot_i16`]; falls back to it when AVX2 is absent.
 pub fn dot_i16_avx2(rows: usize, patch: &[i16], kp: usize, w: &[i16], n: usize, acc: &mut [i32]) {
     assert!(kp.is_multiple_of(2));
-    assert!(patch.len() >= rows * kp && w.len() >= kp * n && acc.len() >= rows * n);
+    assert!(super::fits(rows, kp, n, patch.len(), w.len(), acc.len()));
     if !std::arch::is_x86_feature_detected!("avx2") {
         return super::generic::dot_i16(rows, patch, kp, w, n, acc);
     }
@@ -192,7 +192,7 @@ pub fn has_vnni() -> bool {
 /// The depth runs in blocks of `KC` quads; outputs beyond the last multiple of 8 run one by one.
 pub fn dot_u8i8_vnni(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, acc: &mut [i32]) {
     assert!(kq.is_multiple_of(4));
-    assert!(patch.len() >= rows * kq && w.len() >= kq * n && acc.len() >= rows * n);
+    assert!(super::fits(rows, kq, n, patch.len(), w.len(), acc.len()));
     let avx = std::arch::is_x86_feature_detected!("avxvnni");
     if !avx && !has_vnni() {
         return super::generic::dot_u8i8(rows, patch, kq, w, n, acc);

@@ -464,6 +464,20 @@ fn qlinear_conv(g: &pb::GraphProto, ix: &Index, ci: usize) -> Option<(usize, Con
     Some((ci, parts))
 }
 
+/// Whether the native op accepts the convolution (it refuses, at load, what could overflow its
+/// accumulators: see `ops.rs`); what it would refuse stays with tract.
+fn fits_native(p: &ConvParts) -> bool {
+    let (k, s, pad) = p.window;
+    let depth = p.w_dims.get(1).map_or(0, |&c| c.max(0) as usize) * k * k;
+    let window_ok = [k, s, pad].iter().all(|&v| v <= super::conv::MAX_WINDOW);
+    let bias_ok = p
+        .bias
+        .iter()
+        .zip(&p.w_scales)
+        .all(|(b, ws)| (b / (p.x_scale * ws)).abs() <= (1u32 << 30) as f64);
+    window_ok && bias_ok && depth <= 1 << 14
+}
+
 /// The native conv node and its initializers.
 fn native_conv(p: &ConvParts) -> (pb::NodeProto, Vec<pb::TensorProto>) {
     let (k, s, pad) = p.window;
@@ -561,7 +575,9 @@ fn replace_patterns(g: &mut pb::GraphProto) -> usize {
     let mut i = 0;
     let ix = Index::new(g);
     while i < g.node.len() {
-        let conv = qdq_conv(g, &ix, i).or_else(|| qlinear_conv(g, &ix, i));
+        let conv = qdq_conv(g, &ix, i)
+            .or_else(|| qlinear_conv(g, &ix, i))
+            .filter(|(_, p)| fits_native(p));
         if let Some((last, parts)) = conv {
             let (node, inits) = native_conv(&parts);
             g.node[last] = node;

@@ -23,21 +23,23 @@ const MAX_BACKOFF: Duration = Duration::from_secs(8);
 /// How long a command may deliver no bytes before it is killed and restarted.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The command's standard output, noting when bytes last arrived (milliseconds since `epoch`).
+/// The command's standard output, noting when a read that is still waiting for bytes began
+/// (milliseconds since `epoch`, plus one; 0 when no read is pending). Only a waiting read counts:
+/// while the capture thread is away (waiting for inference to take a frame) the command may
+/// block on a full pipe, which is not a stall.
 struct Watched {
     inner: ChildStdout,
     epoch: Instant,
-    last_byte_ms: Arc<AtomicU64>,
+    waiting_since_ms: Arc<AtomicU64>,
 }
 
 impl Read for Watched {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n > 0 {
-            let now = self.epoch.elapsed().as_millis() as u64;
-            self.last_byte_ms.store(now, Ordering::Relaxed);
-        }
-        Ok(n)
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        self.waiting_since_ms.store(now, Ordering::SeqCst);
+        let n = self.inner.read(buf);
+        self.waiting_since_ms.store(0, Ordering::SeqCst);
+        n
     }
 }
 
@@ -92,7 +94,7 @@ impl CommandSource {
     }
 
     /// Watches run `run`: kills its command once no byte has come for `timeout`.
-    fn spawn_watchdog(&self, timeout: Duration, epoch: Instant, last_byte_ms: Arc<AtomicU64>) {
+    fn spawn_watchdog(&self, timeout: Duration, epoch: Instant, waiting_since_ms: Arc<AtomicU64>) {
         let (child, run, stalls, stopped) = (
             self.child.clone(),
             self.run.clone(),
@@ -106,8 +108,9 @@ impl CommandSource {
             if stopped.load(Ordering::SeqCst) || run.load(Ordering::SeqCst) != this_run {
                 return;
             }
-            let idle = epoch.elapsed().as_millis() as u64 - last_byte_ms.load(Ordering::Relaxed);
-            if idle < timeout.as_millis() as u64 {
+            let since = waiting_since_ms.load(Ordering::SeqCst);
+            let idle = (epoch.elapsed().as_millis() as u64 + 1).saturating_sub(since);
+            if since == 0 || idle < timeout.as_millis() as u64 {
                 continue;
             }
             let mut slot = child.lock().unwrap_or_else(|e| e.into_inner());
@@ -115,13 +118,13 @@ impl CommandSource {
             if run.load(Ordering::SeqCst) != this_run {
                 return;
             }
-            if let Some(c) = slot.as_mut() {
+            if slot.is_some() {
                 log::warn!(
                     "capture command stalled: no bytes for {:.1} s; stopping it",
                     idle as f64 / 1000.0
                 );
                 stalls.fetch_add(1, Ordering::Relaxed);
-                kill_group(c);
+                kill_group(&mut slot);
             }
             return;
         });
@@ -133,9 +136,7 @@ impl CommandSource {
         let stopped = self.stopped.clone();
         move || {
             stopped.store(true, Ordering::SeqCst);
-            if let Some(c) = child.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-                kill_group(c);
-            }
+            kill_group(&mut child.lock().unwrap_or_else(|e| e.into_inner()));
         }
     }
 
@@ -167,42 +168,43 @@ impl CommandSource {
             // Checked under the lock the killer takes: a command started while the stream stops
             // does not outlive it.
             if self.stopped.load(Ordering::SeqCst) {
-                kill_group(&mut child);
+                kill_group(&mut Some(child));
                 return Err(std::io::Error::other("the stream has stopped"));
             }
             *slot = Some(child);
         }
         let epoch = Instant::now();
-        let last_byte_ms = Arc::new(AtomicU64::new(0));
+        let waiting_since_ms = Arc::new(AtomicU64::new(0));
         self.run.fetch_add(1, Ordering::SeqCst);
         if let Some(timeout) = self.stall_timeout {
-            self.spawn_watchdog(timeout, epoch, last_byte_ms.clone());
+            self.spawn_watchdog(timeout, epoch, waiting_since_ms.clone());
         }
         let watched = Watched {
             inner: stdout,
             epoch,
-            last_byte_ms,
+            waiting_since_ms,
         };
         self.stream = Some(MjpegSource::new(watched, true));
         self.frames_this_run = 0;
         Ok(())
     }
 
-    /// Reaps the exited command and logs why it stopped.
+    /// Reaps the command whose output ended and logs why it stopped. What is left of its
+    /// process group (a stalled first stage of a pipeline whose last stage exited) is killed.
     fn reap(&mut self) {
         self.stream = None;
-        let child = {
+        let mut child = {
             let mut slot = self.child.lock().unwrap_or_else(|e| e.into_inner());
             // Under the lock: this run's watchdog sees it is over before it could kill.
             self.run.fetch_add(1, Ordering::SeqCst);
             slot.take()
         };
-        let status = child.map(|mut c| c.wait());
+        let status = kill_group(&mut child);
         let last = std::mem::take(&mut *self.last_stderr.lock().unwrap_or_else(|e| e.into_inner()));
         let status = match status {
             Some(Ok(s)) => s.to_string(),
             Some(Err(e)) => format!("unknown status ({e})"),
-            None => "not running".into(),
+            None => "killed".into(),
         };
         let said = if last.is_empty() {
             String::new()
@@ -282,18 +284,21 @@ impl CommandSource {
     }
 }
 
-/// Ends a command started by [`CommandSource::start`] and reaps it. It runs in its own process
-/// group (a pipeline, or `sh` with its child): the whole group is signalled, not only the shell.
-fn kill_group(c: &mut Child) {
+/// Ends a command started by [`CommandSource::start`] and reaps it, taking it out of `slot` (so
+/// that its process group, whose id may be reused once reaped, is never signalled again). It
+/// runs in its own process group (a pipeline, or `sh` with its child): the whole group gets
+/// SIGTERM, then SIGKILL for members that ignore it. Returns the exit status of the shell.
+fn kill_group(slot: &mut Option<Child>) -> Option<std::io::Result<std::process::ExitStatus>> {
+    let mut c = slot.take()?;
     if let Ok(pgid) = i32::try_from(c.id()) {
         // SAFETY: kill(2) with a negative pid signals a process group; it touches no memory of
-        // ours.
+        // ours. The group leader is not reaped yet (it is waited below), so the id is ours.
         unsafe {
             libc::kill(-pgid, libc::SIGTERM);
+            libc::kill(-pgid, libc::SIGKILL);
         }
     }
-    let _ = c.kill();
-    let _ = c.wait();
+    Some(c.wait())
 }
 
 impl Drop for CommandSource {
