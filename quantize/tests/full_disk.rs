@@ -9,7 +9,6 @@
 mod common;
 
 use common::fixtures;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -19,20 +18,7 @@ const PREVIOUS: &[u8] = b"the previous, good model";
 fn run_with_small_disk(args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_resnext-quantize"));
     cmd.args(args);
-    // SAFETY: signal and setrlimit are async-signal-safe and change only the child.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            let limit = libc::rlimit {
-                rlim_cur: 16 << 10,
-                rlim_max: 16 << 10,
-            };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    common::limit(&mut cmd, libc::RLIMIT_FSIZE, 16 << 10);
     cmd.output().unwrap()
 }
 

@@ -6,7 +6,6 @@
 mod common;
 
 use common::fixtures;
-use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -19,19 +18,7 @@ fn refused(name: &str, expect: &str) {
         .arg(&path)
         .arg("-o")
         .arg(dir.path().join("out.onnx"));
-    // SAFETY: setrlimit is async-signal-safe and touches only the child's own limits.
-    unsafe {
-        cmd.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: 1 << 30,
-                rlim_max: 1 << 30,
-            };
-            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    common::limit(&mut cmd, libc::RLIMIT_AS, 1 << 30);
     let start = Instant::now();
     let o = cmd.output().unwrap();
     let took = start.elapsed();

@@ -311,6 +311,18 @@ impl Drop for CommandSource {
 mod tests {
     use super::*;
 
+    /// Frames until the end; a corrupt one fails the test.
+    fn count_frames(src: &mut CommandSource) -> usize {
+        let mut frames = 0;
+        loop {
+            match src.next() {
+                Captured::Frame { .. } => frames += 1,
+                Captured::Corrupt(w) => panic!("{w}"),
+                Captured::End => return frames,
+            }
+        }
+    }
+
     /// Two valid minimal frames per run, then exit: with 2 restarts, six frames in all.
     #[test]
     fn restarts_the_command_when_it_exits_and_ends_after_max_restarts() {
@@ -319,15 +331,7 @@ mod tests {
         let cmd = format!("printf '{frame}{frame}'; echo bye >&2; exit 3");
         let mut src = CommandSource::new(&cmd, Some(2));
         src.backoff = Duration::from_millis(1);
-        let mut frames = 0;
-        loop {
-            match src.next() {
-                Captured::Frame { .. } => frames += 1,
-                Captured::Corrupt(w) => panic!("{w}"),
-                Captured::End => break,
-            }
-        }
-        assert_eq!(frames, 6);
+        assert_eq!(count_frames(&mut src), 6);
         assert_eq!(src.restarts, 2);
     }
 
@@ -340,15 +344,7 @@ mod tests {
             CommandSource::new(cmd, Some(1)).with_stall_timeout(Some(Duration::from_millis(300)));
         src.backoff = Duration::from_millis(1);
         let start = Instant::now();
-        let mut frames = 0;
-        loop {
-            match src.next() {
-                Captured::Frame { .. } => frames += 1,
-                Captured::Corrupt(w) => panic!("{w}"),
-                Captured::End => break,
-            }
-        }
-        assert_eq!(frames, 2);
+        assert_eq!(count_frames(&mut src), 2);
         assert_eq!(src.stalls(), 2);
         assert_eq!(src.restarts, 1);
         assert!(

@@ -9,6 +9,26 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+/// Sets a resource limit (`RLIMIT_AS`, `RLIMIT_FSIZE`) of `bytes` on the child `cmd` starts;
+/// SIGXFSZ is ignored there, so that a write past the file size limit fails with EFBIG.
+pub fn limit(cmd: &mut Command, resource: libc::__rlimit_resource_t, bytes: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: signal and setrlimit are async-signal-safe and change only the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(resource, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
