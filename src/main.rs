@@ -109,7 +109,7 @@ enum Command {
         #[arg(long, value_name = "N")]
         max_frames: Option<u64>,
         /// A statistics line on stderr this often (fps, latency p50/p99, dropped, corrupt); 0: never.
-        #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+        #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = seconds)]
         stats_every: f64,
         /// Classify every frame even from a live source (capture waits instead of dropping).
         #[arg(long)]
@@ -118,7 +118,7 @@ enum Command {
         #[arg(long, value_name = "N")]
         max_restarts: Option<u32>,
         /// cmd: sources: a command that writes nothing for this long is killed and restarted; 0: never.
-        #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+        #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = seconds)]
         stall_timeout: f64,
         /// Watch for a class: the --gpio pin goes high after --on-frames consecutive frames whose
         /// top-1 is LABEL (a label, its first name, or a class number) with at least MIN_SCORE
@@ -196,6 +196,14 @@ impl Kernels {
             Backend::Native => format!("native ({})", resnext_edge::kernels::selected().name()),
             Backend::Stock => "stock".into(),
         }
+    }
+}
+
+/// A duration option in seconds: a finite number, 0 or more.
+fn seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a number of seconds (0 or more)")),
     }
 }
 

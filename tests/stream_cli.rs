@@ -432,6 +432,10 @@ fn bad_sources_and_triggers_are_clear_errors() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown source kind `tcp`"));
 
+    let o = stream(&s, "mjpeg:-", &["--stall-timeout=-1"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("`-1` is not a number of seconds"));
+
     let o = stream(&s, "dir:/nonexistent/frames", &[], None);
     assert_eq!(o.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/frames: not a directory"));
