@@ -95,6 +95,14 @@ fn summary(o: &Output, sent: u64) -> Value {
     s
 }
 
+/// The `{"frame", "ts_ms", "error"}` lines of a run.
+fn error_lines(o: &Output) -> Vec<Value> {
+    json_lines(o)
+        .into_iter()
+        .filter(|l| l.get("error").is_some())
+        .collect()
+}
+
 fn stream(s: &Setup, source: &str, extra: &[&str], stdin: Option<Vec<u8>>) -> Output {
     let mut child = bin()
         .arg("stream")
@@ -181,10 +189,7 @@ fn a_corrupt_and_a_garbage_frame_in_the_middle_are_counted_and_skipped() {
     assert_eq!(sum["frames_corrupt"], 2);
     assert_eq!(sum["frames_processed"], 11);
     assert_eq!(sum["frames_dropped"], 0);
-    let errors: Vec<Value> = json_lines(&o)
-        .into_iter()
-        .filter(|l| l.get("error").is_some())
-        .collect();
+    let errors = error_lines(&o);
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert_eq!(errors[0]["frame"], 4);
     assert!(errors[0]["error"].as_str().unwrap().contains("truncated"));
@@ -241,10 +246,7 @@ fn a_frame_claiming_a_huge_size_is_counted_corrupt_and_the_stream_goes_on() {
     let sum = summary(&o, 3);
     assert_eq!(sum["frames_processed"], 2);
     assert_eq!(sum["frames_corrupt"], 1);
-    let errors: Vec<Value> = json_lines(&o)
-        .into_iter()
-        .filter(|l| l.get("error").is_some())
-        .collect();
+    let errors = error_lines(&o);
     assert_eq!(errors[0]["frame"], 1);
     let error = errors[0]["error"].as_str().unwrap();
     assert!(error.contains("65500x65500 pixels is outside"), "{error}");
