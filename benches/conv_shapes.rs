@@ -133,7 +133,7 @@ fn stock_plan(g: &ConvGeometry, w: &[i8], bias: &[i32]) -> Arc<TypedRunnableMode
 }
 
 fn conv_shapes(c: &mut Criterion) {
-    let kernel = kernels::selected().kernel();
+    let isa = kernels::selected();
     for &(name, side, cin, cout, groups, k, s) in SHAPES {
         let geom = ConvGeometry {
             in_h: side,
@@ -159,13 +159,19 @@ fn conv_shapes(c: &mut Criterion) {
             hi: 255,
             residual: None,
         };
-        let conv = PackedConv::new(geom.clone(), &w, bias.clone(), requant, kernel.family());
+        let conv = PackedConv::new(
+            geom.clone(),
+            &w,
+            bias.clone(),
+            requant,
+            isa.kernel().family(),
+        );
         let mut out = vec![0u8; conv.out_len()];
         let mut group = c.benchmark_group(name);
         group.sample_size(10);
         group.measurement_time(std::time::Duration::from_secs(2));
         group.bench_function("native", |b| {
-            b.iter(|| conv.run_threads(kernel, &x, None, &mut out, 1))
+            b.iter(|| conv.run_threads(isa, &x, None, &mut out, 1))
         });
         let plan = stock_plan(&geom, &w, &bias);
         let input = Tensor::from_shape(&[1, cin, side, side], &x)

@@ -13,6 +13,7 @@ pub mod inputs;
 pub mod jpeg;
 pub mod kernels;
 pub mod labels;
+pub mod layers;
 pub mod logging;
 pub mod metadata;
 pub mod model;

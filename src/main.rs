@@ -158,6 +158,10 @@ enum Command {
         /// Threads for the native kernels (default: every core; stock tract uses one).
         #[arg(long, value_name = "N")]
         threads: Option<usize>,
+        /// Also time every layer and report the time per layer kind (adds "profile" to
+        /// --json). Timing each node adds a little overhead to the totals.
+        #[arg(long)]
+        profile: bool,
         /// One JSON object: {"median_ms", "p90_ms", "min_ms", "runs", "threads", "kernels"}.
         #[arg(long)]
         json: bool,
@@ -229,10 +233,18 @@ fn main() -> ExitCode {
             warmup,
             kernels,
             threads,
+            profile,
             json,
         } => {
             set_threads(threads);
-            fatal_on_error(bench::run(&model, runs, warmup, kernels, json))
+            let opts = bench::Options {
+                runs,
+                warmup,
+                kernels,
+                profile,
+                json,
+            };
+            fatal_on_error(bench::run(&model, &opts))
         }
         Command::Info {
             model,
@@ -301,23 +313,16 @@ fn fatal_on_error(r: anyhow::Result<()>) -> ExitCode {
 
 /// `info`: every node of the optimized plan with what runs it.
 fn info(path: &std::path::Path, kernels: Kernels, json: bool) -> anyhow::Result<()> {
-    use resnext_edge::native::ops::{NativeConv, NativeMaxPool};
     let model = Model::load_with(path, kernels.backend()).context("cannot load the model")?;
-    let isa = resnext_edge::kernels::selected().name();
-    let mut layers = Vec::new();
-    for node in model.typed_model().nodes() {
-        let op: &dyn tract_onnx::prelude::TypedOp = node.op.as_ref();
-        let (kind, kernel) = if let Some(c) = op.downcast_ref::<NativeConv>() {
-            (c.kind(), format!("native {isa}"))
-        } else if op.downcast_ref::<NativeMaxPool>().is_some() {
-            ("max pool".to_string(), "native generic".to_string())
-        } else if op.name() == "Const" || op.name() == "Source" {
-            continue;
-        } else {
-            (op.name().to_string(), "stock tract".to_string())
-        };
-        layers.push(serde_json::json!({ "name": node.name, "op": kind, "kernel": kernel }));
-    }
+    let layers: Vec<_> = model
+        .typed_model()
+        .nodes()
+        .iter()
+        .filter_map(|node| {
+            resnext_edge::layers::layer(node)
+                .map(|l| serde_json::json!({ "name": node.name, "op": l.kind, "kernel": l.kernel }))
+        })
+        .collect();
     let native = layers
         .iter()
         .filter(|l| l["kernel"].as_str().unwrap_or("").starts_with("native"))

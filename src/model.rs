@@ -228,12 +228,33 @@ impl Model {
 
     /// Runs one preprocessed image (`3 * crop * crop` floats, planar) and returns its logits.
     pub fn run(&mut self, input: &[f32]) -> Result<Vec<f32>, ModelError> {
+        self.run_timed(input, |_, _| {})
+    }
+
+    /// [`Self::run`], calling `each(node id, time)` after every node of the plan has run (ids
+    /// index [`Self::typed_model`]'s nodes), for per-layer profiles.
+    pub fn run_timed(
+        &mut self,
+        input: &[f32],
+        mut each: impl FnMut(usize, std::time::Duration),
+    ) -> Result<Vec<f32>, ModelError> {
         let crop = self.metadata.preprocessing.crop;
         let tensor = Tensor::from_shape(&[1, 3, crop, crop], input)
             .map_err(|e| ModelError::Run(format_chain(&e)))?;
         let state = &mut self.state;
-        let out = contained(|| state.run(tvec!(tensor.into_tvalue())))
-            .map_err(|e| ModelError::Run(format_chain(&e)))?;
+        let out = contained(|| {
+            state.run_plan_with_eval(
+                tvec!(tensor.into_tvalue()),
+                |ctx, op_state, node, inputs| {
+                    let t = std::time::Instant::now();
+                    let r =
+                        tract_onnx::tract_hir::tract_core::plan::eval(ctx, op_state, node, inputs);
+                    each(node.id, t.elapsed());
+                    r
+                },
+            )
+        })
+        .map_err(|e| ModelError::Run(format_chain(&e)))?;
         let logits = out[0]
             .to_plain_array_view::<f32>()
             .map_err(|e| ModelError::Run(format_chain(&e)))?

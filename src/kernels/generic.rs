@@ -37,3 +37,31 @@ pub fn dot_u8i8(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, acc: &
         }
     }
 }
+
+/// The grouped convolution straight off a padded NHWC input (no patch), `acc[p][o] += sum over
+/// taps (ky, kx) and the group's channels c of xp[p * stride * channels + ky * row + kx * channels
+/// + group(o) * cpg + c] * w[tap][c / 4][o][c % 4]`; see [`super::GroupedShape`].
+pub fn grouped_u8(s: &super::GroupedShape, xp: &[u8], pixels: usize, w: &[i8], acc: &mut [i32]) {
+    assert!(s.fits(pixels, xp.len(), w.len(), acc.len()));
+    let (c, cpg, k) = (s.channels, s.cpg, s.kernel);
+    let quads = cpg / 4;
+    for p in 0..pixels {
+        for (o, a) in acc[p * c..(p + 1) * c].iter_mut().enumerate() {
+            let group = o / cpg * cpg;
+            let mut sum = 0i32;
+            for ky in 0..k {
+                for kx in 0..k {
+                    let at = p * s.stride * c + ky * s.row + kx * c + group;
+                    let tap = ky * k + kx;
+                    for q in 0..quads {
+                        let wq = &w[((tap * quads + q) * c + o) * 4..][..4];
+                        for (t, &wv) in wq.iter().enumerate() {
+                            sum += xp[at + 4 * q + t] as i32 * wv as i32;
+                        }
+                    }
+                }
+            }
+            *a += sum;
+        }
+    }
+}

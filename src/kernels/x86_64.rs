@@ -194,6 +194,7 @@ pub fn dot_u8i8_vnni(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, a
     assert!(kq.is_multiple_of(4));
     assert!(super::fits(rows, kq, n, patch.len(), w.len(), acc.len()));
     let avx = std::arch::is_x86_feature_detected!("avxvnni");
+    let zmm = has_vnni_512();
     if !avx && !has_vnni() {
         return super::generic::dot_u8i8(rows, patch, kq, w, n, acc);
     }
@@ -215,10 +216,12 @@ pub fn dot_u8i8_vnni(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, a
         // SAFETY: the feature is present (checked above); the slices hold rows * kq patch bytes,
         // kq * n weights and rows * n accumulators (asserted above), and q0 <= q1 <= kq / 4.
         unsafe {
-            if avx {
-                dot_vnni_avx(args)
+            if zmm {
+                dot_vnni_zmm(args)
+            } else if avx {
+                dot_vnni_avx(args, 0)
             } else {
-                dot_vnni_512(args)
+                dot_vnni_512(args, 0)
             }
         }
         q0 = q1;
@@ -236,20 +239,104 @@ type VnniArgs = (
     usize,
 );
 
+/// AVX-512 VNNI on full 512-bit vectors.
+pub fn has_vnni_512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512vnni")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+}
+
 /// # Safety
 /// AVX-VNNI must be available; the rest as for [`dot_vnni_body`].
 #[target_feature(enable = "avx2,avxvnni")]
-unsafe fn dot_vnni_avx(a: VnniArgs) {
+unsafe fn dot_vnni_avx(a: VnniArgs, o_begin: usize) {
     // SAFETY: forwarded preconditions; the closure runs inside this feature-enabled function.
-    unsafe { dot_vnni_body(a, |acc, x, w| _mm256_dpbusd_avx_epi32(acc, x, w)) }
+    unsafe { dot_vnni_body(a, o_begin, |acc, x, w| _mm256_dpbusd_avx_epi32(acc, x, w)) }
 }
 
 /// # Safety
 /// AVX-512 VNNI and VL must be available; the rest as for [`dot_vnni_body`].
 #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
-unsafe fn dot_vnni_512(a: VnniArgs) {
+unsafe fn dot_vnni_512(a: VnniArgs, o_begin: usize) {
     // SAFETY: forwarded preconditions; the closure runs inside this feature-enabled function.
-    unsafe { dot_vnni_body(a, |acc, x, w| _mm256_dpbusd_epi32(acc, x, w)) }
+    unsafe { dot_vnni_body(a, o_begin, |acc, x, w| _mm256_dpbusd_epi32(acc, x, w)) }
+}
+
+/// 512-bit tiles: 4 rows x 32 outputs in 8 zmm accumulators (two `vpdpbusd` of 64
+/// multiply-adds per row and quad, one 64-byte weight load per 16 outputs shared by the rows);
+/// outputs beyond the last multiple of 32 go to the 256-bit body.
+///
+/// # Safety
+/// AVX-512 VNNI, VL and BW must be available; the rest as for [`dot_vnni_body`].
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni,avx512vl")]
+unsafe fn dot_vnni_zmm(args: VnniArgs) {
+    let (rows, patch, kq, w, n, acc, q0, q1) = args;
+    let quad = |r: usize, q: usize| -> i32 {
+        // SAFETY: r < rows and q < kq / 4, so the four bytes at r * kq + 4q are inside `patch`.
+        unsafe { (patch.add(r * kq + 4 * q) as *const i32).read_unaligned() }
+    };
+    let wload = |q: usize, o: usize| -> __m512i {
+        // SAFETY: (q * n + o) * 4 + 64 <= kq * n because o + 16 <= n and q < kq / 4.
+        unsafe { _mm512_loadu_si512(w.add((q * n + o) * 4) as *const __m512i) }
+    };
+    let add = |p: *mut i32, v: __m512i| {
+        // SAFETY: the callers below pass p = acc + r * n + o with r < rows, o + 16 <= n.
+        unsafe {
+            _mm512_storeu_si512(
+                p as *mut __m512i,
+                _mm512_add_epi32(_mm512_loadu_si512(p as *const __m512i), v),
+            )
+        }
+    };
+    let mut o = 0;
+    // SAFETY (every intrinsic and pointer below): the features are enabled here, and each access
+    // stays inside the bounds stated for the arguments, as the loop conditions ensure.
+    unsafe {
+        while o + 32 <= n {
+            let mut r0 = 0;
+            while r0 + 4 <= rows {
+                let z = _mm512_setzero_si512();
+                let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
+                let (mut b0, mut b1, mut b2, mut b3) = (z, z, z, z);
+                for q in q0..q1 {
+                    let (wa, wb) = (wload(q, o), wload(q, o + 16));
+                    let x0 = _mm512_set1_epi32(quad(r0, q));
+                    let x1 = _mm512_set1_epi32(quad(r0 + 1, q));
+                    let x2 = _mm512_set1_epi32(quad(r0 + 2, q));
+                    let x3 = _mm512_set1_epi32(quad(r0 + 3, q));
+                    a0 = _mm512_dpbusd_epi32(a0, x0, wa);
+                    b0 = _mm512_dpbusd_epi32(b0, x0, wb);
+                    a1 = _mm512_dpbusd_epi32(a1, x1, wa);
+                    b1 = _mm512_dpbusd_epi32(b1, x1, wb);
+                    a2 = _mm512_dpbusd_epi32(a2, x2, wa);
+                    b2 = _mm512_dpbusd_epi32(b2, x2, wb);
+                    a3 = _mm512_dpbusd_epi32(a3, x3, wa);
+                    b3 = _mm512_dpbusd_epi32(b3, x3, wb);
+                }
+                for (r, (a, b)) in [(a0, b0), (a1, b1), (a2, b2), (a3, b3)]
+                    .into_iter()
+                    .enumerate()
+                {
+                    add(acc.add((r0 + r) * n + o), a);
+                    add(acc.add((r0 + r) * n + o + 16), b);
+                }
+                r0 += 4;
+            }
+            while r0 < rows {
+                let (mut a, mut b) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+                for q in q0..q1 {
+                    let x = _mm512_set1_epi32(quad(r0, q));
+                    a = _mm512_dpbusd_epi32(a, x, wload(q, o));
+                    b = _mm512_dpbusd_epi32(b, x, wload(q, o + 16));
+                }
+                add(acc.add(r0 * n + o), a);
+                add(acc.add(r0 * n + o + 16), b);
+                r0 += 1;
+            }
+            o += 32;
+        }
+        dot_vnni_body(args, o, |acc, x, w| _mm256_dpbusd_epi32(acc, x, w))
+    }
 }
 
 /// Adds `v` to the 8 accumulators at `p`.
@@ -265,7 +352,8 @@ unsafe fn add_to(p: *mut i32, v: __m256i) {
     }
 }
 
-/// Accumulates quads `q0..q1`; `dp` is `vpdpbusd` on 8 lanes in one encoding or the other.
+/// Accumulates quads `q0..q1` for outputs `o_begin..n`; `dp` is `vpdpbusd` on 8 lanes in one
+/// encoding or the other.
 /// Output tiles: 16 (4 rows x 2 vectors: 8 independent accumulators, enough to cover the
 /// instruction's latency), then 8, then 4 (the 4-channel groups of ResNeXt's first stage, two
 /// rows per vector), then one by one.
@@ -276,6 +364,7 @@ unsafe fn add_to(p: *mut i32, v: __m256i) {
 #[inline(always)]
 unsafe fn dot_vnni_body(
     (rows, patch, kq, w, n, acc, q0, q1): VnniArgs,
+    o_begin: usize,
     dp: impl Fn(__m256i, __m256i, __m256i) -> __m256i,
 ) {
     // The input quad of row r at quad q, as one i32 to broadcast.
@@ -288,7 +377,7 @@ unsafe fn dot_vnni_body(
         // SAFETY: (q * n + o) * 4 + 32 <= kq * n because o + 8 <= n and q < kq / 4.
         unsafe { _mm256_loadu_si256(w.add((q * n + o) * 4) as *const __m256i) }
     };
-    let mut o = 0;
+    let mut o = o_begin;
     // SAFETY (every intrinsic and pointer below): the features are enabled by the caller, and
     // each access stays inside the bounds stated above, as the loop conditions ensure.
     unsafe {
@@ -402,6 +491,124 @@ unsafe fn dot_vnni_body(
                 *acc.add(r * n + o) += s;
             }
             o += 1;
+        }
+    }
+}
+
+/// AVX-512 VNNI twin of [`super::generic::grouped_u8`]; the generic kernel for shapes outside
+/// [`super::GroupedShape::supported`] or without AVX-512 VNNI.
+///
+/// Tile: up to 8 pixels x 16 output channels in 8 zmm accumulators, one 64-byte weight load per
+/// tap and quad shared by the pixels. The input operand of each lane is its group's quad: one
+/// broadcast when a vector's 16 lanes are one group, else (groups of 4 or 8 channels) the 16
+/// input bytes of the vector's groups, spread by `vpermd` so that each lane sees its own group.
+pub fn grouped_u8_vnni(
+    s: &super::GroupedShape,
+    xp: &[u8],
+    pixels: usize,
+    w: &[i8],
+    acc: &mut [i32],
+) {
+    assert!(s.fits(pixels, xp.len(), w.len(), acc.len()));
+    if !has_vnni_512() || !s.supported() {
+        return super::generic::grouped_u8(s, xp, pixels, w, acc);
+    }
+    let mut p = 0;
+    while p < pixels {
+        let n = (pixels - p).min(8);
+        let (x, a) = (
+            xp[p * s.stride * s.channels..].as_ptr(),
+            acc[p * s.channels..].as_mut_ptr(),
+        );
+        // SAFETY: AVX-512 VNNI/BW is present (checked above); `fits` holds for all `pixels`, so
+        // pixels p..p + n read inside `xp` from offset p * stride * channels, weights inside
+        // `w`, and accumulators inside `acc` from p * channels.
+        unsafe {
+            match n {
+                8 => grouped_tile::<8>(s, x, w.as_ptr(), a),
+                4..=7 => {
+                    grouped_tile::<4>(s, x, w.as_ptr(), a);
+                    p += 4;
+                    continue;
+                }
+                2 | 3 => {
+                    grouped_tile::<2>(s, x, w.as_ptr(), a);
+                    p += 2;
+                    continue;
+                }
+                _ => grouped_tile::<1>(s, x, w.as_ptr(), a),
+            }
+        }
+        p += n;
+    }
+}
+
+/// `P` pixels of [`grouped_u8_vnni`].
+///
+/// # Safety
+/// AVX-512 F/BW/VNNI must be available; `s` supported; `xp` must hold the windows of `P` pixels,
+/// `w` the weights of `s`, `acc` `P * channels` accumulators.
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni,avx512vl")]
+unsafe fn grouped_tile<const P: usize>(
+    s: &super::GroupedShape,
+    xp: *const u8,
+    w: *const i8,
+    acc: *mut i32,
+) {
+    let (c, cpg, k) = (s.channels, s.cpg, s.kernel);
+    let step = s.stride * c;
+    let quads = cpg / 4;
+    // For groups of 4 or 8: lane l takes dword (l / cpg) * quads + q of the vector's 16 input
+    // bytes (its group's quad q).
+    // (Groups of 4 or 8 have at most 2 quads.)
+    let spread: [__m512i; 2] = std::array::from_fn(|q| {
+        let idx: [i32; 16] = std::array::from_fn(|l| ((l / cpg.min(16)) * quads + q) as i32);
+        // SAFETY: reads the 64 bytes of `idx`.
+        unsafe { _mm512_loadu_si512(idx.as_ptr() as *const __m512i) }
+    });
+    // SAFETY (every intrinsic and pointer below): the features are enabled here; reads stay
+    // within the windows of the P pixels (tap offsets < (k - 1) * row + k * c, lanes within
+    // the channels), weights within k * k * quads * c * 4 bytes, accumulators within P * c.
+    unsafe {
+        let mut o0 = 0;
+        while o0 < c {
+            let mut a = [_mm512_setzero_si512(); P];
+            for ky in 0..k {
+                for kx in 0..k {
+                    let off = ky * s.row + kx * c;
+                    let tap = ky * k + kx;
+                    for q in 0..quads {
+                        let wv = _mm512_loadu_si512(
+                            w.add(((tap * quads + q) * c + o0) * 4) as *const __m512i
+                        );
+                        if cpg >= 16 {
+                            let at = off + o0 / cpg * cpg + 4 * q;
+                            for (p, ap) in a.iter_mut().enumerate() {
+                                let v = (xp.add(p * step + at) as *const i32).read_unaligned();
+                                *ap = _mm512_dpbusd_epi32(*ap, _mm512_set1_epi32(v), wv);
+                            }
+                        } else {
+                            let at = off + o0;
+                            for (p, ap) in a.iter_mut().enumerate() {
+                                let v = _mm_loadu_si128(xp.add(p * step + at) as *const __m128i);
+                                let x = _mm512_permutexvar_epi32(
+                                    spread[q % 2],
+                                    _mm512_zextsi128_si512(v),
+                                );
+                                *ap = _mm512_dpbusd_epi32(*ap, x, wv);
+                            }
+                        }
+                    }
+                }
+            }
+            for (p, ap) in a.into_iter().enumerate() {
+                let d = acc.add(p * c + o0) as *mut __m512i;
+                _mm512_storeu_si512(
+                    d,
+                    _mm512_add_epi32(_mm512_loadu_si512(d as *const __m512i), ap),
+                );
+            }
+            o0 += 16;
         }
     }
 }

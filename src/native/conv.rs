@@ -8,7 +8,8 @@
 //! input zero point, zero where the window leaves the image) is gathered as i16 and handed to the
 //! dispatched `dot_i16` kernel in blocks of [`MAX_ROWS`] pixels (row-major over the output).
 
-use crate::kernels::{Family, Kernel, MAX_ROWS};
+use crate::kernels::{Family, GroupedShape, GroupedU8, Isa, Kernel, MAX_ROWS};
+use std::cell::RefCell;
 
 /// The largest kernel, stride or padding a native convolution accepts.
 pub const MAX_WINDOW: usize = 64;
@@ -55,7 +56,20 @@ impl ConvGeometry {
     pub fn macs(&self) -> usize {
         self.out_h() * self.out_w() * self.out_c * self.depth()
     }
-    /// Consistent and non-degenerate.
+    /// The shape of a grouped convolution the [`GroupedU8`] kernels take (as many output as
+    /// input channels, groups of 4, 8 or a multiple of 16), on the input padded by `pad`.
+    pub fn grouped_shape(&self) -> Option<GroupedShape> {
+        let s = GroupedShape {
+            channels: self.in_c,
+            cpg: self.cpg_in(),
+            kernel: self.kernel,
+            stride: self.stride,
+            row: (self.in_w + 2 * self.pad) * self.in_c,
+        };
+        (self.groups > 1 && self.in_c == self.out_c && s.cpg.is_multiple_of(4) && s.supported())
+            .then_some(s)
+    }
+
     /// Whether the geometry makes sense (and its arithmetic cannot overflow): groups divide the
     /// channels, kernel, stride and padding are at most [`MAX_WINDOW`] and the window fits.
     pub fn check(&self) -> Result<(), String> {
@@ -162,8 +176,14 @@ pub enum PackedWeights {
     /// Per group: `[depth_padded / 2][cpg_out][2]` i16.
     I16(Vec<i16>),
     /// Per group: `[depth_quads / 4][cpg_out][4]` i8, and the bias less
-    /// `in_zero * sum(weights)` of each output channel (the patch carries `x`, not `x - in_zero`).
-    U8 { w: Vec<i8>, bias: Vec<i32> },
+    /// `in_zero * sum(weights)` of each output channel (the patch carries `x`, not `x - in_zero`);
+    /// for a grouped convolution the [`GroupedU8`] kernels take, also the weights in their
+    /// layout, `[taps][cpg / 4][out_c][4]`.
+    U8 {
+        w: Vec<i8>,
+        bias: Vec<i32>,
+        direct: Option<Vec<i8>>,
+    },
 }
 
 /// A convolution ready to run: geometry, packed weights, bias, requantization.
@@ -221,9 +241,19 @@ impl PackedConv {
                     p[g * dq * cout + (d / 4 * cout + o) * 4 + d % 4] = v;
                     adjusted[oc] -= requant.in_zero * v as i32;
                 });
+                let direct = geom.grouped_shape().map(|gs| {
+                    let quads = gs.cpg / 4;
+                    let mut d = vec![0i8; gs.weights().expect("checked geometry")];
+                    each(&mut |oc, depth, v| {
+                        let (tap, c) = (depth / cin, depth % cin);
+                        d[((tap * quads + c / 4) * geom.out_c + oc) * 4 + c % 4] = v;
+                    });
+                    d
+                });
                 PackedWeights::U8 {
                     w: p,
                     bias: adjusted,
+                    direct,
                 }
             }
         };
@@ -240,10 +270,11 @@ impl PackedConv {
         self.geom.out_h() * self.geom.out_w() * self.geom.out_c
     }
 
-    /// Runs on `x` (`[in_h][in_w][in_c]` u8), writing `out` (`[out_h][out_w][out_c]`), with the
-    /// residual input (shaped as `out`) if the requantization has one.
-    pub fn run(&self, kernel: Kernel, x: &[u8], residual: Option<&[u8]>, out: &mut [u8]) {
-        self.run_threads(kernel, x, residual, out, 1)
+    /// Runs on `x` (`[in_h][in_w][in_c]` u8) with the kernels of `isa`, writing `out`
+    /// (`[out_h][out_w][out_c]`), with the residual input (shaped as `out`) if the
+    /// requantization has one.
+    pub fn run(&self, isa: Isa, x: &[u8], residual: Option<&[u8]>, out: &mut [u8]) {
+        self.run_threads(isa, x, residual, out, 1)
     }
 
     /// [`Self::run`] with the output pixels split into `threads` contiguous ranges, one per
@@ -251,7 +282,7 @@ impl PackedConv {
     /// does not depend on the thread count.
     pub fn run_threads(
         &self,
-        kernel: Kernel,
+        isa: Isa,
         x: &[u8],
         residual: Option<&[u8]>,
         out: &mut [u8],
@@ -267,6 +298,41 @@ impl PackedConv {
         let pixels = g.out_h() * g.out_w();
         // Ranges in whole 4-pixel tiles; no more threads than there are tiles.
         let per = pixels.div_ceil(threads.max(1)).div_ceil(4) * 4;
+        if let (
+            Some(grouped),
+            Some(shape),
+            PackedWeights::U8 {
+                direct: Some(w),
+                bias,
+                ..
+            },
+        ) = (isa.grouped(), g.grouped_shape(), &self.packed)
+        {
+            let direct = Direct {
+                conv: self,
+                grouped,
+                shape,
+                w,
+                bias,
+            };
+            return PADDED.with_borrow_mut(|xp| {
+                self.pad_input(x, xp);
+                let xp = &xp[..];
+                if threads <= 1 || per >= pixels {
+                    return direct.run_pixels(xp, residual, out, 0);
+                }
+                std::thread::scope(|scope| {
+                    let mut chunks = out.chunks_mut(per * g.out_c).enumerate();
+                    let (_, first) = chunks.next().expect("at least one pixel");
+                    for (i, chunk) in chunks {
+                        let direct = &direct;
+                        scope.spawn(move || direct.run_pixels(xp, residual, chunk, i * per));
+                    }
+                    direct.run_pixels(xp, residual, first, 0);
+                })
+            });
+        }
+        let kernel = isa.kernel();
         if threads <= 1 || per >= pixels {
             return self.run_pixels(kernel, x, residual, out, 0);
         }
@@ -403,6 +469,19 @@ impl PackedConv {
         }
     }
 
+    /// Copies `x` into `xp` with a border of `pad` pixels holding the input zero point, the
+    /// input of the [`GroupedU8`] kernels.
+    fn pad_input(&self, x: &[u8], xp: &mut Vec<u8>) {
+        let g = &self.geom;
+        let (pw, ph, c) = (g.in_w + 2 * g.pad, g.in_h + 2 * g.pad, g.in_c);
+        xp.clear();
+        xp.resize(ph * pw * c, self.requant.in_zero as u8);
+        for (y, src) in x.chunks_exact(g.in_w * c).enumerate() {
+            let at = ((y + g.pad) * pw + g.pad) * c;
+            xp[at..at + src.len()].copy_from_slice(src);
+        }
+    }
+
     /// Requantizes `rows` pixels' accumulators of group `grp` into `out`.
     #[allow(clippy::too_many_arguments)]
     fn write_rows(
@@ -429,11 +508,60 @@ impl PackedConv {
     }
 }
 
+thread_local! {
+    /// The padded input of the grouped kernels, kept between layers and runs.
+    static PADDED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A grouped convolution on the [`GroupedU8`] path.
+struct Direct<'a> {
+    conv: &'a PackedConv,
+    grouped: GroupedU8,
+    shape: GroupedShape,
+    w: &'a [i8],
+    bias: &'a [i32],
+}
+
+impl Direct<'_> {
+    /// Computes the output pixels `p_start..` that `out` holds from the padded input `xp`, in
+    /// runs along one output row of at most [`MAX_ROWS`] pixels.
+    fn run_pixels(&self, xp: &[u8], residual: Option<&[u8]>, out: &mut [u8], p_start: usize) {
+        let g = &self.conv.geom;
+        let (ow, c, s) = (g.out_w(), g.out_c, g.stride);
+        let row = self.shape.row;
+        let mut acc = vec![0i32; MAX_ROWS * c];
+        let p_end = p_start + out.len() / c;
+        let mut p0 = p_start;
+        while p0 < p_end {
+            let (oy, ox) = (p0 / ow, p0 % ow);
+            let n = MAX_ROWS.min(p_end - p0).min(ow - ox);
+            let acc = &mut acc[..n * c];
+            for a in acc.chunks_exact_mut(c) {
+                a.copy_from_slice(self.bias);
+            }
+            let base = oy * s * row + ox * s * c;
+            (self.grouped)(&self.shape, &xp[base..], n, self.w, acc);
+            for (r, a) in acc.chunks_exact(c).enumerate() {
+                let at = (p0 + r) * c;
+                let local = at - p_start * c;
+                self.conv.requant.apply_row(
+                    a,
+                    &self.conv.requant.multiplier,
+                    residual.map(|rv| &rv[at..at + c]),
+                    &mut out[local..local + c],
+                );
+            }
+            p0 += n;
+        }
+    }
+}
+
 /// `dst.copy_from_slice(src)` without a call for the 4- and 8-channel groups of ResNeXt's
 /// grouped convs.
 #[inline(always)]
 fn copy_small(dst: &mut [u8], src: &[u8]) {
     match dst.len() {
+        3 => dst.copy_from_slice(&src[..3]),
         4 => dst.copy_from_slice(&src[..4]),
         8 => dst.copy_from_slice(&src[..8]),
         16 => dst.copy_from_slice(&src[..16]),
@@ -621,20 +749,95 @@ mod tests {
         #[test]
         fn every_kernel_equals_the_definition(case in cases()) {
             for isa in Isa::available() {
-                let kernel = isa.kernel();
-                let case = Case { family: kernel.family(), ..case.clone() };
+                let case = Case { family: isa.kernel().family(), ..case.clone() };
                 let (conv, w, x, residual) = build(&case);
                 let want = reference(&conv, &w, &x, residual.as_deref());
                 let mut out = vec![CANARY; conv.out_len()];
-                conv.run(kernel, &x, residual.as_deref(), &mut out);
+                conv.run(isa, &x, residual.as_deref(), &mut out);
                 prop_assert_eq!(&out, &want, "{} kernel", isa.name());
                 for threads in [2, 3] {
                     let mut out = vec![CANARY; conv.out_len()];
-                    conv.run_threads(kernel, &x, residual.as_deref(), &mut out, threads);
+                    conv.run_threads(isa, &x, residual.as_deref(), &mut out, threads);
                     prop_assert_eq!(&out, &want, "{} kernel, {} threads", isa.name(), threads);
                 }
             }
         }
+    }
+
+    /// Grouped convolutions with as many output as input channels, in the group sizes of the
+    /// grouped kernels (4, 8, 16, 32 and a few they leave to the gather path).
+    fn grouped_cases() -> impl Strategy<Value = Case> {
+        (
+            prop::sample::select(vec![4usize, 8, 12, 16, 32]), // channels per group
+            1usize..=8,                                        // groups (x 2 below)
+            prop::sample::select(vec![1usize, 3, 5]),
+            1usize..=2,  // stride
+            1usize..=13, // height
+            1usize..=13, // width
+            any::<bool>(),
+            any::<bool>(),
+            any::<u64>(),
+        )
+            .prop_filter_map(
+                "kernel larger than the padded image",
+                |(cpg, groups, k, s, h, w, relu, residual, seed)| {
+                    let geom = ConvGeometry {
+                        in_h: h,
+                        in_w: w,
+                        in_c: 2 * groups * cpg,
+                        out_c: 2 * groups * cpg,
+                        groups: 2 * groups,
+                        kernel: k,
+                        stride: s,
+                        pad: k / 2,
+                    };
+                    geom.check().ok().map(|_| Case {
+                        family: crate::kernels::Family::U8Quads,
+                        geom,
+                        relu,
+                        residual,
+                        seed,
+                    })
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        #[test]
+        fn grouped_convolutions_equal_the_definition_on_every_kernel(case in grouped_cases()) {
+            for isa in Isa::available() {
+                let case = Case { family: isa.kernel().family(), ..case.clone() };
+                let (conv, w, x, residual) = build(&case);
+                let want = reference(&conv, &w, &x, residual.as_deref());
+                for threads in [1, 3] {
+                    let mut out = vec![CANARY; conv.out_len()];
+                    conv.run_threads(isa, &x, residual.as_deref(), &mut out, threads);
+                    prop_assert_eq!(&out, &want, "{} kernel, {} threads", isa.name(), threads);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn resnext_grouped_layers_take_the_grouped_kernels() {
+        let geom = |in_c: usize, groups| ConvGeometry {
+            in_h: 56,
+            in_w: 56,
+            in_c,
+            out_c: in_c,
+            groups,
+            kernel: 3,
+            stride: 1,
+            pad: 1,
+        };
+        // 32x4d's four stages and 32x8d's first; a pointwise or a 12-channel group does not.
+        for (c, groups) in [(128, 32), (256, 32), (512, 32), (1024, 32), (256, 32)] {
+            assert!(geom(c, groups).grouped_shape().is_some(), "{c}/{groups}");
+        }
+        assert!(geom(96, 8).grouped_shape().is_none());
+        assert!(geom(256, 1).grouped_shape().is_none());
     }
 
     #[test]

@@ -302,10 +302,10 @@ impl EvalOp for NativeConv {
             "NativeConv: residual input does not match the op"
         );
         let mut out = Tensor::zero::<u8>(&[1, g.out_h(), g.out_w(), g.out_c])?;
-        let kernel = kernels::selected().kernel();
+        let isa = kernels::selected();
         let threads = kernels::threads();
         self.conv.run_threads(
-            kernel,
+            isa,
             x,
             residual,
             out.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?,
