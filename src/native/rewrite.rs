@@ -50,6 +50,9 @@ pub fn rewrite(model: &pb::ModelProto) -> Rewritten {
         };
     }
     remove_dead(&mut g);
+    if fold_weight_dequantize(&mut g) > 0 {
+        remove_dead(&mut g);
+    }
     let mut model = model.clone();
     if !model.opset_import.iter().any(|o| o.domain == DOMAIN) {
         model.opset_import.push(pb::OperatorSetIdProto {
@@ -686,6 +689,96 @@ fn assign_layouts(g: &mut pb::GraphProto) -> bool {
 }
 
 /// Drops nodes whose outputs nothing reads, and initializers no node reads.
+/// The largest weight [`fold_weight_dequantize`] turns into floats (64 MB of them).
+const MAX_FOLDED: usize = 1 << 24;
+
+/// Replaces each `DequantizeLinear` of an 8-bit initializer that the native ops left (the
+/// classifier's weights) by the float initializer it computes, `(x - zero) * scale` in f32 as
+/// tract would each run: tract keeps such a cast unfolded (it would grow the constant), so the
+/// weights were converted and repacked on every inference. Per-tensor and per-axis parameters.
+/// Returns how many were folded.
+fn fold_weight_dequantize(g: &mut pb::GraphProto) -> usize {
+    let inits: HashMap<&str, &pb::TensorProto> =
+        g.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
+    let inputs: HashSet<&str> = g.input.iter().map(|i| i.name.as_str()).collect();
+    let constant = |name: &str| inits.get(name).filter(|_| !inputs.contains(name)).copied();
+    let mut folded = Vec::new();
+    for (i, n) in g.node.iter().enumerate() {
+        if n.op_type != "DequantizeLinear"
+            || !(2..=3).contains(&n.input.len())
+            || n.output.len() != 1
+        {
+            continue;
+        }
+        let Some(x) = constant(&n.input[0]) else {
+            continue;
+        };
+        let eight_bit = [DataType::Int8 as i32, DataType::Uint8 as i32].contains(&x.data_type);
+        let elements = x
+            .dims
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(usize::try_from(d).ok()?));
+        let (Some(elements), true) = (elements, eight_bit) else {
+            continue;
+        };
+        if elements > MAX_FOLDED {
+            continue;
+        }
+        let Some(scale) = constant(&n.input[1]).and_then(values) else {
+            continue;
+        };
+        let zero = match n.input.get(2).filter(|z| !z.is_empty()) {
+            Some(z) => match constant(z).and_then(values) {
+                Some(v) => v,
+                None => continue,
+            },
+            None => vec![0.0; scale.len()],
+        };
+        let Some(xv) = values(x).filter(|v| v.len() == elements) else {
+            continue;
+        };
+        // Which parameter each element takes: one for all, or one per index of `axis`.
+        let rank = x.dims.len() as i64;
+        let axis = attr_int(n, "axis").unwrap_or(1);
+        let axis = if axis < 0 { axis + rank } else { axis };
+        let per_axis = scale.len() > 1;
+        let (len, inner) = if per_axis {
+            let Some(a) = usize::try_from(axis).ok().filter(|&a| a < x.dims.len()) else {
+                continue;
+            };
+            let inner: usize = x.dims[a + 1..].iter().map(|&d| d as usize).product();
+            (x.dims[a] as usize, inner)
+        } else {
+            (1, 1)
+        };
+        if scale.len() != len || zero.len() != len {
+            continue;
+        }
+        let raw: Vec<u8> = xv
+            .iter()
+            .enumerate()
+            .flat_map(|(e, &v)| {
+                let c = if per_axis { e / inner % len } else { 0 };
+                let f = (v as i32 - zero[c] as i32) as f32 * scale[c] as f32;
+                f.to_le_bytes()
+            })
+            .collect();
+        folded.push((
+            i,
+            raw_init(n.output[0].clone(), DataType::Float, x.dims.clone(), raw),
+        ));
+    }
+    let count = folded.len();
+    let drop: HashSet<usize> = folded.iter().map(|(i, _)| *i).collect();
+    let mut k = 0;
+    g.node.retain(|_| {
+        k += 1;
+        !drop.contains(&(k - 1))
+    });
+    g.initializer.extend(folded.into_iter().map(|(_, t)| t));
+    count
+}
+
 fn remove_dead(g: &mut pb::GraphProto) {
     let mut used: HashSet<String> = g.output.iter().map(|o| o.name.clone()).collect();
     let mut live = vec![false; g.node.len()];
@@ -701,4 +794,58 @@ fn remove_dead(g: &mut pb::GraphProto) {
         live[k - 1]
     });
     g.initializer.retain(|t| used.contains(&t.name));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dq(x: &str, scale: &str, zero: &str, out: &str, axis: Option<i64>) -> pb::NodeProto {
+        pb::NodeProto {
+            op_type: "DequantizeLinear".into(),
+            input: vec![x.into(), scale.into(), zero.into()],
+            output: vec![out.into()],
+            attribute: axis.map(|a| int_attr("axis", a)).into_iter().collect(),
+            ..Default::default()
+        }
+    }
+
+    fn floats(t: &pb::TensorProto) -> Vec<f32> {
+        values(t).unwrap().into_iter().map(|v| v as f32).collect()
+    }
+
+    #[test]
+    fn weight_dequantization_becomes_a_float_initializer() {
+        let f = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let mut g = pb::GraphProto {
+            node: vec![
+                dq("w", "s", "z", "w_f", Some(0)),
+                dq("u", "su", "zu", "u_f", None),
+                // Not a constant: stays.
+                dq("input", "su", "zu", "in_f", None),
+            ],
+            initializer: vec![
+                raw_init(
+                    "w".into(),
+                    DataType::Int8,
+                    vec![2, 3],
+                    vec![1, 2, 3, 0xFF, 0, 5],
+                ),
+                raw_init("s".into(), DataType::Float, vec![2], f(&[0.5, 2.0])),
+                raw_init("z".into(), DataType::Int8, vec![2], vec![1, 0xFF]),
+                raw_init("u".into(), DataType::Uint8, vec![2], vec![200, 10]),
+                raw_init("su".into(), DataType::Float, vec![], f(&[0.25])),
+                raw_init("zu".into(), DataType::Uint8, vec![], vec![128]),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(fold_weight_dequantize(&mut g), 2);
+        let ops: Vec<_> = g.node.iter().map(|n| n.input[0].as_str()).collect();
+        assert_eq!(ops, ["input"]);
+        let init = |name: &str| g.initializer.iter().find(|t| t.name == name).unwrap();
+        // Row 0: (x - 1) * 0.5; row 1: (x + 1) * 2.
+        assert_eq!(floats(init("w_f")), [0.0, 0.5, 1.0, 0.0, 2.0, 12.0]);
+        assert_eq!(init("w_f").dims, [2, 3]);
+        assert_eq!(floats(init("u_f")), [18.0, -29.5]);
+    }
 }
