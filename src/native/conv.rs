@@ -125,9 +125,60 @@ impl Requant {
     }
 
     /// [`Self::apply`] over a row of output channels (`multiplier` the row's slice), written
-    /// so that the compiler vectorizes it; the same f32 operations, so the same bits.
-    #[inline]
+    /// so that the compiler vectorizes it; the same f32 operations, so the same bits. On x86_64
+    /// the same code is also compiled for AVX-512 and AVX2 and picked at run time (without
+    /// them, SSE2 has neither 32-bit min/max nor more than 4 lanes).
     pub fn apply_row(
+        &self,
+        acc: &[i32],
+        multiplier: &[f32],
+        residual: Option<&[u8]>,
+        out: &mut [u8],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512bw") {
+                // SAFETY: AVX-512 F/BW are present (checked just above).
+                return unsafe { self.apply_row_avx512(acc, multiplier, residual, out) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: AVX2 is present (checked just above).
+                return unsafe { self.apply_row_avx2(acc, multiplier, residual, out) };
+            }
+        }
+        self.apply_row_body(acc, multiplier, residual, out)
+    }
+
+    /// # Safety
+    /// AVX-512 F and BW must be available.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,avx512f,avx512bw")]
+    unsafe fn apply_row_avx512(
+        &self,
+        acc: &[i32],
+        multiplier: &[f32],
+        residual: Option<&[u8]>,
+        out: &mut [u8],
+    ) {
+        self.apply_row_body(acc, multiplier, residual, out)
+    }
+
+    /// # Safety
+    /// AVX2 must be available.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn apply_row_avx2(
+        &self,
+        acc: &[i32],
+        multiplier: &[f32],
+        residual: Option<&[u8]>,
+        out: &mut [u8],
+    ) {
+        self.apply_row_body(acc, multiplier, residual, out)
+    }
+
+    #[inline(always)]
+    fn apply_row_body(
         &self,
         acc: &[i32],
         multiplier: &[f32],
@@ -156,7 +207,7 @@ impl Requant {
 /// +-2^22 saturates anyway): with `x` clamped to that range, adding and subtracting 1.5 * 2^23
 /// leaves the nearest integer, ties to even, in plain f32 arithmetic that every ISA (and its
 /// vector unit) computes identically, where `roundf`-style calls are slow on baseline x86_64.
-#[inline]
+#[inline(always)]
 pub fn round_half_even(x: f32) -> i32 {
     const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
     const LIMIT: f32 = 4_194_304.0; // 2^22
