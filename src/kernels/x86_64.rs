@@ -262,80 +262,77 @@ unsafe fn dot_vnni_512(a: VnniArgs, o_begin: usize) {
     unsafe { dot_vnni_body(a, o_begin, |acc, x, w| _mm256_dpbusd_epi32(acc, x, w)) }
 }
 
-/// 512-bit tiles: 4 rows x 32 outputs in 8 zmm accumulators (two `vpdpbusd` of 64
-/// multiply-adds per row and quad, one 64-byte weight load per 16 outputs shared by the rows);
-/// outputs beyond the last multiple of 32 go to the 256-bit body.
+/// 512-bit tiles: 8 rows x 32 outputs in 16 zmm accumulators (two `vpdpbusd` of 64
+/// multiply-adds per row and quad, one 64-byte weight load per 16 outputs shared by the rows),
+/// then 4, 2 and 1 rows; outputs beyond the last multiple of 32 go to the 256-bit body.
 ///
 /// # Safety
 /// AVX-512 VNNI, VL and BW must be available; the rest as for [`dot_vnni_body`].
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni,avx512vl")]
 unsafe fn dot_vnni_zmm(args: VnniArgs) {
-    let (rows, patch, kq, w, n, acc, q0, q1) = args;
-    let quad = |r: usize, q: usize| -> i32 {
-        // SAFETY: r < rows and q < kq / 4, so the four bytes at r * kq + 4q are inside `patch`.
-        unsafe { (patch.add(r * kq + 4 * q) as *const i32).read_unaligned() }
-    };
-    let wload = |q: usize, o: usize| -> __m512i {
-        // SAFETY: (q * n + o) * 4 + 64 <= kq * n because o + 16 <= n and q < kq / 4.
-        unsafe { _mm512_loadu_si512(w.add((q * n + o) * 4) as *const __m512i) }
-    };
-    let add = |p: *mut i32, v: __m512i| {
-        // SAFETY: the callers below pass p = acc + r * n + o with r < rows, o + 16 <= n.
-        unsafe {
-            _mm512_storeu_si512(
-                p as *mut __m512i,
-                _mm512_add_epi32(_mm512_loadu_si512(p as *const __m512i), v),
-            )
-        }
-    };
+    let (rows, _, _, _, n, _, _, _) = args;
     let mut o = 0;
-    // SAFETY (every intrinsic and pointer below): the features are enabled here, and each access
-    // stays inside the bounds stated for the arguments, as the loop conditions ensure.
+    // SAFETY: the features are enabled here; o + 32 <= n and every tile's rows r0..r0 + R are
+    // below `rows`, as `zmm_tile` requires.
     unsafe {
         while o + 32 <= n {
             let mut r0 = 0;
-            while r0 + 4 <= rows {
-                let z = _mm512_setzero_si512();
-                let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
-                let (mut b0, mut b1, mut b2, mut b3) = (z, z, z, z);
-                for q in q0..q1 {
-                    let (wa, wb) = (wload(q, o), wload(q, o + 16));
-                    let x0 = _mm512_set1_epi32(quad(r0, q));
-                    let x1 = _mm512_set1_epi32(quad(r0 + 1, q));
-                    let x2 = _mm512_set1_epi32(quad(r0 + 2, q));
-                    let x3 = _mm512_set1_epi32(quad(r0 + 3, q));
-                    a0 = _mm512_dpbusd_epi32(a0, x0, wa);
-                    b0 = _mm512_dpbusd_epi32(b0, x0, wb);
-                    a1 = _mm512_dpbusd_epi32(a1, x1, wa);
-                    b1 = _mm512_dpbusd_epi32(b1, x1, wb);
-                    a2 = _mm512_dpbusd_epi32(a2, x2, wa);
-                    b2 = _mm512_dpbusd_epi32(b2, x2, wb);
-                    a3 = _mm512_dpbusd_epi32(a3, x3, wa);
-                    b3 = _mm512_dpbusd_epi32(b3, x3, wb);
-                }
-                for (r, (a, b)) in [(a0, b0), (a1, b1), (a2, b2), (a3, b3)]
-                    .into_iter()
-                    .enumerate()
-                {
-                    add(acc.add((r0 + r) * n + o), a);
-                    add(acc.add((r0 + r) * n + o + 16), b);
-                }
+            while r0 + 8 <= rows {
+                zmm_tile::<8>(args, r0, o);
+                r0 += 8;
+            }
+            if r0 + 4 <= rows {
+                zmm_tile::<4>(args, r0, o);
                 r0 += 4;
             }
-            while r0 < rows {
-                let (mut a, mut b) = (_mm512_setzero_si512(), _mm512_setzero_si512());
-                for q in q0..q1 {
-                    let x = _mm512_set1_epi32(quad(r0, q));
-                    a = _mm512_dpbusd_epi32(a, x, wload(q, o));
-                    b = _mm512_dpbusd_epi32(b, x, wload(q, o + 16));
-                }
-                add(acc.add(r0 * n + o), a);
-                add(acc.add(r0 * n + o + 16), b);
-                r0 += 1;
+            if r0 + 2 <= rows {
+                zmm_tile::<2>(args, r0, o);
+                r0 += 2;
+            }
+            if r0 < rows {
+                zmm_tile::<1>(args, r0, o);
             }
             o += 32;
         }
         dot_vnni_body(args, o, |acc, x, w| _mm256_dpbusd_epi32(acc, x, w))
+    }
+}
+
+/// Rows `r0..r0 + R` x outputs `o..o + 32` of [`dot_vnni_zmm`].
+///
+/// # Safety
+/// As for [`dot_vnni_zmm`], and `r0 + R <= rows`, `o + 32 <= n`.
+#[inline(always)]
+unsafe fn zmm_tile<const R: usize>(
+    (_, patch, kq, w, n, acc, q0, q1): VnniArgs,
+    r0: usize,
+    o: usize,
+) {
+    // SAFETY (every intrinsic and pointer below): the caller enables the features; rows
+    // r0..r0 + R and quads q0..q1 are inside `patch` (rows * kq bytes), outputs o..o + 32 of
+    // quad q inside `w` ((q * n + o) * 4 + 128 <= kq * n), and of each row inside `acc`.
+    unsafe {
+        let z = _mm512_setzero_si512();
+        let mut a = [[z; 2]; R];
+        for q in q0..q1 {
+            let wa = _mm512_loadu_si512(w.add((q * n + o) * 4) as *const __m512i);
+            let wb = _mm512_loadu_si512(w.add((q * n + o + 16) * 4) as *const __m512i);
+            for (r, ar) in a.iter_mut().enumerate() {
+                let v = (patch.add((r0 + r) * kq + 4 * q) as *const i32).read_unaligned();
+                let x = _mm512_set1_epi32(v);
+                ar[0] = _mm512_dpbusd_epi32(ar[0], x, wa);
+                ar[1] = _mm512_dpbusd_epi32(ar[1], x, wb);
+            }
+        }
+        for (r, ar) in a.into_iter().enumerate() {
+            for (h, v) in ar.into_iter().enumerate() {
+                let p = acc.add((r0 + r) * n + o + 16 * h) as *mut __m512i;
+                _mm512_storeu_si512(
+                    p,
+                    _mm512_add_epi32(_mm512_loadu_si512(p as *const __m512i), v),
+                );
+            }
+        }
     }
 }
 
