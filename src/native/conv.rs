@@ -10,6 +10,7 @@
 
 use crate::kernels::{Family, GroupedShape, GroupedU8, Isa, Kernel, MAX_ROWS};
 use std::cell::RefCell;
+use std::sync::Mutex;
 
 /// The largest kernel, stride or padding a native convolution accepts.
 pub const MAX_WINDOW: usize = 64;
@@ -328,8 +329,8 @@ impl PackedConv {
         self.run_threads(isa, x, residual, out, 1)
     }
 
-    /// [`Self::run`] with the output pixels split into `threads` contiguous ranges, one per
-    /// thread (the calling one included). Each range is computed exactly as alone, so the result
+    /// [`Self::run`] with the output pixels split into `threads` contiguous ranges, run on the
+    /// worker pool ([`super::pool`]) and the calling thread. Each range is computed exactly as alone, so the result
     /// does not depend on the thread count.
     pub fn run_threads(
         &self,
@@ -372,14 +373,8 @@ impl PackedConv {
                 if threads <= 1 || per >= pixels {
                     return direct.run_pixels(xp, residual, out, 0);
                 }
-                std::thread::scope(|scope| {
-                    let mut chunks = out.chunks_mut(per * g.out_c).enumerate();
-                    let (_, first) = chunks.next().expect("at least one pixel");
-                    for (i, chunk) in chunks {
-                        let direct = &direct;
-                        scope.spawn(move || direct.run_pixels(xp, residual, chunk, i * per));
-                    }
-                    direct.run_pixels(xp, residual, first, 0);
+                in_chunks(out, per * g.out_c, threads, &|i, chunk| {
+                    direct.run_pixels(xp, residual, chunk, i * per)
                 })
             });
         }
@@ -387,13 +382,8 @@ impl PackedConv {
         if threads <= 1 || per >= pixels {
             return self.run_pixels(kernel, x, residual, out, 0);
         }
-        std::thread::scope(|scope| {
-            let mut chunks = out.chunks_mut(per * g.out_c).enumerate();
-            let (_, first) = chunks.next().expect("at least one pixel");
-            for (i, chunk) in chunks {
-                scope.spawn(move || self.run_pixels(kernel, x, residual, chunk, i * per));
-            }
-            self.run_pixels(kernel, x, residual, first, 0);
+        in_chunks(out, per * g.out_c, threads, &|i, chunk| {
+            self.run_pixels(kernel, x, residual, chunk, i * per)
         });
     }
 
@@ -557,6 +547,18 @@ impl PackedConv {
                 .apply_row(a, m, residual.map(|rv| &rv[at..at + cout]), dst);
         }
     }
+}
+
+/// Calls `f(i, chunk)` for the `len`-byte chunks of `out`, on the worker pool.
+fn in_chunks(out: &mut [u8], len: usize, threads: usize, f: &(dyn Fn(usize, &mut [u8]) + Sync)) {
+    let chunks: Vec<Mutex<Option<&mut [u8]>>> =
+        out.chunks_mut(len).map(|c| Mutex::new(Some(c))).collect();
+    super::pool::for_each(chunks.len(), threads, &|i| {
+        let chunk = chunks[i].lock().ok().and_then(|mut c| c.take());
+        if let Some(chunk) = chunk {
+            f(i, chunk)
+        }
+    });
 }
 
 thread_local! {

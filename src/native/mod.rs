@@ -6,4 +6,5 @@
 
 pub mod conv;
 pub mod ops;
+pub mod pool;
 pub mod rewrite;

@@ -1,0 +1,224 @@
+//! The worker threads that share a layer's work, started once and kept for the life of the
+//! process: a ResNeXt inference runs some fifty layers in a few tens of milliseconds, and
+//! spawning threads for each (tens of microseconds apiece, more on a small ARM core) would
+//! cost a good part of what the second core gains.
+//!
+//! [`for_each`] hands out task indices `0..tasks` to the workers and the calling thread, and
+//! returns when every task has run. Between jobs a worker spins for a short while (the next
+//! layer usually follows within microseconds), then sleeps on a condition variable. A caller
+//! that finds the pool busy (another model running on another thread) runs its tasks itself.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long an idle worker (or a waiting caller) spins before it sleeps.
+const SPIN: Duration = Duration::from_micros(200);
+
+/// One call of [`for_each`].
+struct Job {
+    /// The caller's closure; only called for indices below `tasks`, all of which finish before
+    /// [`for_each`] returns, so it is never called after the closure is gone.
+    f: *const (dyn Fn(usize) + Sync),
+    tasks: usize,
+    next: AtomicUsize,
+    left: AtomicUsize,
+    panicked: AtomicBool,
+}
+
+// SAFETY: `f` points to a `Sync` closure that outlives every call made through it (see
+// `Job::f`); the other fields are atomics.
+unsafe impl Send for Job {}
+// SAFETY: as above.
+unsafe impl Sync for Job {}
+
+impl Job {
+    /// Runs tasks until none is left to take.
+    fn work(&self, shared: &Shared) {
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            if i >= self.tasks {
+                return;
+            }
+            // SAFETY: i < tasks, so the job is not finished and the caller of `for_each` is still
+            // waiting with its closure alive.
+            let f = unsafe { &*self.f };
+            if catch_unwind(AssertUnwindSafe(|| f(i))).is_err() {
+                self.panicked.store(true, Ordering::Relaxed);
+            }
+            if self.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+                // The last task: wake the caller if it sleeps (under the lock, so that a caller
+                // between its check and its wait cannot miss it).
+                let _guard = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+                shared.done.notify_all();
+            }
+        }
+    }
+}
+
+struct Shared {
+    state: Mutex<Option<Arc<Job>>>,
+    /// Bumped for each job, so that spinning workers see one without the lock.
+    generation: AtomicUsize,
+    wake: Condvar,
+    done: Condvar,
+}
+
+struct Pool {
+    shared: Arc<Shared>,
+    workers: usize,
+    /// Held by the one caller whose job the workers serve.
+    busy: Mutex<()>,
+}
+
+fn worker(shared: Arc<Shared>) {
+    let mut seen = 0;
+    loop {
+        let start = Instant::now();
+        while shared.generation.load(Ordering::Acquire) == seen && start.elapsed() < SPIN {
+            std::hint::spin_loop();
+        }
+        let job = {
+            let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            while shared.generation.load(Ordering::Acquire) == seen {
+                state = shared.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+            seen = shared.generation.load(Ordering::Acquire);
+            state.clone()
+        };
+        if let Some(job) = job {
+            job.work(&shared);
+        }
+    }
+}
+
+fn pool(workers: usize) -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(None),
+            generation: AtomicUsize::new(0),
+            wake: Condvar::new(),
+            done: Condvar::new(),
+        });
+        let mut started = 0;
+        for i in 0..workers {
+            let s = Arc::clone(&shared);
+            let spawned = std::thread::Builder::new()
+                .name(format!("resnext-edge-{}", i + 1))
+                .spawn(move || worker(s));
+            match spawned {
+                Ok(_) => started += 1,
+                Err(e) => {
+                    log::warn!("cannot start worker thread: {e}; using {started}");
+                    break;
+                }
+            }
+        }
+        Pool {
+            shared,
+            workers: started,
+            busy: Mutex::new(()),
+        }
+    })
+}
+
+/// Runs `f(i)` for every `i` in `0..tasks`, on up to `threads` threads (the caller's included),
+/// and returns when all have run. The pool is started on first use with `threads - 1` workers.
+/// A panic in a task is raised again here once every task has finished.
+pub fn for_each(tasks: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
+    if tasks <= 1 || threads <= 1 {
+        return (0..tasks).for_each(f);
+    }
+    let pool = pool(threads - 1);
+    let Ok(_busy) = pool.busy.try_lock() else {
+        return (0..tasks).for_each(f);
+    };
+    if pool.workers == 0 {
+        return (0..tasks).for_each(f);
+    }
+    // SAFETY (lifetime erasure): the pointer is only used for tasks below `tasks`, and this
+    // function does not return before every one of them has finished.
+    let f: *const (dyn Fn(usize) + Sync + '_) = f;
+    let f: *const (dyn Fn(usize) + Sync) = unsafe { std::mem::transmute(f) };
+    let job = Arc::new(Job {
+        f,
+        tasks,
+        next: AtomicUsize::new(0),
+        left: AtomicUsize::new(tasks),
+        panicked: AtomicBool::new(false),
+    });
+    let shared = &pool.shared;
+    {
+        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        *state = Some(Arc::clone(&job));
+        shared.generation.fetch_add(1, Ordering::Release);
+        shared.wake.notify_all();
+    }
+    job.work(shared);
+    let start = Instant::now();
+    while job.left.load(Ordering::Acquire) != 0 && start.elapsed() < SPIN {
+        std::hint::spin_loop();
+    }
+    {
+        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        while job.left.load(Ordering::Acquire) != 0 {
+            state = shared.done.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        *state = None;
+    }
+    if job.panicked.load(Ordering::Relaxed) {
+        panic!("a worker thread's task panicked");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_task_runs_once_whatever_the_threads() {
+        for threads in [1, 2, 3, 8] {
+            for tasks in [0, 1, 2, 5, 64] {
+                let counts: Vec<AtomicUsize> = (0..tasks).map(|_| AtomicUsize::new(0)).collect();
+                for_each(tasks, threads, &|i| {
+                    counts[i].fetch_add(1, Ordering::Relaxed);
+                });
+                assert!(counts.iter().all(|c| c.load(Ordering::Relaxed) == 1));
+            }
+        }
+    }
+
+    #[test]
+    fn callers_on_several_threads_each_get_their_tasks_done() {
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                s.spawn(move || {
+                    for round in 0..50 {
+                        let sum = AtomicUsize::new(0);
+                        for_each(10, 2, &|i| {
+                            sum.fetch_add(i + t + round, Ordering::Relaxed);
+                        });
+                        assert_eq!(sum.load(Ordering::Relaxed), 45 + 10 * (t + round));
+                    }
+                });
+            }
+        });
+    }
+
+    #[test]
+    fn a_panicking_task_panics_the_caller_after_the_others_ran() {
+        let ran = AtomicUsize::new(0);
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            for_each(8, 2, &|i| {
+                ran.fetch_add(1, Ordering::Relaxed);
+                if i == 3 {
+                    panic!("task 3");
+                }
+            })
+        }));
+        assert!(r.is_err());
+        assert_eq!(ran.load(Ordering::Relaxed), 8);
+    }
+}
