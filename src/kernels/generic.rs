@@ -38,23 +38,22 @@ pub fn dot_u8i8(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, acc: &
     }
 }
 
-/// The grouped convolution straight off a padded NHWC input (no patch), `acc[p][o] += sum over
-/// taps (ky, kx) and the group's channels c of xp[p * stride * channels + ky * row + kx * channels
-/// + group(o) * cpg + c] * w[tap][c / 4][o][c % 4]`; see [`super::GroupedShape`].
-pub fn grouped_u8(s: &super::GroupedShape, xp: &[u8], pixels: usize, w: &[i8], acc: &mut [i32]) {
+/// The convolution straight off a padded NHWC input (no patch), `acc[p][o] += sum over taps
+/// (ky, kx) and the group's input channels c of xp[p * stride * in_c + ky * row + kx * in_c +
+/// group(o) * cin + c] * w[tap][c / 4][o][c % 4]`; see [`super::DirectShape`].
+pub fn direct_u8(s: &super::DirectShape, xp: &[u8], pixels: usize, w: &[i8], acc: &mut [i32]) {
     assert!(s.fits(pixels, xp.len(), w.len(), acc.len()));
-    let (c, cpg, k) = (s.channels, s.cpg, s.kernel);
-    let quads = cpg / 4;
+    let (k, quads) = (s.kernel, s.cin / 4);
     for p in 0..pixels {
-        for (o, a) in acc[p * c..(p + 1) * c].iter_mut().enumerate() {
-            let group = o / cpg * cpg;
+        for (o, a) in acc[p * s.out_c..(p + 1) * s.out_c].iter_mut().enumerate() {
+            let group = o / s.cout * s.cin;
             let mut sum = 0i32;
             for ky in 0..k {
                 for kx in 0..k {
-                    let at = p * s.stride * c + ky * s.row + kx * c + group;
+                    let at = p * s.stride * s.in_c + ky * s.row + kx * s.in_c + group;
                     let tap = ky * k + kx;
                     for q in 0..quads {
-                        let wq = &w[((tap * quads + q) * c + o) * 4..][..4];
+                        let wq = &w[((tap * quads + q) * s.out_c + o) * 4..][..4];
                         for (t, &wv) in wq.iter().enumerate() {
                             sum += xp[at + 4 * q + t] as i32 * wv as i32;
                         }

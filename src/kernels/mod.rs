@@ -37,33 +37,36 @@ pub type DotI16 = fn(rows: usize, patch: &[i16], kp: usize, w: &[i16], n: usize,
 /// for `r < rows`, `kq` a multiple of 4; `patch` u8, `w` i8.
 pub type DotU8I8 = fn(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, acc: &mut [i32]);
 
-/// Where a [`GroupedU8`] kernel finds its operands: a grouped convolution with as many output
-/// channels as input channels (`channels`, in groups of `cpg`, a multiple of 4), a square
-/// `kernel` at `stride`, on an input padded with its zero point so that every window lies
-/// inside it; `row` is the bytes of one padded input row (`padded width * channels`).
+/// Where a [`DirectU8`] kernel finds its operands: a convolution of `out_c` output channels in
+/// groups of `cout`, each reading `cin` input channels (a multiple of 4) of pixels `in_c` bytes
+/// apart, with a square `kernel` at `stride`, on an input padded with its zero point so that
+/// every window lies inside it; `row` is the bytes of one padded input row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GroupedShape {
-    pub channels: usize,
-    pub cpg: usize,
+pub struct DirectShape {
+    pub in_c: usize,
+    pub out_c: usize,
+    pub cin: usize,
+    pub cout: usize,
     pub kernel: usize,
     pub stride: usize,
     pub row: usize,
 }
 
-impl GroupedShape {
-    /// Weights a kernel reads: `[kernel * kernel][cpg / 4][channels][4]` i8.
+impl DirectShape {
+    /// Weights a kernel reads: `[kernel * kernel][cin / 4][out_c][4]` i8.
     pub fn weights(&self) -> Option<usize> {
         (self.kernel * self.kernel)
-            .checked_mul(self.cpg)?
-            .checked_mul(self.channels)
+            .checked_mul(self.cin)?
+            .checked_mul(self.out_c)
     }
 
-    /// The shapes the grouped kernels take: groups of 4 or 8 channels (several groups per
-    /// 16-lane vector) or of a multiple of 16 (one group per vector), channels a multiple of 16.
-    /// ResNeXt's grouped convolutions (4 to 64 channels per group) all are.
+    /// The shapes the SIMD kernels take: 16-lane vectors of output channels, each either in one
+    /// group (`cout` a multiple of 16: the stem, wide groups) or spanning whole groups of 4 or 8
+    /// channels in and out (ResNeXt's first stages).
     pub fn supported(&self) -> bool {
-        (self.cpg == 4 || self.cpg == 8 || self.cpg.is_multiple_of(16))
-            && self.channels.is_multiple_of(16)
+        self.out_c.is_multiple_of(16)
+            && (self.cout.is_multiple_of(16)
+                || (self.cin == self.cout && (self.cin == 4 || self.cin == 8)))
     }
 
     /// Whether the shape is consistent and the buffers hold what `pixels` output pixels read
@@ -73,30 +76,33 @@ impl GroupedShape {
             let last = pixels
                 .checked_sub(1)?
                 .checked_mul(self.stride)?
-                .checked_mul(self.channels)?;
+                .checked_mul(self.in_c)?;
             let window = (self.kernel - 1)
                 .checked_mul(self.row)?
-                .checked_add(self.kernel.checked_mul(self.channels)?)?;
+                .checked_add(self.kernel.checked_mul(self.in_c)?)?;
             last.checked_add(window)
         };
-        self.cpg > 0
-            && self.cpg.is_multiple_of(4)
-            && self.channels.is_multiple_of(self.cpg)
+        let groups = self.out_c.checked_div(self.cout).unwrap_or(0);
+        self.cin > 0
+            && self.cin.is_multiple_of(4)
+            && self.cout > 0
+            && self.out_c.is_multiple_of(self.cout)
+            && groups.checked_mul(self.cin).is_some_and(|c| c <= self.in_c)
             && self.kernel > 0
             && self.stride > 0
-            && self.row >= self.kernel * self.channels
+            && self.row >= self.kernel * self.in_c
             && (pixels == 0 || reach().is_some_and(|r| r <= xp))
             && self.weights().is_some_and(|n| n <= w)
-            && pixels.checked_mul(self.channels).is_some_and(|n| n <= acc)
+            && pixels.checked_mul(self.out_c).is_some_and(|n| n <= acc)
     }
 }
 
-/// Signature of a grouped-convolution kernel: for `pixels` output pixels along one output row,
-/// whose first window starts at `xp[0]` (`[.., row / channels][channels]` u8, padded),
-/// `acc[p * channels + o] += sum over the window and the group's channels of x * w`
-/// ([`generic::grouped_u8`] is the definition). No patch is gathered: grouped convolutions
-/// have too little depth per group to pay for one.
-pub type GroupedU8 = fn(s: &GroupedShape, xp: &[u8], pixels: usize, w: &[i8], acc: &mut [i32]);
+/// Signature of a direct convolution kernel: for `pixels` output pixels along one output row,
+/// whose first window starts at `xp[0]` (padded, pixels `in_c` bytes apart),
+/// `acc[p * out_c + o] += sum over the window and the group's channels of x * w`
+/// ([`generic::direct_u8`] is the definition). No patch is gathered: grouped convolutions have
+/// too little depth per group, and the stem too few channels per tap, to pay for one.
+pub type DirectU8 = fn(s: &DirectShape, xp: &[u8], pixels: usize, w: &[i8], acc: &mut [i32]);
 
 /// Which data layout a kernel wants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -171,13 +177,13 @@ impl Isa {
         v
     }
 
-    /// The grouped-convolution kernel of this ISA, if it has one (the others gather patches for
+    /// The direct-convolution kernel of this ISA, if it has one (the others gather patches for
     /// the dot kernel, group by group).
-    pub fn grouped(self) -> Option<GroupedU8> {
+    pub fn direct(self) -> Option<DirectU8> {
         match self {
-            Isa::GenericU8 => Some(generic::grouped_u8),
+            Isa::GenericU8 => Some(generic::direct_u8),
             #[cfg(target_arch = "x86_64")]
-            Isa::Vnni if x86_64::has_vnni_512() => Some(x86_64::grouped_u8_vnni),
+            Isa::Vnni if x86_64::has_vnni_512() => Some(x86_64::direct_u8_vnni),
             _ => None,
         }
     }
@@ -329,32 +335,38 @@ mod tests {
         }
 
         #[test]
-        fn grouped_twins_equal_the_generic_kernel(
-            cpg in prop::sample::select(vec![4usize, 8, 12, 16, 32, 48]),
+        fn direct_twins_equal_the_generic_kernel(
+            (cin, cout) in prop::sample::select(vec![
+                (4usize, 4usize), (8, 8), (12, 12), (16, 16), (32, 32), (4, 16), (4, 64), (8, 32),
+                (12, 16), (4, 8),
+            ]),
             vectors in 1usize..=4,
             kernel in 1usize..=3,
             stride in 1usize..=2,
             pixels in 1usize..=19,
+            extra_channels in 0usize..=2,
             extra_row in 0usize..=5,
             seed in any::<u64>(),
         ) {
-            // Channels: whole 16-lane vectors and whole groups.
-            let channels = (16 * vectors).div_ceil(cpg) * cpg;
-            let row = (stride * (pixels - 1) + kernel + extra_row) * channels;
-            let s = GroupedShape { channels, cpg, kernel, stride, row };
+            // Output channels: whole 16-lane vectors and whole groups; input pixels may carry
+            // more channels than the groups read.
+            let out_c = (16 * vectors).div_ceil(cout) * cout;
+            let in_c = out_c / cout * cin + extra_channels;
+            let row = (stride * (pixels - 1) + kernel + extra_row) * in_c;
+            let s = DirectShape { in_c, out_c, cin, cout, kernel, stride, row };
             let mut next = xorshift(seed);
             let xp: Vec<u8> = (0..kernel * row).map(|_| next() as u8).collect();
             let floor = if seed % 4 == 0 { -128 } else { -127 };
             let w: Vec<i8> = (0..s.weights().unwrap()).map(|_| (next() as i8).max(floor)).collect();
             let guard = 3;
             let start: Vec<i32> =
-                (0..pixels * channels + 2 * guard).map(|_| next() as i32 >> 8).collect();
+                (0..pixels * out_c + 2 * guard).map(|_| next() as i32 >> 8).collect();
             let mut want = start.clone();
-            generic::grouped_u8(&s, &xp, pixels, &w, &mut want[guard..guard + pixels * channels]);
+            generic::direct_u8(&s, &xp, pixels, &w, &mut want[guard..guard + pixels * out_c]);
             for isa in Isa::available() {
-                if let Some(grouped) = isa.grouped() {
+                if let Some(direct) = isa.direct() {
                     let mut got = start.clone();
-                    grouped(&s, &xp, pixels, &w, &mut got[guard..guard + pixels * channels]);
+                    direct(&s, &xp, pixels, &w, &mut got[guard..guard + pixels * out_c]);
                     prop_assert_eq!(&got, &want, "{}", isa.name());
                 }
             }

@@ -492,94 +492,86 @@ unsafe fn dot_vnni_body(
     }
 }
 
-/// AVX-512 VNNI twin of [`super::generic::grouped_u8`]; the generic kernel for shapes outside
-/// [`super::GroupedShape::supported`] or without AVX-512 VNNI.
+/// AVX-512 VNNI twin of [`super::generic::direct_u8`]; the generic kernel for shapes outside
+/// [`super::DirectShape::supported`] or without AVX-512 VNNI.
 ///
 /// Tile: up to 8 pixels x 16 output channels in 8 zmm accumulators, one 64-byte weight load per
 /// tap and quad shared by the pixels. The input operand of each lane is its group's quad: one
 /// broadcast when a vector's 16 lanes are one group, else (groups of 4 or 8 channels) the 16
 /// input bytes of the vector's groups, spread by `vpermd` so that each lane sees its own group.
-pub fn grouped_u8_vnni(
-    s: &super::GroupedShape,
-    xp: &[u8],
-    pixels: usize,
-    w: &[i8],
-    acc: &mut [i32],
-) {
+pub fn direct_u8_vnni(s: &super::DirectShape, xp: &[u8], pixels: usize, w: &[i8], acc: &mut [i32]) {
     assert!(s.fits(pixels, xp.len(), w.len(), acc.len()));
     if !has_vnni_512() || !s.supported() {
-        return super::generic::grouped_u8(s, xp, pixels, w, acc);
+        return super::generic::direct_u8(s, xp, pixels, w, acc);
     }
     let mut p = 0;
     while p < pixels {
-        let n = (pixels - p).min(8);
+        let n = match pixels - p {
+            8.. => 8,
+            4..=7 => 4,
+            2 | 3 => 2,
+            _ => 1,
+        };
         let (x, a) = (
-            xp[p * s.stride * s.channels..].as_ptr(),
-            acc[p * s.channels..].as_mut_ptr(),
+            xp[p * s.stride * s.in_c..].as_ptr(),
+            acc[p * s.out_c..].as_mut_ptr(),
         );
-        // SAFETY: AVX-512 VNNI/BW is present (checked above); `fits` holds for all `pixels`, so
-        // pixels p..p + n read inside `xp` from offset p * stride * channels, weights inside
-        // `w`, and accumulators inside `acc` from p * channels.
+        // SAFETY: AVX-512 VNNI/BW is present and the shape supported (checked above); `fits`
+        // holds for all `pixels`, so pixels p..p + n read inside `xp` from offset
+        // p * stride * in_c, weights inside `w`, and accumulators inside `acc` from p * out_c.
         unsafe {
             match n {
-                8 => grouped_tile::<8>(s, x, w.as_ptr(), a),
-                4..=7 => {
-                    grouped_tile::<4>(s, x, w.as_ptr(), a);
-                    p += 4;
-                    continue;
-                }
-                2 | 3 => {
-                    grouped_tile::<2>(s, x, w.as_ptr(), a);
-                    p += 2;
-                    continue;
-                }
-                _ => grouped_tile::<1>(s, x, w.as_ptr(), a),
+                8 => direct_tile::<8>(s, x, w.as_ptr(), a),
+                4 => direct_tile::<4>(s, x, w.as_ptr(), a),
+                2 => direct_tile::<2>(s, x, w.as_ptr(), a),
+                _ => direct_tile::<1>(s, x, w.as_ptr(), a),
             }
         }
         p += n;
     }
 }
 
-/// `P` pixels of [`grouped_u8_vnni`].
+/// `P` pixels of [`direct_u8_vnni`].
 ///
 /// # Safety
 /// AVX-512 F/BW/VNNI must be available; `s` supported; `xp` must hold the windows of `P` pixels,
-/// `w` the weights of `s`, `acc` `P * channels` accumulators.
+/// `w` the weights of `s`, `acc` `P * out_c` accumulators.
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni,avx512vl")]
-unsafe fn grouped_tile<const P: usize>(
-    s: &super::GroupedShape,
+unsafe fn direct_tile<const P: usize>(
+    s: &super::DirectShape,
     xp: *const u8,
     w: *const i8,
     acc: *mut i32,
 ) {
-    let (c, cpg, k) = (s.channels, s.cpg, s.kernel);
-    let step = s.stride * c;
-    let quads = cpg / 4;
-    // For groups of 4 or 8: lane l takes dword (l / cpg) * quads + q of the vector's 16 input
-    // bytes (its group's quad q).
-    // (Groups of 4 or 8 have at most 2 quads.)
+    let (in_c, out_c, k) = (s.in_c, s.out_c, s.kernel);
+    let step = s.stride * in_c;
+    let quads = s.cin / 4;
+    // For groups of 4 or 8 (cin == cout): lane l takes dword (l / cout) * quads + q of the
+    // vector's 16 input bytes (its group's quad q). Such groups have at most 2 quads.
     let spread: [__m512i; 2] = std::array::from_fn(|q| {
-        let idx: [i32; 16] = std::array::from_fn(|l| ((l / cpg.min(16)) * quads + q) as i32);
+        let idx: [i32; 16] = std::array::from_fn(|l| ((l / s.cout.min(16)) * quads + q) as i32);
         // SAFETY: reads the 64 bytes of `idx`.
         unsafe { _mm512_loadu_si512(idx.as_ptr() as *const __m512i) }
     });
+    let broadcast = s.cout.is_multiple_of(16);
     // SAFETY (every intrinsic and pointer below): the features are enabled here; reads stay
-    // within the windows of the P pixels (tap offsets < (k - 1) * row + k * c, lanes within
-    // the channels), weights within k * k * quads * c * 4 bytes, accumulators within P * c.
+    // within the windows of the P pixels (tap offsets < (k - 1) * row + k * in_c, a group's
+    // channels within in_c), weights within k * k * quads * out_c * 4 bytes, accumulators within
+    // P * out_c.
     unsafe {
         let mut o0 = 0;
-        while o0 < c {
+        while o0 < out_c {
             let mut a = [_mm512_setzero_si512(); P];
             for ky in 0..k {
                 for kx in 0..k {
-                    let off = ky * s.row + kx * c;
+                    let off = ky * s.row + kx * in_c;
                     let tap = ky * k + kx;
                     for q in 0..quads {
                         let wv = _mm512_loadu_si512(
-                            w.add(((tap * quads + q) * c + o0) * 4) as *const __m512i
+                            w.add(((tap * quads + q) * out_c + o0) * 4) as *const __m512i
                         );
-                        if cpg >= 16 {
-                            let at = off + o0 / cpg * cpg + 4 * q;
+                        if broadcast {
+                            let at = off + o0 / s.cout * s.cin + 4 * q;
                             for (p, ap) in a.iter_mut().enumerate() {
                                 let v = (xp.add(p * step + at) as *const i32).read_unaligned();
                                 *ap = _mm512_dpbusd_epi32(*ap, _mm512_set1_epi32(v), wv);
@@ -599,7 +591,7 @@ unsafe fn grouped_tile<const P: usize>(
                 }
             }
             for (p, ap) in a.into_iter().enumerate() {
-                let d = acc.add(p * c + o0) as *mut __m512i;
+                let d = acc.add(p * out_c + o0) as *mut __m512i;
                 _mm512_storeu_si512(
                     d,
                     _mm512_add_epi32(_mm512_loadu_si512(d as *const __m512i), ap),

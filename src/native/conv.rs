@@ -8,7 +8,7 @@
 //! input zero point, zero where the window leaves the image) is gathered as i16 and handed to the
 //! dispatched `dot_i16` kernel in blocks of [`MAX_ROWS`] pixels (row-major over the output).
 
-use crate::kernels::{Family, GroupedShape, GroupedU8, Isa, Kernel, MAX_ROWS};
+use crate::kernels::{DirectShape, DirectU8, Family, Isa, Kernel, MAX_ROWS};
 use std::cell::RefCell;
 use std::sync::Mutex;
 
@@ -57,18 +57,29 @@ impl ConvGeometry {
     pub fn macs(&self) -> usize {
         self.out_h() * self.out_w() * self.out_c * self.depth()
     }
-    /// The shape of a grouped convolution the [`GroupedU8`] kernels take (as many output as
-    /// input channels, groups of 4, 8 or a multiple of 16), on the input padded by `pad`.
-    pub fn grouped_shape(&self) -> Option<GroupedShape> {
-        let s = GroupedShape {
-            channels: self.in_c,
-            cpg: self.cpg_in(),
+    /// The shape the [`DirectU8`] kernels take this convolution in, if they do: a grouped
+    /// convolution with 4, 8 or a multiple of 16 channels per group, or a dense one with a
+    /// window (the stem: its 3 input channels padded to 4 in the padded input). Pointwise dense
+    /// convolutions stay with the dot kernels, which read their rows in place.
+    pub fn direct_shape(&self) -> Option<DirectShape> {
+        let (cin, cout) = (self.cpg_in(), self.cpg_out());
+        let in_c = if cin.is_multiple_of(4) {
+            self.in_c
+        } else if self.groups == 1 {
+            cin.div_ceil(4) * 4
+        } else {
+            return None;
+        };
+        let s = DirectShape {
+            in_c,
+            out_c: self.out_c,
+            cin: cin.div_ceil(4) * 4,
+            cout,
             kernel: self.kernel,
             stride: self.stride,
-            row: (self.in_w + 2 * self.pad) * self.in_c,
+            row: (self.in_w + 2 * self.pad) * in_c,
         };
-        (self.groups > 1 && self.in_c == self.out_c && s.cpg.is_multiple_of(4) && s.supported())
-            .then_some(s)
+        (s.supported() && (self.groups > 1 || self.kernel > 1)).then_some(s)
     }
 
     /// Whether the geometry makes sense (and its arithmetic cannot overflow): groups divide the
@@ -229,8 +240,8 @@ pub enum PackedWeights {
     I16(Vec<i16>),
     /// Per group: `[depth_quads / 4][cpg_out][4]` i8, and the bias less
     /// `in_zero * sum(weights)` of each output channel (the patch carries `x`, not `x - in_zero`);
-    /// for a grouped convolution the [`GroupedU8`] kernels take, also the weights in their
-    /// layout, `[taps][cpg / 4][out_c][4]`.
+    /// for a convolution the [`DirectU8`] kernels take, also the weights in their layout,
+    /// `[taps][cin / 4][out_c][4]` (input channels padded to 4 with zeros).
     U8 {
         w: Vec<i8>,
         bias: Vec<i32>,
@@ -293,9 +304,9 @@ impl PackedConv {
                     p[g * dq * cout + (d / 4 * cout + o) * 4 + d % 4] = v;
                     adjusted[oc] -= requant.in_zero * v as i32;
                 });
-                let direct = geom.grouped_shape().map(|gs| {
-                    let quads = gs.cpg / 4;
-                    let mut d = vec![0i8; gs.weights().expect("checked geometry")];
+                let direct = geom.direct_shape().map(|ds| {
+                    let quads = ds.cin / 4;
+                    let mut d = vec![0i8; ds.weights().expect("checked geometry")];
                     each(&mut |oc, depth, v| {
                         let (tap, c) = (depth / cin, depth % cin);
                         d[((tap * quads + c / 4) * geom.out_c + oc) * 4 + c % 4] = v;
@@ -351,24 +362,24 @@ impl PackedConv {
         // Ranges in whole 4-pixel tiles; no more threads than there are tiles.
         let per = pixels.div_ceil(threads.max(1)).div_ceil(4) * 4;
         if let (
-            Some(grouped),
+            Some(kernel),
             Some(shape),
             PackedWeights::U8 {
                 direct: Some(w),
                 bias,
                 ..
             },
-        ) = (isa.grouped(), g.grouped_shape(), &self.packed)
+        ) = (isa.direct(), g.direct_shape(), &self.packed)
         {
             let direct = Direct {
                 conv: self,
-                grouped,
+                kernel,
                 shape,
                 w,
                 bias,
             };
             return PADDED.with_borrow_mut(|xp| {
-                self.pad_input(x, xp);
+                self.pad_input(x, shape.in_c, xp);
                 let xp = &xp[..];
                 if threads <= 1 || per >= pixels {
                     return direct.run_pixels(xp, residual, out, 0);
@@ -511,15 +522,22 @@ impl PackedConv {
     }
 
     /// Copies `x` into `xp` with a border of `pad` pixels holding the input zero point, the
-    /// input of the [`GroupedU8`] kernels.
-    fn pad_input(&self, x: &[u8], xp: &mut Vec<u8>) {
+    /// input of the [`DirectU8`] kernels, with `in_c` bytes per pixel (more than the input's
+    /// channels when they are padded to a quad; the extra ones meet zero weights).
+    fn pad_input(&self, x: &[u8], in_c: usize, xp: &mut Vec<u8>) {
         let g = &self.geom;
         let (pw, ph, c) = (g.in_w + 2 * g.pad, g.in_h + 2 * g.pad, g.in_c);
         xp.clear();
-        xp.resize(ph * pw * c, self.requant.in_zero as u8);
+        xp.resize(ph * pw * in_c, self.requant.in_zero as u8);
         for (y, src) in x.chunks_exact(g.in_w * c).enumerate() {
-            let at = ((y + g.pad) * pw + g.pad) * c;
-            xp[at..at + src.len()].copy_from_slice(src);
+            let at = ((y + g.pad) * pw + g.pad) * in_c;
+            if in_c == c {
+                xp[at..at + src.len()].copy_from_slice(src);
+            } else {
+                for (d, px) in xp[at..].chunks_exact_mut(in_c).zip(src.chunks_exact(c)) {
+                    d[..c].copy_from_slice(px);
+                }
+            }
         }
     }
 
@@ -562,15 +580,15 @@ fn in_chunks(out: &mut [u8], len: usize, threads: usize, f: &(dyn Fn(usize, &mut
 }
 
 thread_local! {
-    /// The padded input of the grouped kernels, kept between layers and runs.
+    /// The padded input of the direct kernels, kept between layers and runs.
     static PADDED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A grouped convolution on the [`GroupedU8`] path.
+/// A convolution on the [`DirectU8`] path.
 struct Direct<'a> {
     conv: &'a PackedConv,
-    grouped: GroupedU8,
-    shape: GroupedShape,
+    kernel: DirectU8,
+    shape: DirectShape,
     w: &'a [i8],
     bias: &'a [i32],
 }
@@ -592,8 +610,8 @@ impl Direct<'_> {
             for a in acc.chunks_exact_mut(c) {
                 a.copy_from_slice(self.bias);
             }
-            let base = oy * s * row + ox * s * c;
-            (self.grouped)(&self.shape, &xp[base..], n, self.w, acc);
+            let base = oy * s * row + ox * s * self.shape.in_c;
+            (self.kernel)(&self.shape, &xp[base..], n, self.w, acc);
             for (r, a) in acc.chunks_exact(c).enumerate() {
                 let at = (p0 + r) * c;
                 let local = at - p_start * c;
@@ -817,13 +835,25 @@ mod tests {
         }
     }
 
-    /// Grouped convolutions with as many output as input channels, in the group sizes of the
-    /// grouped kernels (4, 8, 16, 32 and a few they leave to the gather path).
-    fn grouped_cases() -> impl Strategy<Value = Case> {
+    /// The convolutions of the direct kernels: grouped, in the group sizes they take (4, 8,
+    /// multiples of 16 channels, wider outputs than inputs) and some they leave to the gather
+    /// path (12), and dense ones with few input channels (the stem's 3, padded to 4).
+    fn direct_cases() -> impl Strategy<Value = Case> {
         (
-            prop::sample::select(vec![4usize, 8, 12, 16, 32]), // channels per group
-            1usize..=8,                                        // groups (x 2 below)
-            prop::sample::select(vec![1usize, 3, 5]),
+            prop::sample::select(vec![
+                (4usize, 4usize, 1usize),
+                (8, 8, 1),
+                (12, 12, 1),
+                (16, 16, 1),
+                (32, 32, 1),
+                (4, 16, 1),
+                (3, 16, 0),
+                (1, 32, 0),
+                (5, 16, 0),
+                (8, 16, 0),
+            ]), // channels per group in and out; 0: dense
+            1usize..=4, // groups (x 2 below), or output vectors when dense
+            prop::sample::select(vec![1usize, 3, 5, 7]),
             1usize..=2,  // stride
             1usize..=13, // height
             1usize..=13, // width
@@ -833,13 +863,15 @@ mod tests {
         )
             .prop_filter_map(
                 "kernel larger than the padded image",
-                |(cpg, groups, k, s, h, w, relu, residual, seed)| {
+                |((cin, cout, grouped), n, k, s, h, w, relu, residual, seed)| {
+                    let groups = if grouped == 1 { 2 * n } else { 1 };
+                    let cout = if grouped == 1 { cout } else { cout * n };
                     let geom = ConvGeometry {
                         in_h: h,
                         in_w: w,
-                        in_c: 2 * groups * cpg,
-                        out_c: 2 * groups * cpg,
-                        groups: 2 * groups,
+                        in_c: groups * cin,
+                        out_c: groups * cout,
+                        groups,
                         kernel: k,
                         stride: s,
                         pad: k / 2,
@@ -859,7 +891,7 @@ mod tests {
         #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
         #[test]
-        fn grouped_convolutions_equal_the_definition_on_every_kernel(case in grouped_cases()) {
+        fn direct_convolutions_equal_the_definition_on_every_kernel(case in direct_cases()) {
             for isa in Isa::available() {
                 let case = Case { family: isa.kernel().family(), ..case.clone() };
                 let (conv, w, x, residual) = build(&case);
@@ -874,7 +906,7 @@ mod tests {
     }
 
     #[test]
-    fn resnext_grouped_layers_take_the_grouped_kernels() {
+    fn resnext_layers_with_a_window_take_the_direct_kernels() {
         let geom = |in_c: usize, groups| ConvGeometry {
             in_h: 56,
             in_w: 56,
@@ -887,10 +919,32 @@ mod tests {
         };
         // 32x4d's four stages and 32x8d's first; a pointwise or a 12-channel group does not.
         for (c, groups) in [(128, 32), (256, 32), (512, 32), (1024, 32), (256, 32)] {
-            assert!(geom(c, groups).grouped_shape().is_some(), "{c}/{groups}");
+            assert!(geom(c, groups).direct_shape().is_some(), "{c}/{groups}");
         }
-        assert!(geom(96, 8).grouped_shape().is_none());
-        assert!(geom(256, 1).grouped_shape().is_none());
+        assert!(geom(96, 8).direct_shape().is_none());
+        // Dense: a 3x3 takes them, a pointwise stays with the dot kernels.
+        assert!(geom(256, 1).direct_shape().is_some());
+        let pointwise = ConvGeometry {
+            kernel: 1,
+            pad: 0,
+            ..geom(256, 1)
+        };
+        assert!(pointwise.direct_shape().is_none());
+        // The stem: 3 channels padded to 4, 64 outputs.
+        let stem = ConvGeometry {
+            in_h: 224,
+            in_w: 224,
+            in_c: 3,
+            out_c: 64,
+            groups: 1,
+            kernel: 7,
+            stride: 2,
+            pad: 3,
+        };
+        let s = stem
+            .direct_shape()
+            .expect("the stem takes the direct kernels");
+        assert_eq!((s.in_c, s.cin, s.cout), (4, 4, 64));
     }
 
     #[test]
