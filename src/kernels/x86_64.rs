@@ -198,7 +198,9 @@ pub fn dot_u8i8_vnni(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, a
     if !avx && !has_vnni() {
         return super::generic::dot_u8i8(rows, patch, kq, w, n, acc);
     }
-    const KC: usize = 256;
+    // 64 quads: the 32 rows' patch slices (8 KB) and one 32-output slice of the weights (8 KB)
+    // of a block stay in L1 while the tiles pass over them (256 quads ran 15 % slower).
+    const KC: usize = 64;
     let quads = kq / 4;
     let mut q0 = 0;
     while q0 < quads {
