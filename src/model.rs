@@ -159,12 +159,14 @@ impl Model {
         let plan = contained(|| {
             let (proto, native_ops) = match backend {
                 Backend::Native => {
-                    let r = crate::native::rewrite::rewrite(&proto);
+                    let r = crate::native::rewrite::rewrite(proto);
                     (r.model, r.native_ops)
                 }
                 Backend::Stock => (proto, 0),
             };
             let model = onnx.model_for_proto_model(&proto)?;
+            // The protobuf's copy of the weights is not needed once tract holds them.
+            drop(proto);
             let model = model.with_input_fact(0, f32::fact([1, 3, crop, crop]).into())?;
             let typed = model.into_optimized()?;
             Ok((typed.into_runnable()?, native_ops))

@@ -27,25 +27,38 @@ pub struct Rewritten {
 }
 
 /// Replaces what the native path runs; any model comes out valid (unchanged if nothing matched).
-pub fn rewrite(model: &pb::ModelProto) -> Rewritten {
-    let Some(graph) = model.graph.as_ref() else {
+/// Works in place: the weights of a large model are not copied (they dominate its memory).
+pub fn rewrite(mut model: pb::ModelProto) -> Rewritten {
+    let Some(mut g) = model.graph.take() else {
         return Rewritten {
-            model: model.clone(),
+            model,
             native_ops: 0,
         };
     };
-    let mut g = graph.clone();
+    // What the layout pass may have to undo: everything but the initializers, which the
+    // patterns only append to.
+    let initializers = std::mem::take(&mut g.initializer);
+    let original = g.clone();
+    g.initializer = initializers;
+    let count = g.initializer.len();
     let native_ops = replace_patterns(&mut g);
-    if native_ops == 0 {
+    if native_ops > 0 && !assign_layouts(&mut g) {
+        log::warn!("native rewrite skipped: a graph output would be NHWC");
+        let mut initializers = std::mem::take(&mut g.initializer);
+        initializers.truncate(count);
+        model.graph = Some(pb::GraphProto {
+            initializer: initializers,
+            ..original
+        });
         return Rewritten {
-            model: model.clone(),
+            model,
             native_ops: 0,
         };
     }
-    if !assign_layouts(&mut g) {
-        log::warn!("native rewrite skipped: a graph output would be NHWC");
+    if native_ops == 0 {
+        model.graph = Some(g);
         return Rewritten {
-            model: model.clone(),
+            model,
             native_ops: 0,
         };
     }
@@ -53,7 +66,6 @@ pub fn rewrite(model: &pb::ModelProto) -> Rewritten {
     if fold_weight_dequantize(&mut g) > 0 {
         remove_dead(&mut g);
     }
-    let mut model = model.clone();
     if !model.opset_import.iter().any(|o| o.domain == DOMAIN) {
         model.opset_import.push(pb::OperatorSetIdProto {
             domain: DOMAIN.into(),
