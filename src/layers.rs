@@ -2,7 +2,7 @@
 //! tract. `info` lists it; `bench --profile` groups its timings by it.
 
 use crate::kernels;
-use crate::native::ops::{NativeConv, NativeMaxPool};
+use crate::native::ops::{NativeConv, NativeMaxPool, NativeQuantize};
 use tract_onnx::prelude::*;
 
 /// One node of the plan as a user reads it.
@@ -29,6 +29,12 @@ pub fn layer(node: &TypedNode) -> Option<Layer> {
     } else if op.downcast_ref::<NativeMaxPool>().is_some() {
         Some(Layer {
             kind: "max pool".into(),
+            kernel: "native generic".into(),
+            macs: None,
+        })
+    } else if op.downcast_ref::<NativeQuantize>().is_some() {
+        Some(Layer {
+            kind: "input quantization to NHWC".into(),
             kernel: "native generic".into(),
             macs: None,
         })

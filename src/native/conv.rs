@@ -640,6 +640,23 @@ fn copy_small(dst: &mut [u8], src: &[u8]) {
     }
 }
 
+/// Quantizes planar floats `x` (`[channels][pixels]`) to interleaved u8 `out`
+/// (`[pixels][channels]`): `round_half_even(v * recip) + zero`, saturated to a byte.
+pub fn quantize_to_nhwc(
+    x: &[f32],
+    (channels, pixels): (usize, usize),
+    recip: f32,
+    zero: u8,
+    out: &mut [u8],
+) {
+    assert!(x.len() == channels * pixels && out.len() == x.len());
+    for (c, plane) in x.chunks_exact(pixels.max(1)).enumerate() {
+        for (p, &v) in plane.iter().enumerate() {
+            out[p * channels + c] = (round_half_even(v * recip) + zero as i32).clamp(0, 255) as u8;
+        }
+    }
+}
+
 /// Max pool on NHWC u8 (`kernel`, `stride`, symmetric `pad`); padded positions do not count.
 pub fn max_pool_nhwc(
     x: &[u8],
@@ -945,6 +962,16 @@ mod tests {
             .direct_shape()
             .expect("the stem takes the direct kernels");
         assert_eq!((s.in_c, s.cin, s.cout), (4, 4, 64));
+    }
+
+    #[test]
+    fn input_quantization_rounds_ties_to_even_saturates_and_interleaves() {
+        // Two channels of three pixels, scale 0.5 (recip 2): 0.25 * 2 = 0.5 -> 0, 0.75 * 2 =
+        // 1.5 -> 2, and values beyond the byte range saturate.
+        let x = [0.25f32, 0.75, -100.0, 1000.0, -0.25, f32::NAN];
+        let mut out = [0u8; 6];
+        quantize_to_nhwc(&x, (2, 3), 2.0, 10, &mut out);
+        assert_eq!(out, [10, 255, 12, 10, 0, 10]);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! The rewrite pass (`super::rewrite`) writes `resnext_edge` nodes into the ONNX graph;
 //! the builders here parse them into tract `Expansion`s, which wire the typed ops
-//! [`NativeConv`] and [`NativeMaxPool`] with their weights packed once, at load.
+//! [`NativeConv`], [`NativeMaxPool`] and [`NativeQuantize`], with weights packed once, at load.
 
 use super::conv::{max_pool_nhwc, ConvGeometry, PackedConv, Requant, MAX_WINDOW};
 use crate::contrib_ops::konst;
@@ -16,12 +16,15 @@ use tract_onnx::tract_hir::ops::expandable::expand;
 pub const CONV_OP: &str = "ResnextEdgeConv";
 /// Op type of the native max pool node.
 pub const MAX_POOL_OP: &str = "ResnextEdgeMaxPool";
+/// Op type of the native input quantization (float NCHW in, u8 NHWC out).
+pub const QUANTIZE_OP: &str = "ResnextEdgeQuantizeNhwc";
 /// Domain of the nodes the rewrite writes.
 pub const DOMAIN: &str = "resnext_edge";
 
 pub fn register(reg: &mut OnnxOpRegister) {
     reg.insert(CONV_OP, conv_builder);
     reg.insert(MAX_POOL_OP, max_pool_builder);
+    reg.insert(QUANTIZE_OP, quantize_builder);
 }
 
 fn attr_usize(node: &NodeProto, name: &str) -> TractResult<usize> {
@@ -453,5 +456,117 @@ impl TypedOp for NativeMaxPool {
             .as_concrete()
             .context("NativeMaxPool: input shape must be known")?;
         Ok(tvec!(u8::fact(self.out_shape(x)?)))
+    }
+}
+
+fn quantize_builder(
+    _ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let scale: f32 = node.get_attr("scale")?;
+    let zero = attr_i32(node, "zero")?;
+    ensure!(
+        scale.is_finite() && scale > 0.0 && (0..=255).contains(&zero),
+        "{}: scale {scale}, zero point {zero}",
+        node.name
+    );
+    Ok((
+        expand(NativeQuantize {
+            recip_bits: scale.recip().to_bits(),
+            zero: zero as u8,
+        }),
+        vec![],
+    ))
+}
+
+/// The network input's `QuantizeLinear` and the change to NHWC in one pass: float
+/// `[1, C, H, W]` in, u8 `[1, H, W, C]` out, each value `round_half_even(x * (1 / scale)) +
+/// zero`, saturated, as tract's `QuantizeLinearU8` computes it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NativeQuantize {
+    /// `f32::to_bits` of `1 / scale`.
+    recip_bits: u32,
+    zero: u8,
+}
+
+impl NativeQuantize {
+    fn out_shape(x: &[usize]) -> TractResult<[usize; 4]> {
+        ensure!(x.len() == 4 && x[0] == 1, "NativeQuantize: input {x:?}");
+        Ok([1, x[2], x[3], x[1]])
+    }
+}
+
+impl Expansion for NativeQuantize {
+    fn name(&self) -> StaticName {
+        QUANTIZE_OP.into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        check_input_arity(inputs, 1)?;
+        check_output_arity(outputs, 1)?;
+        s.equals(&inputs[0].datum_type, f32::datum_type())?;
+        s.equals(&outputs[0].datum_type, u8::datum_type())?;
+        s.given(&inputs[0].shape, move |s, x| {
+            let x: Vec<usize> = x
+                .iter()
+                .map(|d| Ok(d.to_usize()?))
+                .collect::<TractResult<_>>()?;
+            s.equals(
+                &outputs[0].shape,
+                ShapeFactoid::from(Self::out_shape(&x)?.to_vec()),
+            )
+        })
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        target: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        target.wire_node(prefix, self.clone(), inputs)
+    }
+}
+
+impl Op for NativeQuantize {
+    fn name(&self) -> StaticName {
+        "NativeQuantize".into()
+    }
+    op_as_typed_op!();
+}
+
+impl EvalOp for NativeQuantize {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let shape = inputs[0].shape().to_vec();
+        let x = inputs[0].try_as_plain_ram()?.as_slice::<f32>()?;
+        let os = Self::out_shape(&shape)?;
+        let mut out = Tensor::zero::<u8>(&os)?;
+        super::conv::quantize_to_nhwc(
+            x,
+            (shape[1], shape[2] * shape[3]),
+            f32::from_bits(self.recip_bits),
+            self.zero,
+            out.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?,
+        );
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+impl TypedOp for NativeQuantize {
+    as_op!();
+
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let x = inputs[0]
+            .shape
+            .as_concrete()
+            .context("NativeQuantize: input shape must be known")?;
+        Ok(tvec!(u8::fact(Self::out_shape(x)?)))
     }
 }

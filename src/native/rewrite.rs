@@ -14,7 +14,7 @@
 //! parameters, `Relu`, `Add`, `QLinearAdd`) keep it so, and a `Transpose` is inserted only before
 //! an op that needs NCHW. Nodes left without consumers are dropped.
 
-use super::ops::{CONV_OP, DOMAIN, MAX_POOL_OP};
+use super::ops::{CONV_OP, DOMAIN, MAX_POOL_OP, QUANTIZE_OP};
 use std::collections::{HashMap, HashSet};
 use tract_onnx::pb;
 use tract_onnx::pb::attribute_proto::AttributeType;
@@ -41,7 +41,10 @@ pub fn rewrite(mut model: pb::ModelProto) -> Rewritten {
     let original = g.clone();
     g.initializer = initializers;
     let count = g.initializer.len();
-    let native_ops = replace_patterns(&mut g);
+    let mut native_ops = replace_patterns(&mut g);
+    if native_ops > 0 {
+        native_ops += native_input_quantize(&mut g);
+    }
     if native_ops > 0 && !assign_layouts(&mut g) {
         log::warn!("native rewrite skipped: a graph output would be NHWC");
         let mut initializers = std::mem::take(&mut g.initializer);
@@ -630,13 +633,72 @@ fn native_max_pool_for(g: &pb::GraphProto, ix: &Index, i: usize) -> Option<(usiz
     Some((qi, native_max_pool(&n.name, a, q.output.first()?, win)))
 }
 
+/// Replaces the `QuantizeLinear` (per-tensor, u8) of a graph input whose every consumer is a
+/// native op by the native quantization, which writes NHWC directly (instead of a quantization
+/// and a transpose). Returns how many (0 or 1 for a classifier).
+fn native_input_quantize(g: &mut pb::GraphProto) -> usize {
+    let ix = Index::new(g);
+    let inputs: HashSet<&str> = g
+        .input
+        .iter()
+        .map(|i| i.name.as_str())
+        .filter(|i| !ix.inits.contains_key(*i))
+        .collect();
+    let live = live_nodes(g);
+    let mut found = Vec::new();
+    for (i, n) in g.node.iter().enumerate() {
+        let (Some(x), Some(y)) = (n.input.first(), n.output.first()) else {
+            continue;
+        };
+        if !inputs.contains(x.as_str()) || n.output.len() != 1 || ix.outputs.contains(y) {
+            continue;
+        }
+        let Some((scale, zero)) = ix.quantize_u8(g, n) else {
+            continue;
+        };
+        // Consumers that are still read (the patterns leave the nodes they bypassed behind,
+        // for `remove_dead`).
+        let consumers: Vec<usize> = ix
+            .consumers
+            .get(y)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|&c| live[c])
+            .collect();
+        if consumers.is_empty() || !consumers.iter().all(|&c| g.node[c].domain == DOMAIN) {
+            continue;
+        }
+        found.push((
+            i,
+            pb::NodeProto {
+                name: format!("{}.native", n.name),
+                op_type: QUANTIZE_OP.into(),
+                domain: DOMAIN.into(),
+                input: vec![x.clone()],
+                output: vec![y.clone()],
+                attribute: vec![
+                    float_attr("scale", scale as f32),
+                    int_attr("zero", zero as i64),
+                ],
+                ..Default::default()
+            },
+        ));
+    }
+    let count = found.len();
+    for (i, node) in found {
+        g.node[i] = node;
+    }
+    count
+}
+
 /// Ops that compute element by element with per-tensor parameters, so any layout will do.
-fn layout_free(n: &pb::NodeProto, inits: &HashMap<String, pb::TensorProto>) -> bool {
+fn layout_free(n: &pb::NodeProto, dims: &HashMap<String, Vec<i64>>) -> bool {
     let scalar_params = n
         .input
         .iter()
-        .filter(|t| inits.contains_key(*t))
-        .all(|t| inits[t].dims.iter().product::<i64>() <= 1);
+        .filter(|t| dims.contains_key(*t))
+        .all(|t| dims[t].iter().product::<i64>() <= 1);
     matches!(
         n.op_type.as_str(),
         "QuantizeLinear" | "DequantizeLinear" | "Relu" | "Add" | "QLinearAdd"
@@ -657,10 +719,10 @@ fn transpose(input: &str, output: &str, perm: [i64; 4]) -> pb::NodeProto {
 /// Makes native ops read and write NHWC, converting at the region's borders. `false` if a graph
 /// output would be NHWC.
 fn assign_layouts(g: &mut pb::GraphProto) -> bool {
-    let inits: HashMap<String, pb::TensorProto> = g
+    let inits: HashMap<String, Vec<i64>> = g
         .initializer
         .iter()
-        .map(|t| (t.name.clone(), t.clone()))
+        .map(|t| (t.name.clone(), t.dims.clone()))
         .collect();
     let mut nhwc: HashSet<String> = HashSet::new();
     let mut to_nhwc: HashMap<String, String> = HashMap::new();
@@ -668,11 +730,13 @@ fn assign_layouts(g: &mut pb::GraphProto) -> bool {
     let mut out = Vec::with_capacity(g.node.len() + 4);
     for mut n in std::mem::take(&mut g.node) {
         let native = n.domain == DOMAIN;
+        // The native quantization reads NCHW and writes NHWC.
+        let from_nchw = native && n.op_type == QUANTIZE_OP;
         let acts: Vec<usize> = (0..n.input.len())
             .filter(|&k| !n.input[k].is_empty() && !inits.contains_key(&n.input[k]))
             .collect();
-        let wants_nhwc =
-            native || (layout_free(&n, &inits) && acts.iter().any(|&k| nhwc.contains(&n.input[k])));
+        let wants_nhwc = (native && !from_nchw)
+            || (layout_free(&n, &inits) && acts.iter().any(|&k| nhwc.contains(&n.input[k])));
         for k in acts {
             let t = n.input[k].clone();
             if wants_nhwc && !nhwc.contains(&t) {
@@ -691,7 +755,7 @@ fn assign_layouts(g: &mut pb::GraphProto) -> bool {
                 n.input[k] = name.clone();
             }
         }
-        if wants_nhwc {
+        if wants_nhwc || from_nchw {
             nhwc.extend(n.output.iter().cloned());
         }
         out.push(n);
@@ -791,7 +855,8 @@ fn fold_weight_dequantize(g: &mut pb::GraphProto) -> usize {
     count
 }
 
-fn remove_dead(g: &mut pb::GraphProto) {
+/// Which nodes feed a graph output, and the names they read (nodes are in topological order).
+fn live(g: &pb::GraphProto) -> (Vec<bool>, HashSet<String>) {
     let mut used: HashSet<String> = g.output.iter().map(|o| o.name.clone()).collect();
     let mut live = vec![false; g.node.len()];
     for (i, n) in g.node.iter().enumerate().rev() {
@@ -800,6 +865,15 @@ fn remove_dead(g: &mut pb::GraphProto) {
             used.extend(n.input.iter().cloned());
         }
     }
+    (live, used)
+}
+
+fn live_nodes(g: &pb::GraphProto) -> Vec<bool> {
+    live(g).0
+}
+
+fn remove_dead(g: &mut pb::GraphProto) {
+    let (live, used) = live(g);
     let mut k = 0;
     g.node.retain(|_| {
         k += 1;
