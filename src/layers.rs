@@ -2,7 +2,7 @@
 //! tract. `info` lists it; `bench --profile` groups its timings by it.
 
 use crate::kernels;
-use crate::native::ops::{NativeConv, NativeMaxPool, NativeQuantize};
+use crate::native::ops::{NativeConv, NativeHead, NativeMaxPool, NativeQuantize};
 use tract_onnx::prelude::*;
 
 /// One node of the plan as a user reads it.
@@ -31,6 +31,12 @@ pub fn layer(node: &TypedNode) -> Option<Layer> {
             kind: "max pool".into(),
             kernel: "native generic".into(),
             macs: None,
+        })
+    } else if let Some(h) = op.downcast_ref::<NativeHead>() {
+        Some(Layer {
+            kind: "average pool + fully connected".into(),
+            kernel: format!("native {}", kernels::selected().name()),
+            macs: Some(h.macs()),
         })
     } else if op.downcast_ref::<NativeQuantize>().is_some() {
         Some(Layer {

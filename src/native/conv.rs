@@ -328,6 +328,33 @@ impl PackedConv {
         }
     }
 
+    /// The accumulators (bias included, before requantization) of a pointwise convolution on
+    /// one pixel `x` (`in_c` bytes): the int8 matrix-vector product of a classifier's last
+    /// layer, on the kernels of `isa`.
+    pub fn accumulate_pixel(&self, isa: Isa, x: &[u8]) -> Vec<i32> {
+        let g = &self.geom;
+        assert!(g.kernel == 1 && g.groups == 1 && x.len() == g.in_c);
+        match (isa.kernel(), &self.packed) {
+            (Kernel::U8(dot), PackedWeights::U8 { w, bias, .. }) => {
+                let mut patch = vec![0u8; g.depth_quads()];
+                patch[..x.len()].copy_from_slice(x);
+                let mut acc = bias.clone();
+                dot(1, &patch, g.depth_quads(), w, g.out_c, &mut acc);
+                acc
+            }
+            (Kernel::I16(dot), PackedWeights::I16(w)) => {
+                let mut patch = vec![0i16; g.depth_padded()];
+                for (d, &v) in patch.iter_mut().zip(x) {
+                    *d = v as i16 - self.requant.in_zero as i16;
+                }
+                let mut acc = self.bias.clone();
+                dot(1, &patch, g.depth_padded(), w, g.out_c, &mut acc);
+                acc
+            }
+            _ => panic!("weights packed for another kernel family"),
+        }
+    }
+
     /// Output length of one image.
     pub fn out_len(&self) -> usize {
         self.geom.out_h() * self.geom.out_w() * self.geom.out_c
@@ -657,6 +684,30 @@ pub fn quantize_to_nhwc(
     }
 }
 
+/// Global average pool of NHWC u8 `x` (`pixels` x `channels`), requantized: per channel
+/// `round_half_even((sum - pixels * in_zero) as f32 * in_scale * (1 / pixels) * (1 / out_scale))
+/// + out_zero`, saturated. The sum is exact, so every ISA gets the same bytes.
+pub fn average_pool_nhwc(
+    x: &[u8],
+    (pixels, channels): (usize, usize),
+    (in_scale, in_zero): (f32, i32),
+    (out_scale, out_zero): (f32, i32),
+    out: &mut [u8],
+) {
+    assert!(x.len() == pixels * channels && out.len() == channels && pixels > 0);
+    let mut sums = vec![0i64; channels];
+    for px in x.chunks_exact(channels) {
+        for (s, &v) in sums.iter_mut().zip(px) {
+            *s += v as i64;
+        }
+    }
+    let (inv_n, inv_out) = ((pixels as f32).recip(), out_scale.recip());
+    for (o, &s) in out.iter_mut().zip(&sums) {
+        let mean = (s - pixels as i64 * in_zero as i64) as f32 * in_scale * inv_n;
+        *o = (round_half_even(mean * inv_out) + out_zero).clamp(0, 255) as u8;
+    }
+}
+
 /// Max pool on NHWC u8 (`kernel`, `stride`, symmetric `pad`); padded positions do not count.
 pub fn max_pool_nhwc(
     x: &[u8],
@@ -972,6 +1023,19 @@ mod tests {
         let mut out = [0u8; 6];
         quantize_to_nhwc(&x, (2, 3), 2.0, 10, &mut out);
         assert_eq!(out, [10, 255, 12, 10, 0, 10]);
+    }
+
+    #[test]
+    fn average_pool_dequantizes_averages_and_requantizes() {
+        // Channel 0: (10 + 13 - 2 * 4) * 0.5 / 2 = 3.75 -> / 0.25 = 15 -> + 1 = 16.
+        // Channel 1: (4 + 5 - 8) * 0.5 / 2 = 0.25 -> 1 -> 2. An out scale of 0.5 makes ties,
+        // rounded to even: 7.5 -> 8 -> 9 and 0.5 -> 0 -> 1.
+        let x = [10u8, 4, 13, 5];
+        let mut out = [0u8; 2];
+        average_pool_nhwc(&x, (2, 2), (0.5, 4), (0.25, 1), &mut out);
+        assert_eq!(out, [16, 2]);
+        average_pool_nhwc(&x, (2, 2), (0.5, 4), (0.5, 1), &mut out);
+        assert_eq!(out, [9, 1]);
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! parameters, `Relu`, `Add`, `QLinearAdd`) keep it so, and a `Transpose` is inserted only before
 //! an op that needs NCHW. Nodes left without consumers are dropped.
 
-use super::ops::{CONV_OP, DOMAIN, MAX_POOL_OP, QUANTIZE_OP};
+use super::ops::{CONV_OP, DOMAIN, HEAD_OP, MAX_POOL_OP, QUANTIZE_OP};
 use std::collections::{HashMap, HashSet};
 use tract_onnx::pb;
 use tract_onnx::pb::attribute_proto::AttributeType;
@@ -43,6 +43,7 @@ pub fn rewrite(mut model: pb::ModelProto) -> Rewritten {
     let count = g.initializer.len();
     let mut native_ops = replace_patterns(&mut g);
     if native_ops > 0 {
+        native_ops += native_head(&mut g);
         native_ops += native_input_quantize(&mut g);
     }
     if native_ops > 0 && !assign_layouts(&mut g) {
@@ -353,30 +354,10 @@ fn int8_weights(
     Some((w, dims, scales))
 }
 
-/// A QDQ conv starting at node `ci`, with its requantizing tail.
-fn qdq_conv(g: &pb::GraphProto, ix: &Index, ci: usize) -> Option<(usize, ConvParts)> {
-    let c = &g.node[ci];
-    if c.op_type != "Conv" || c.input.len() < 2 {
-        return None;
-    }
-    let (xq, xs, xz) = ix.dequantized_u8(g, c.input.first()?)?;
-    let wdq = &g.node[*ix.producer.get(c.input.get(1)?)?];
-    if wdq.op_type != "DequantizeLinear" || wdq.input.len() != 3 {
-        return None;
-    }
-    if ix.init_values_in(g, wdq.input.get(1)?)?.len() > 1 && attr_int(wdq, "axis").unwrap_or(1) != 0
-    {
-        return None;
-    }
-    let (w, w_dims, w_scales) = int8_weights(
-        g,
-        ix,
-        wdq.input.first()?,
-        wdq.input.get(1)?,
-        wdq.input.get(2)?,
-    )?;
-    let out = w_dims[0] as usize;
-    let bias = match c.input.get(2).filter(|b| !b.is_empty()) {
+/// The float bias `b` names (absent: zeros; a float initializer; or `DequantizeLinear` of an
+/// integer initializer with zero point 0), if it has `out` values.
+fn float_bias(g: &pb::GraphProto, ix: &Index, b: Option<&String>, out: usize) -> Option<Vec<f64>> {
+    let bias = match b.filter(|b| !b.is_empty()) {
         None => vec![0.0; out],
         Some(b) if ix.inits.contains_key(b) => ix.init_values_in(g, b)?,
         Some(b) => {
@@ -400,7 +381,33 @@ fn qdq_conv(g: &pb::GraphProto, ix: &Index, ci: usize) -> Option<(usize, ConvPar
             q.iter().zip(&s).map(|(q, s)| q * s).collect()
         }
     };
-    (bias.len() == out).then_some(())?;
+    (bias.len() == out).then_some(bias)
+}
+
+/// A QDQ conv starting at node `ci`, with its requantizing tail.
+fn qdq_conv(g: &pb::GraphProto, ix: &Index, ci: usize) -> Option<(usize, ConvParts)> {
+    let c = &g.node[ci];
+    if c.op_type != "Conv" || c.input.len() < 2 {
+        return None;
+    }
+    let (xq, xs, xz) = ix.dequantized_u8(g, c.input.first()?)?;
+    let wdq = &g.node[*ix.producer.get(c.input.get(1)?)?];
+    if wdq.op_type != "DequantizeLinear" || wdq.input.len() != 3 {
+        return None;
+    }
+    if ix.init_values_in(g, wdq.input.get(1)?)?.len() > 1 && attr_int(wdq, "axis").unwrap_or(1) != 0
+    {
+        return None;
+    }
+    let (w, w_dims, w_scales) = int8_weights(
+        g,
+        ix,
+        wdq.input.first()?,
+        wdq.input.get(1)?,
+        wdq.input.get(2)?,
+    )?;
+    let out = w_dims[0] as usize;
+    let bias = float_bias(g, ix, c.input.get(2), out)?;
     // The tail: [Relu] -> Q, or Add(DQ(identity)) -> [Relu] -> Q.
     let (mut ni, mut n) = ix.sole_consumer(g, c.output.first()?)?;
     let mut residual = None;
@@ -692,6 +699,117 @@ fn native_input_quantize(g: &mut pb::GraphProto) -> usize {
     count
 }
 
+/// Replaces a classifier head on a native op's output, `DQ -> GlobalAveragePool -> Q -> DQ ->
+/// Flatten -> Gemm(DQ(int8 weights), bias)` (the QDQ form), by the native head: average pool and
+/// fully connected layer on int8 values, float logits. Returns how many (0 or 1).
+fn native_head(g: &mut pb::GraphProto) -> usize {
+    let ix = Index::new(g);
+    let live = live_nodes(g);
+    let found = (0..g.node.len())
+        .filter(|&i| live[i])
+        .find_map(|i| head_parts(g, &ix, i).map(|h| (i, h)));
+    let Some((i, (node, inits))) = found else {
+        return 0;
+    };
+    g.node[i] = node;
+    g.initializer.extend(inits);
+    1
+}
+
+/// The native head node replacing the `Gemm` at `gi`, and its new initializers.
+fn head_parts(
+    g: &pb::GraphProto,
+    ix: &Index,
+    gi: usize,
+) -> Option<(pb::NodeProto, Vec<pb::TensorProto>)> {
+    let gemm = &g.node[gi];
+    let float =
+        |n: &pb::NodeProto, name: &str, default: f32| attr(n, name).map_or(default, |a| a.f);
+    if gemm.op_type != "Gemm"
+        || gemm.output.len() != 1
+        || attr_int(gemm, "transA").unwrap_or(0) != 0
+        || attr_int(gemm, "transB").unwrap_or(0) != 1
+        || float(gemm, "alpha", 1.0) != 1.0
+        || float(gemm, "beta", 1.0) != 1.0
+    {
+        return None;
+    }
+    let flat = &g.node[*ix.producer.get(gemm.input.first()?)?];
+    if flat.op_type != "Flatten" || attr_int(flat, "axis").unwrap_or(1) != 1 {
+        return None;
+    }
+    let (pq, ps, pz) = ix.dequantized_u8(g, flat.input.first()?)?;
+    let q = &g.node[*ix.producer.get(pq)?];
+    (ix.quantize_u8(g, q)? == (ps, pz)).then_some(())?;
+    let gap = &g.node[*ix.producer.get(q.input.first()?)?];
+    if gap.op_type != "GlobalAveragePool" {
+        return None;
+    }
+    let (xq, xs, xz) = ix.dequantized_u8(g, gap.input.first()?)?;
+    (g.node[*ix.producer.get(xq)?].domain == DOMAIN).then_some(())?;
+    // int8 weights [classes, channels], zero point 0, one scale or one per class.
+    let wdq = &g.node[*ix.producer.get(gemm.input.get(1)?)?];
+    let w = wdq.input.first()?;
+    let dims = ix.dims(w)?;
+    if wdq.op_type != "DequantizeLinear"
+        || ix.dtype(w)? != DataType::Int8
+        || dims.len() != 2
+        || dims.iter().any(|&d| d <= 0)
+    {
+        return None;
+    }
+    let classes = dims[0] as usize;
+    if let Some(z) = wdq.input.get(2).filter(|z| !z.is_empty()) {
+        if ix.init_values_in(g, z)?.iter().any(|&z| z != 0.0) {
+            return None;
+        }
+    }
+    let mut w_scales = ix.init_values_in(g, wdq.input.get(1)?)?;
+    if w_scales.len() == 1 {
+        w_scales = vec![w_scales[0]; classes];
+    } else if attr_int(wdq, "axis").unwrap_or(1) != 0 {
+        return None;
+    }
+    (w_scales.len() == classes).then_some(())?;
+    let bias = float_bias(g, ix, gemm.input.get(2), classes)?;
+    let f32s = |v: Vec<f32>| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let name = format!("{}.native", gemm.name);
+    let inits = vec![
+        raw_init(
+            format!("{name}.bias"),
+            DataType::Float,
+            vec![classes as i64],
+            f32s(bias.iter().map(|&b| b as f32).collect()),
+        ),
+        raw_init(
+            format!("{name}.multiplier"),
+            DataType::Float,
+            vec![classes as i64],
+            f32s(w_scales.iter().map(|&s| (ps * s) as f32).collect()),
+        ),
+    ];
+    let node = pb::NodeProto {
+        name: name.clone(),
+        op_type: HEAD_OP.into(),
+        domain: DOMAIN.into(),
+        input: vec![
+            xq.into(),
+            w.clone(),
+            format!("{name}.bias"),
+            format!("{name}.multiplier"),
+        ],
+        output: gemm.output.clone(),
+        attribute: vec![
+            float_attr("x_scale", xs as f32),
+            int_attr("x_zero", xz as i64),
+            float_attr("pool_scale", ps as f32),
+            int_attr("pool_zero", pz as i64),
+        ],
+        ..Default::default()
+    };
+    Some((node, inits))
+}
+
 /// Ops that compute element by element with per-tensor parameters, so any layout will do.
 fn layout_free(n: &pb::NodeProto, dims: &HashMap<String, Vec<i64>>) -> bool {
     let scalar_params = n
@@ -755,7 +873,9 @@ fn assign_layouts(g: &mut pb::GraphProto) -> bool {
                 n.input[k] = name.clone();
             }
         }
-        if wants_nhwc || from_nchw {
+        // The head's logits have no spatial layout.
+        let to_flat = native && n.op_type == HEAD_OP;
+        if (wants_nhwc && !to_flat) || from_nchw {
             nhwc.extend(n.output.iter().cloned());
         }
         out.push(n);
