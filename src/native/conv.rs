@@ -1,12 +1,15 @@
-//! The native int8 convolution: NHWC u8 activations (batch 1), int8 weights packed once per
-//! group as `[depth / 2][out channels of the group][2]` i16, int32 bias, and requantization
-//! (per-channel scale, zero point, ReLU clamp, optional residual input) fused into the pass
-//! that writes the output. One code path for every shape of a ResNeXt: the 7x7/2 stem, grouped
-//! 3x3 (stride 1 and 2) and pointwise 1x1 (stride 1 and 2).
+//! The native int8 convolution: NHWC u8 activations (batch 1), int8 weights packed once for
+//! the kernel family in use ([`PackedWeights`]), int32 bias, and requantization (per-channel
+//! scale, zero point, ReLU clamp, optional residual input) fused into the pass that writes the
+//! output. Every shape of a ResNeXt: the 7x7/2 stem, grouped 3x3 (stride 1 and 2) and pointwise
+//! 1x1 (stride 1 and 2).
 //!
-//! For each output pixel and group, the input patch (taps x channels of the group, minus the
-//! input zero point, zero where the window leaves the image) is gathered as i16 and handed to the
-//! dispatched `dot_i16` kernel in blocks of [`MAX_ROWS`] pixels (row-major over the output).
+//! Two paths. Where the ISA has a direct kernel ([`DirectU8`]: grouped convolutions, the stem),
+//! the input is copied once into a buffer padded with its zero point and the kernel reads each
+//! window in place. Elsewhere, for each block of [`MAX_ROWS`] output pixels and each group, the
+//! input patch (taps x channels of the group; the zero point where the window leaves the image)
+//! is gathered and handed to the dispatched dot kernel; a dense pointwise convolution with u8
+//! quads reads its rows in place. Output pixels are split across the worker pool.
 
 use crate::kernels::{DirectShape, DirectU8, Family, Isa, Kernel, MAX_ROWS};
 use std::cell::RefCell;
@@ -149,7 +152,9 @@ impl Requant {
     ) {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512bw") {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+            {
                 // SAFETY: AVX-512 F/BW are present (checked just above).
                 return unsafe { self.apply_row_avx512(acc, multiplier, residual, out) };
             }
