@@ -69,9 +69,10 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The faster of the two on this CPU, as measured: the native kernels on x86_64 (2.2x stock
-    /// tract on resnext50_32x4d int8), stock tract elsewhere for now (on aarch64 the native path
-    /// executes 2x the instructions of stock tract's float convolutions on the example model).
+    /// The faster of the two on this CPU, as measured: the native kernels on x86_64 (over 10x
+    /// stock tract on resnext50_32x4d int8, `scripts/speed.sh`), stock tract elsewhere for now
+    /// (on aarch64 the native path executes 1.5x the instructions of stock tract's float
+    /// convolutions on the example model).
     pub fn preferred() -> Backend {
         if cfg!(target_arch = "x86_64") {
             Backend::Native

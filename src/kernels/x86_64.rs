@@ -243,7 +243,8 @@ type VnniArgs = (
 
 /// AVX-512 VNNI on full 512-bit vectors.
 pub fn has_vnni_512() -> bool {
-    std::arch::is_x86_feature_detected!("avx512vnni")
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512vnni")
         && std::arch::is_x86_feature_detected!("avx512vl")
         && std::arch::is_x86_feature_detected!("avx512bw")
 }

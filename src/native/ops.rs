@@ -310,8 +310,9 @@ impl EvalOp for NativeConv {
             residual.is_some() == self.conv.requant.residual.is_some(),
             "NativeConv: residual input does not match the op"
         );
-        // SAFETY: u8 has no invalid values, and `run_threads` writes every byte of the output
-        // before anything reads it (the canary-filled property tests of `conv` check that).
+        // SAFETY: the buffer is only written until `run_threads` returns, and it writes every
+        // byte of it (the canary-filled property tests of `conv` check that), so nothing reads
+        // an uninitialized byte; tract's own ops fill outputs the same way.
         let mut out = unsafe { Tensor::uninitialized::<u8>(&[1, g.out_h(), g.out_w(), g.out_c])? };
         let isa = kernels::selected();
         let threads = kernels::threads();

@@ -8,9 +8,10 @@
 //! layer usually follows within microseconds), then sleeps on a condition variable. A caller
 //! that finds the pool busy (another model running on another thread) runs its tasks itself.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::any::Any;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, TryLockError};
 use std::time::{Duration, Instant};
 
 /// How long an idle worker (or a waiting caller) spins before it sleeps.
@@ -25,6 +26,8 @@ struct Job {
     next: AtomicUsize,
     left: AtomicUsize,
     panicked: AtomicBool,
+    /// The first panic's payload, raised again by the caller.
+    payload: Mutex<Option<Box<dyn Any + Send>>>,
 }
 
 // SAFETY: `f` points to a `Sync` closure that outlives every call made through it (see
@@ -44,8 +47,10 @@ impl Job {
             // SAFETY: i < tasks, so the job is not finished and the caller of `for_each` is still
             // waiting with its closure alive.
             let f = unsafe { &*self.f };
-            if catch_unwind(AssertUnwindSafe(|| f(i))).is_err() {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(i))) {
                 self.panicked.store(true, Ordering::Relaxed);
+                let mut first = self.payload.lock().unwrap_or_else(|e| e.into_inner());
+                first.get_or_insert(payload);
             }
             if self.left.fetch_sub(1, Ordering::AcqRel) == 1 {
                 // The last task: wake the caller if it sleeps (under the lock, so that a caller
@@ -132,10 +137,14 @@ pub fn for_each(tasks: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
         return (0..tasks).for_each(f);
     }
     let pool = pool(threads - 1);
-    let Ok(_busy) = pool.busy.try_lock() else {
-        return (0..tasks).for_each(f);
+    let busy = match pool.busy.try_lock() {
+        Ok(guard) => guard,
+        // Poisoned only by a panic raised again below, after the job had finished.
+        Err(TryLockError::Poisoned(e)) => e.into_inner(),
+        Err(TryLockError::WouldBlock) => return (0..tasks).for_each(f),
     };
     if pool.workers == 0 {
+        drop(busy);
         return (0..tasks).for_each(f);
     }
     // SAFETY (lifetime erasure): the pointer is only used for tasks below `tasks`, and this
@@ -148,6 +157,7 @@ pub fn for_each(tasks: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
         next: AtomicUsize::new(0),
         left: AtomicUsize::new(tasks),
         panicked: AtomicBool::new(false),
+        payload: Mutex::new(None),
     });
     let shared = &pool.shared;
     {
@@ -168,8 +178,10 @@ pub fn for_each(tasks: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
         }
         *state = None;
     }
+    drop(busy);
     if job.panicked.load(Ordering::Relaxed) {
-        panic!("a worker thread's task panicked");
+        let payload = job.payload.lock().unwrap_or_else(|e| e.into_inner()).take();
+        resume_unwind(payload.unwrap_or_else(|| Box::new("a worker thread's task panicked")));
     }
 }
 
@@ -218,7 +230,21 @@ mod tests {
                 }
             })
         }));
-        assert!(r.is_err());
+        let message = r.unwrap_err().downcast_ref::<&str>().copied();
+        assert_eq!(message, Some("task 3"));
         assert_eq!(ran.load(Ordering::Relaxed), 8);
+        // The pool still serves later jobs on its workers (other tests may hold it for a
+        // moment, and then a job runs on its caller alone: try a few times).
+        let parallel = (0..200).any(|_| {
+            let threads_seen = Mutex::new(std::collections::HashSet::new());
+            for_each(16, 2, &|_| {
+                let me = std::thread::current().id();
+                threads_seen.lock().unwrap().insert(me);
+                std::thread::sleep(Duration::from_millis(1));
+            });
+            let n = threads_seen.lock().unwrap().len();
+            n >= 2
+        });
+        assert!(parallel, "no job ran on a worker after a task panicked");
     }
 }

@@ -663,6 +663,10 @@ fn native_input_quantize(g: &mut pb::GraphProto) -> usize {
         let Some((scale, zero)) = ix.quantize_u8(g, n) else {
             continue;
         };
+        // What the native op accepts (else tract runs the node as it is).
+        if !(scale > 0.0 && (scale as f32).is_finite() && (0..=255).contains(&zero)) {
+            continue;
+        }
         // Consumers that are still read (the patterns leave the nodes they bypassed behind,
         // for `remove_dead`).
         let consumers: Vec<usize> = ix
@@ -759,6 +763,8 @@ fn head_parts(
         return None;
     }
     let classes = dims[0] as usize;
+    // The native head's own limit on the depth of its dot product.
+    (dims[1] <= 1 << 14).then_some(())?;
     if let Some(z) = wdq.input.get(2).filter(|z| !z.is_empty()) {
         if ix.init_values_in(g, z)?.iter().any(|&z| z != 0.0) {
             return None;
