@@ -8,17 +8,9 @@
 # Usage: scripts/memory.sh   (prints a markdown table)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-py=${RESNEXT_EDGE_PYTHON:-$(scripts/python-venv.sh)}
-cargo build -q --release -p resnext-edge
-cargo build -q -p resnext-quantize
-E=target/release/resnext-edge
-Q=target/debug/resnext-quantize
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-q() { $Q quantize --arch resnext50_32x4d --random-weights 0 --calib tests/fixtures/trained/calib -q "$@" 2>/dev/null; }
-q -o "$tmp/qdq.onnx"
-q -o "$tmp/qdq_ort.onnx" --quantize-residual-branch
-q -o "$tmp/qop.onnx" --format qoperator
+# shellcheck source=scripts/resnext50_models.sh
+source scripts/resnext50_models.sh
+resnext50_models qdq qdq_ort qop
 img=tests/fixtures/images/astronaut.png
 peak() { /usr/bin/time -f "%M" "$@" 2>&1 >/dev/null | tail -1; }
 echo "| model layout | resnext-edge classify | onnxruntime (Python) | ratio |"

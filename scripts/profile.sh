@@ -9,16 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${1:-1}
 runs=${2:-20}
-py=${RESNEXT_EDGE_PYTHON:-$(scripts/python-venv.sh)}
-cargo build -q --release -p resnext-edge
-cargo build -q -p resnext-quantize
-E=target/release/resnext-edge
-Q=target/debug/resnext-quantize
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-q() { $Q quantize --arch resnext50_32x4d --random-weights 0 --calib tests/fixtures/trained/calib -q "$@" 2>/dev/null; }
-q -o "$tmp/qdq.onnx"
-q -o "$tmp/qop.onnx" --format qoperator
+# shellcheck source=scripts/resnext50_models.sh
+source scripts/resnext50_models.sh
+resnext50_models qdq qop
 $E bench "$tmp/qdq.onnx" --threads "$threads" --runs "$runs" --profile --json > "$tmp/ours.json"
 "$py" scripts/ort_bench.py "$tmp/qop.onnx" --threads "$threads" --runs "$runs" --profile > "$tmp/ort.json"
 python3 - "$tmp/ours.json" "$tmp/ort.json" "$threads" <<'PY'

@@ -10,17 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-20}
 rounds=${2:-3}
-py=${RESNEXT_EDGE_PYTHON:-$(scripts/python-venv.sh)}
-cargo build -q --release -p resnext-edge
-cargo build -q -p resnext-quantize
-E=target/release/resnext-edge
-Q=target/debug/resnext-quantize
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-q() { $Q quantize --arch resnext50_32x4d --random-weights 0 --calib tests/fixtures/trained/calib -q "$@" 2>/dev/null; }
-q -o "$tmp/qdq.onnx"
-q -o "$tmp/qdq_ort.onnx" --quantize-residual-branch
-q -o "$tmp/qop.onnx" --format qoperator
+# shellcheck source=scripts/resnext50_models.sh
+source scripts/resnext50_models.sh
+resnext50_models qdq qdq_ort qop
 med() { python3 -c "import json,sys; print(f\"{json.load(sys.stdin)['median_ms']:.1f}\")"; }
 lo() { python3 -c "import sys; print(min(float(x) for x in sys.argv[1:]))" "$@"; }
 cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')

@@ -402,19 +402,7 @@ impl Expansion for NativeMaxPool {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, 1)?;
-        check_output_arity(outputs, 1)?;
-        s.equals(&outputs[0].datum_type, u8::datum_type())?;
-        s.given(&inputs[0].shape, move |s, x| {
-            let x: Vec<usize> = x
-                .iter()
-                .map(|d| Ok(d.to_usize()?))
-                .collect::<TractResult<_>>()?;
-            s.equals(
-                &outputs[0].shape,
-                ShapeFactoid::from(self.out_shape(&x)?.to_vec()),
-            )
-        })
+        unary_u8_rules(s, inputs, outputs, None, move |x| self.out_shape(x))
     }
 
     fn wire(
@@ -466,6 +454,33 @@ impl TypedOp for NativeMaxPool {
     }
 }
 
+/// Inference rules of a one-input op with a u8 output whose shape `out_shape` computes from
+/// the input's (known) shape; `input`, if given, is the input's datum type.
+fn unary_u8_rules<'r, 'p: 'r>(
+    s: &mut Solver<'r>,
+    inputs: &'p [TensorProxy],
+    outputs: &'p [TensorProxy],
+    input: Option<DatumType>,
+    out_shape: impl Fn(&[usize]) -> TractResult<[usize; 4]> + 'r,
+) -> InferenceResult {
+    check_input_arity(inputs, 1)?;
+    check_output_arity(outputs, 1)?;
+    if let Some(dt) = input {
+        s.equals(&inputs[0].datum_type, dt)?;
+    }
+    s.equals(&outputs[0].datum_type, u8::datum_type())?;
+    s.given(&inputs[0].shape, move |s, x| {
+        let x: Vec<usize> = x
+            .iter()
+            .map(|d| Ok(d.to_usize()?))
+            .collect::<TractResult<_>>()?;
+        s.equals(
+            &outputs[0].shape,
+            ShapeFactoid::from(out_shape(&x)?.to_vec()),
+        )
+    })
+}
+
 fn quantize_builder(
     _ctx: &ParsingContext,
     node: &NodeProto,
@@ -514,20 +529,7 @@ impl Expansion for NativeQuantize {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, 1)?;
-        check_output_arity(outputs, 1)?;
-        s.equals(&inputs[0].datum_type, f32::datum_type())?;
-        s.equals(&outputs[0].datum_type, u8::datum_type())?;
-        s.given(&inputs[0].shape, move |s, x| {
-            let x: Vec<usize> = x
-                .iter()
-                .map(|d| Ok(d.to_usize()?))
-                .collect::<TractResult<_>>()?;
-            s.equals(
-                &outputs[0].shape,
-                ShapeFactoid::from(Self::out_shape(&x)?.to_vec()),
-            )
-        })
+        unary_u8_rules(s, inputs, outputs, Some(f32::datum_type()), Self::out_shape)
     }
 
     fn wire(
