@@ -659,7 +659,7 @@ impl Expansion for HeadSpec {
             other => bail!("{prefix}: weights of shape {other:?}, expected [classes, channels]"),
         };
         ensure!(
-            channels == shape[3] && channels <= 1 << 14,
+            channels == shape[3] && (1..=1 << 14).contains(&channels) && classes > 0,
             "{prefix}: {channels} weight columns for {} channels (at most 16384)",
             shape[3]
         );
