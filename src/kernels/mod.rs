@@ -60,13 +60,15 @@ impl DirectShape {
             .checked_mul(self.out_c)
     }
 
-    /// The shapes the SIMD kernels take: 16-lane vectors of output channels, each either in one
-    /// group (`cout` a multiple of 16: the stem, wide groups) or spanning whole groups of 4 or 8
-    /// channels in and out (ResNeXt's first stages).
+    /// The shapes the SIMD kernels take: a dense convolution (one group: any number of outputs,
+    /// the last vector partly masked), or 16-lane vectors of output channels each either in one
+    /// group (`cout` a multiple of 16: wide groups) or spanning whole groups of 4 or 8 channels in
+    /// and out (ResNeXt's first stages).
     pub fn supported(&self) -> bool {
-        self.out_c.is_multiple_of(16)
-            && (self.cout.is_multiple_of(16)
-                || (self.cin == self.cout && (self.cin == 4 || self.cin == 8)))
+        self.cout == self.out_c
+            || (self.out_c.is_multiple_of(16)
+                && (self.cout.is_multiple_of(16)
+                    || (self.cin == self.cout && (self.cin == 4 || self.cin == 8))))
     }
 
     /// Whether the shape is consistent and the buffers hold what `pixels` output pixels read
@@ -341,6 +343,8 @@ mod tests {
                 (12, 16), (4, 8),
             ]),
             vectors in 1usize..=4,
+            // Non-zero: a dense convolution of that many outputs (the last vector masked).
+            dense in prop::sample::select(vec![0usize, 0, 0, 4, 8, 24, 40, 64]),
             kernel in 1usize..=3,
             stride in 1usize..=2,
             pixels in 1usize..=19,
@@ -348,9 +352,12 @@ mod tests {
             extra_row in 0usize..=5,
             seed in any::<u64>(),
         ) {
-            // Output channels: whole 16-lane vectors and whole groups; input pixels may carry
-            // more channels than the groups read.
-            let out_c = (16 * vectors).div_ceil(cout) * cout;
+            // Output channels: whole 16-lane vectors and whole groups, or one group; input pixels
+            // may carry more channels than the groups read.
+            let (cout, out_c) = match dense {
+                0 => (cout, (16 * vectors).div_ceil(cout) * cout),
+                n => (n, n),
+            };
             let in_c = out_c / cout * cin + extra_channels;
             let row = (stride * (pixels - 1) + kernel + extra_row) * in_c;
             let s = DirectShape { in_c, out_c, cin, cout, kernel, stride, row };

@@ -500,7 +500,8 @@ unsafe fn dot_vnni_body(
 ///
 /// Tile: up to 8 pixels x 16 output channels in 8 zmm accumulators, one 64-byte weight load per
 /// tap and quad shared by the pixels. The input operand of each lane is its group's quad: one
-/// broadcast when a vector's 16 lanes are one group, else (groups of 4 or 8 channels) the 16
+/// broadcast when a vector's 16 lanes are one group (a dense convolution's last vector masked
+/// to its outputs), else (groups of 4 or 8 channels) the 16
 /// input bytes of the vector's groups, spread by `vpermd` so that each lane sees its own group.
 pub fn direct_u8_vnni(s: &super::DirectShape, xp: &[u8], pixels: usize, w: &[i8], acc: &mut [i32]) {
     assert!(s.fits(pixels, xp.len(), w.len(), acc.len()));
@@ -556,22 +557,29 @@ unsafe fn direct_tile<const P: usize>(
         // SAFETY: reads the 64 bytes of `idx`.
         unsafe { _mm512_loadu_si512(idx.as_ptr() as *const __m512i) }
     });
-    let broadcast = s.cout.is_multiple_of(16);
+    // One group per vector: a broadcast of its quad serves every lane.
+    let broadcast = s.cout.is_multiple_of(16) || s.cout == out_c;
     // SAFETY (every intrinsic and pointer below): the features are enabled here; reads stay
     // within the windows of the P pixels (tap offsets < (k - 1) * row + k * in_c, a group's
-    // channels within in_c), weights within k * k * quads * out_c * 4 bytes, accumulators within
-    // P * out_c.
+    // channels within in_c; the permute path only when 16 | out_c, so its 16 bytes end by
+    // out_c <= in_c), weights within k * k * quads * out_c * 4 bytes and accumulators within
+    // P * out_c (the masks leave out lanes at or beyond out_c).
     unsafe {
         let mut o0 = 0;
         while o0 < out_c {
+            // Lanes of this vector that are output channels (fewer than 16 only in the last
+            // vector of a dense convolution): masked loads and stores never touch the others.
+            let lanes = (out_c - o0).min(16);
+            let m: __mmask16 = if lanes == 16 { !0 } else { (1 << lanes) - 1 };
             let mut a = [_mm512_setzero_si512(); P];
             for ky in 0..k {
                 for kx in 0..k {
                     let off = ky * s.row + kx * in_c;
                     let tap = ky * k + kx;
                     for q in 0..quads {
-                        let wv = _mm512_loadu_si512(
-                            w.add(((tap * quads + q) * out_c + o0) * 4) as *const __m512i
+                        let wv = _mm512_maskz_loadu_epi32(
+                            m,
+                            w.add(((tap * quads + q) * out_c + o0) * 4) as *const i32,
                         );
                         if broadcast {
                             let at = off + o0 / s.cout * s.cin + 4 * q;
@@ -594,11 +602,9 @@ unsafe fn direct_tile<const P: usize>(
                 }
             }
             for (p, ap) in a.into_iter().enumerate() {
-                let d = acc.add(p * out_c + o0) as *mut __m512i;
-                _mm512_storeu_si512(
-                    d,
-                    _mm512_add_epi32(_mm512_loadu_si512(d as *const __m512i), ap),
-                );
+                let d = acc.add(p * out_c + o0);
+                let sum = _mm512_add_epi32(_mm512_maskz_loadu_epi32(m, d), ap);
+                _mm512_mask_storeu_epi32(d, m, sum);
             }
             o0 += 16;
         }

@@ -924,6 +924,8 @@ mod tests {
                 (1, 32, 0),
                 (5, 16, 0),
                 (8, 16, 0),
+                (3, 8, 0),
+                (1, 4, 0),
             ]), // channels per group in and out; 0: dense
             1usize..=4, // groups (x 2 below), or output vectors when dense
             prop::sample::select(vec![1usize, 3, 5, 7]),
