@@ -158,6 +158,25 @@ fn raw_init(name: String, dt: DataType, dims: Vec<i64>, raw_data: Vec<u8>) -> pb
     }
 }
 
+/// A node of the native ops' domain.
+fn native_node(
+    name: String,
+    op_type: &str,
+    input: Vec<String>,
+    output: Vec<String>,
+    attribute: Vec<pb::AttributeProto>,
+) -> pb::NodeProto {
+    pb::NodeProto {
+        name,
+        op_type: op_type.into(),
+        domain: DOMAIN.into(),
+        input,
+        output,
+        attribute,
+        ..Default::default()
+    }
+}
+
 /// Square kernel, equal strides, equal pads, no dilation: `(kernel, stride, pad)`.
 fn window(n: &pb::NodeProto) -> Option<(usize, usize, usize)> {
     let ks = attr_ints(n, "kernel_shape")?;
@@ -561,15 +580,7 @@ fn native_conv(p: &ConvParts) -> (pb::NodeProto, Vec<pb::TensorProto>) {
         attribute.push(int_attr("residual_zero", *rz as i64));
         attribute.push(float_attr("residual_multiplier", (rs / p.y_scale) as f32));
     }
-    let node = pb::NodeProto {
-        name: prefix,
-        op_type: CONV_OP.into(),
-        domain: DOMAIN.into(),
-        input,
-        output: vec![p.output.clone()],
-        attribute,
-        ..Default::default()
-    };
+    let node = native_node(prefix, CONV_OP, input, vec![p.output.clone()], attribute);
     (node, inits)
 }
 
@@ -579,19 +590,17 @@ fn native_max_pool(
     out: &str,
     (k, s, p): (usize, usize, usize),
 ) -> pb::NodeProto {
-    pb::NodeProto {
-        name: format!("{name}.native"),
-        op_type: MAX_POOL_OP.into(),
-        domain: DOMAIN.into(),
-        input: vec![x.into()],
-        output: vec![out.into()],
-        attribute: vec![
+    native_node(
+        format!("{name}.native"),
+        MAX_POOL_OP,
+        vec![x.into()],
+        vec![out.into()],
+        vec![
             int_attr("kernel", k as i64),
             int_attr("stride", s as i64),
             int_attr("pad", p as i64),
         ],
-        ..Default::default()
-    }
+    )
 }
 
 /// Replaces every recognized pattern's last node by a native node; returns how many.
@@ -682,18 +691,16 @@ fn native_input_quantize(g: &mut pb::GraphProto) -> usize {
         }
         found.push((
             i,
-            pb::NodeProto {
-                name: format!("{}.native", n.name),
-                op_type: QUANTIZE_OP.into(),
-                domain: DOMAIN.into(),
-                input: vec![x.clone()],
-                output: vec![y.clone()],
-                attribute: vec![
+            native_node(
+                format!("{}.native", n.name),
+                QUANTIZE_OP,
+                vec![x.clone()],
+                vec![y.clone()],
+                vec![
                     float_attr("scale", scale as f32),
                     int_attr("zero", zero as i64),
                 ],
-                ..Default::default()
-            },
+            ),
         ));
     }
     let count = found.len();
@@ -794,25 +801,23 @@ fn head_parts(
             f32s(w_scales.iter().map(|&s| (ps * s) as f32).collect()),
         ),
     ];
-    let node = pb::NodeProto {
-        name: name.clone(),
-        op_type: HEAD_OP.into(),
-        domain: DOMAIN.into(),
-        input: vec![
+    let node = native_node(
+        name.clone(),
+        HEAD_OP,
+        vec![
             xq.into(),
             w.clone(),
             format!("{name}.bias"),
             format!("{name}.multiplier"),
         ],
-        output: gemm.output.clone(),
-        attribute: vec![
+        gemm.output.clone(),
+        vec![
             float_attr("x_scale", xs as f32),
             int_attr("x_zero", xz as i64),
             float_attr("pool_scale", ps as f32),
             int_attr("pool_zero", pz as i64),
         ],
-        ..Default::default()
-    };
+    );
     Some((node, inits))
 }
 
