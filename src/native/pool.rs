@@ -134,18 +134,18 @@ fn pool(workers: usize) -> &'static Pool {
 /// A panic in a task is raised again here once every task has finished.
 pub fn for_each(tasks: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
     if tasks <= 1 || threads <= 1 {
-        return (0..tasks).for_each(f);
+        return run_inline(tasks, f);
     }
     let pool = pool(threads - 1);
     let busy = match pool.busy.try_lock() {
         Ok(guard) => guard,
         // Poisoned only by a panic raised again below, after the job had finished.
         Err(TryLockError::Poisoned(e)) => e.into_inner(),
-        Err(TryLockError::WouldBlock) => return (0..tasks).for_each(f),
+        Err(TryLockError::WouldBlock) => return run_inline(tasks, f),
     };
     if pool.workers == 0 {
         drop(busy);
-        return (0..tasks).for_each(f);
+        return run_inline(tasks, f);
     }
     // SAFETY (lifetime erasure): the pointer is only used for tasks below `tasks`, and this
     // function does not return before every one of them has finished.
@@ -185,6 +185,19 @@ pub fn for_each(tasks: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
     }
 }
 
+/// Every task on the calling thread; as on the pool, a panic is raised again once all have run.
+fn run_inline(tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+    let mut first = None;
+    for i in 0..tasks {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(i))) {
+            first.get_or_insert(payload);
+        }
+    }
+    if let Some(payload) = first {
+        resume_unwind(payload);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +230,21 @@ mod tests {
                 });
             }
         });
+    }
+
+    #[test]
+    fn a_panicking_task_on_the_caller_alone_also_lets_the_others_run() {
+        let ran = AtomicUsize::new(0);
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            for_each(8, 1, &|i| {
+                ran.fetch_add(1, Ordering::Relaxed);
+                if i == 3 {
+                    panic!("task 3");
+                }
+            })
+        }));
+        assert_eq!(r.unwrap_err().downcast_ref::<&str>().copied(), Some("task 3"));
+        assert_eq!(ran.load(Ordering::Relaxed), 8);
     }
 
     #[test]
