@@ -1,7 +1,7 @@
 //! `resnext-edge bench`: the model's own latency on this machine, batch 1, on a fixed input:
 //! warm-up runs, then timed runs reported as median, p90 and min; with `--profile`, the time of
 //! every layer too, summed per layer kind (what the stem, the grouped and the pointwise
-//! convolutions and the layers left to tract each cost).
+//! convolutions and the layers left to tract each cost), and with `--json` also per layer.
 
 use super::Kernels;
 use anyhow::Context;
@@ -90,6 +90,22 @@ pub fn run(path: &Path, o: &Options) -> anyhow::Result<()> {
                         "share": k.total.as_secs_f64() / all.as_secs_f64().max(1e-12),
                         "macs": k.layer.macs,
                     })
+                })
+                .collect();
+            // Every timed layer on its own, in plan order: which shape of a kind is slow.
+            v["nodes"] = model
+                .typed_model()
+                .nodes()
+                .iter()
+                .zip(&per_node)
+                .filter_map(|(node, &d)| {
+                    let l = layer(node)?;
+                    Some(serde_json::json!({
+                        "name": node.name,
+                        "kind": l.kind,
+                        "ms_per_run": ms(d),
+                        "macs": l.macs,
+                    }))
                 })
                 .collect();
         }

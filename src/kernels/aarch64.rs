@@ -26,9 +26,23 @@ use std::arch::aarch64::*;
 pub fn dot_i16_neon(rows: usize, patch: &[i16], kp: usize, w: &[i16], n: usize, acc: &mut [i32]) {
     assert!(kp.is_multiple_of(2));
     assert!(super::fits(rows, kp, n, patch.len(), w.len(), acc.len()));
-    // SAFETY: NEON is always present on aarch64; the slices hold rows * kp patch values,
-    // kp * n weights and rows * n accumulators (asserted above), all `dot_neon` touches.
-    unsafe { dot_neon(rows, patch.as_ptr(), kp, w.as_ptr(), n, acc.as_mut_ptr()) }
+    for (o0, width) in super::panels(n) {
+        // SAFETY: NEON is always present on aarch64; the slices hold rows * kp patch values,
+        // kp * n weights and rows * n accumulators (asserted above): the panel's kp * width
+        // weights from o0 * kp and its outputs o0..o0 + width of each row, all `dot_neon`
+        // touches.
+        unsafe {
+            let w = w.as_ptr().add(o0 * kp);
+            dot_neon(
+                rows,
+                patch.as_ptr(),
+                kp,
+                w,
+                width,
+                (acc.as_mut_ptr().add(o0), n),
+            )
+        }
+    }
 }
 
 /// The pair of row `r` at pair `j`, repeated over 8 lanes.
@@ -56,7 +70,7 @@ unsafe fn tile_8<const R: usize>(
     kp: usize,
     w: *const i16,
     n: usize,
-    acc: *mut i32,
+    (acc, ldc): (*mut i32, usize),
     o: usize,
     pairs: usize,
     r0: usize,
@@ -78,7 +92,7 @@ unsafe fn tile_8<const R: usize>(
         }
         for (r, ar) in a.iter().enumerate() {
             for (h, half) in ar.iter().enumerate() {
-                let p = acc.add((r0 + r) * n + o + 4 * h);
+                let p = acc.add((r0 + r) * ldc + o + 4 * h);
                 vst1q_s32(p, vaddq_s32(vld1q_s32(p), vpaddq_s32(half[0], half[1])));
             }
         }
@@ -96,7 +110,7 @@ unsafe fn tile_4<const R: usize>(
     kp: usize,
     w: *const i16,
     n: usize,
-    acc: *mut i32,
+    (acc, ldc): (*mut i32, usize),
     o: usize,
     pairs: usize,
     r0: usize,
@@ -113,7 +127,7 @@ unsafe fn tile_4<const R: usize>(
             }
         }
         for (r, ar) in a.iter().enumerate() {
-            let p = acc.add((r0 + r) * n + o);
+            let p = acc.add((r0 + r) * ldc + o);
             vst1q_s32(p, vaddq_s32(vld1q_s32(p), vpaddq_s32(ar[0], ar[1])));
         }
     }
@@ -137,15 +151,18 @@ macro_rules! over_rows {
     }};
 }
 
+/// One panel of `n` outputs, whose accumulators are `ldc` apart from row to row.
+///
 /// # Safety
-/// `patch` must hold `rows * kp` values, `w` `kp * n`, `acc` `rows * n`.
+/// `patch` must hold `rows * kp` values, `w` `kp * n`, `acc` rows of `n` accumulators `ldc`
+/// apart.
 unsafe fn dot_neon(
     rows: usize,
     patch: *const i16,
     kp: usize,
     w: *const i16,
     n: usize,
-    acc: *mut i32,
+    (acc, ldc): (*mut i32, usize),
 ) {
     let pairs = kp / 2;
     // SAFETY (every intrinsic and pointer below): NEON is baseline; each access stays inside
@@ -153,12 +170,12 @@ unsafe fn dot_neon(
     unsafe {
         let mut o = 0;
         while o + 8 <= n {
-            over_rows!(tile_8[], rows, patch, kp, w, n, acc, o, pairs);
+            over_rows!(tile_8[], rows, patch, kp, w, n, (acc, ldc), o, pairs);
             o += 8;
         }
         // 4 outputs: the grouped convolutions with 4 channels per group (ResNeXt 32x4d).
         while o + 4 <= n {
-            over_rows!(tile_4[], rows, patch, kp, w, n, acc, o, pairs);
+            over_rows!(tile_4[], rows, patch, kp, w, n, (acc, ldc), o, pairs);
             o += 4;
         }
         while o < n {
@@ -170,7 +187,7 @@ unsafe fn dot_neon(
                     s += x0 * *w.add((j * n + o) * 2) as i32
                         + x1 * *w.add((j * n + o) * 2 + 1) as i32;
                 }
-                *acc.add(r * n + o) += s;
+                *acc.add(r * ldc + o) += s;
             }
             o += 1;
         }
@@ -181,9 +198,23 @@ unsafe fn dot_neon(
 pub fn dot_u8i8_neon(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, acc: &mut [i32]) {
     assert!(kq.is_multiple_of(4));
     assert!(super::fits(rows, kq, n, patch.len(), w.len(), acc.len()));
-    // SAFETY: NEON is always present on aarch64; the slices hold rows * kq patch values,
-    // kq * n weights and rows * n accumulators (asserted above), all `dot_u8_neon` touches.
-    unsafe { dot_u8_neon(rows, patch.as_ptr(), kq, w.as_ptr(), n, acc.as_mut_ptr()) }
+    for (o0, width) in super::panels(n) {
+        // SAFETY: NEON is always present on aarch64; the slices hold rows * kq patch values,
+        // kq * n weights and rows * n accumulators (asserted above): the panel's kq * width
+        // weights from o0 * kq and its outputs o0..o0 + width of each row, all `dot_u8_neon`
+        // touches.
+        unsafe {
+            let w = w.as_ptr().add(o0 * kq);
+            dot_u8_neon(
+                rows,
+                patch.as_ptr(),
+                kq,
+                w,
+                width,
+                (acc.as_mut_ptr().add(o0), n),
+            )
+        }
+    }
 }
 
 /// The quad `q` of row `r` as i8 `x - 128`, repeated over 16 lanes.
@@ -263,7 +294,7 @@ unsafe fn tile_u8<const R: usize, const V: usize, const PAIRED: bool>(
     kq: usize,
     w: *const i8,
     n: usize,
-    acc: *mut i32,
+    (acc, ldc): (*mut i32, usize),
     o: usize,
     quads: usize,
     back: [int32x4_t; V],
@@ -286,7 +317,7 @@ unsafe fn tile_u8<const R: usize, const V: usize, const PAIRED: bool>(
                     kq,
                     w.add(last * n * 4),
                     n,
-                    acc,
+                    (acc, ldc),
                     o,
                     1,
                     [vdupq_n_s32(0); V],
@@ -320,7 +351,7 @@ unsafe fn tile_u8<const R: usize, const V: usize, const PAIRED: bool>(
         }
         for (r, ar) in a.iter().enumerate() {
             for (v, av) in ar.iter().enumerate() {
-                let p = acc.add((r0 + r) * n + o + 4 * v);
+                let p = acc.add((r0 + r) * ldc + o + 4 * v);
                 let sum = vaddq_s32(vpaddq_s32(av[0], av[1]), back[v]);
                 vst1q_s32(p, vaddq_s32(vld1q_s32(p), sum));
             }
@@ -328,15 +359,18 @@ unsafe fn tile_u8<const R: usize, const V: usize, const PAIRED: bool>(
     }
 }
 
+/// One panel of `n` outputs, whose accumulators are `ldc` apart from row to row.
+///
 /// # Safety
-/// `patch` must hold `rows * kq` values, `w` `kq * n`, `acc` `rows * n`.
+/// `patch` must hold `rows * kq` values, `w` `kq * n`, `acc` rows of `n` accumulators `ldc`
+/// apart.
 unsafe fn dot_u8_neon(
     rows: usize,
     patch: *const u8,
     kq: usize,
     w: *const i8,
     n: usize,
-    acc: *mut i32,
+    (acc, ldc): (*mut i32, usize),
 ) {
     let quads = kq / 4;
     // SAFETY (every intrinsic and pointer below): NEON is baseline; each access stays inside
@@ -347,9 +381,9 @@ unsafe fn dot_u8_neon(
             let ((b0, m0), (b1, m1)) = (bias_back(w, n, o, quads), bias_back(w, n, o + 4, quads));
             let back = [b0, b1];
             if m0 || m1 {
-                over_rows!(tile_u8[, 2, false], rows, patch, kq, w, n, acc, o, quads, back);
+                over_rows!(tile_u8[, 2, false], rows, patch, kq, w, n, (acc, ldc), o, quads, back);
             } else {
-                over_rows!(tile_u8[, 2, true], rows, patch, kq, w, n, acc, o, quads, back);
+                over_rows!(tile_u8[, 2, true], rows, patch, kq, w, n, (acc, ldc), o, quads, back);
             }
             o += 8;
         }
@@ -357,9 +391,9 @@ unsafe fn dot_u8_neon(
         while o + 4 <= n {
             let (b, m) = bias_back(w, n, o, quads);
             if m {
-                over_rows!(tile_u8[, 1, false], rows, patch, kq, w, n, acc, o, quads, [b]);
+                over_rows!(tile_u8[, 1, false], rows, patch, kq, w, n, (acc, ldc), o, quads, [b]);
             } else {
-                over_rows!(tile_u8[, 1, true], rows, patch, kq, w, n, acc, o, quads, [b]);
+                over_rows!(tile_u8[, 1, true], rows, patch, kq, w, n, (acc, ldc), o, quads, [b]);
             }
             o += 4;
         }
@@ -370,7 +404,7 @@ unsafe fn dot_u8_neon(
                     s += *patch.add(r * kq + k) as i32
                         * *w.add(((k / 4) * n + o) * 4 + k % 4) as i32;
                 }
-                *acc.add(r * n + o) += s;
+                *acc.add(r * ldc + o) += s;
             }
             o += 1;
         }

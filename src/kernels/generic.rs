@@ -1,38 +1,46 @@
 //! The definition of every kernel's result, in plain Rust.
 
-/// `acc[r][o] += sum_j (patch[r][2j] * w[j][o][0] + patch[r][2j+1] * w[j][o][1])`.
+/// `acc[r][o] += sum_j (patch[r][2j] * w[j][o][0] + patch[r][2j+1] * w[j][o][1])`, `w` in
+/// panels of [`super::PANEL`] outputs.
 pub fn dot_i16(rows: usize, patch: &[i16], kp: usize, w: &[i16], n: usize, acc: &mut [i32]) {
     assert!(kp.is_multiple_of(2));
     assert!(super::fits(rows, kp, n, patch.len(), w.len(), acc.len()));
-    for r in 0..rows {
-        let p = &patch[r * kp..(r + 1) * kp];
-        let a = &mut acc[r * n..(r + 1) * n];
-        for (j, pair) in p.chunks_exact(2).enumerate() {
-            let (x0, x1) = (pair[0] as i32, pair[1] as i32);
-            let wj = &w[j * n * 2..(j + 1) * n * 2];
-            for (o, acc) in a.iter_mut().enumerate() {
-                *acc += x0 * wj[2 * o] as i32 + x1 * wj[2 * o + 1] as i32;
+    for (o0, width) in super::panels(n) {
+        let wp = &w[o0 * kp..(o0 + width) * kp];
+        for r in 0..rows {
+            let p = &patch[r * kp..(r + 1) * kp];
+            let a = &mut acc[r * n + o0..r * n + o0 + width];
+            for (j, pair) in p.chunks_exact(2).enumerate() {
+                let (x0, x1) = (pair[0] as i32, pair[1] as i32);
+                let wj = &wp[j * width * 2..(j + 1) * width * 2];
+                for (o, acc) in a.iter_mut().enumerate() {
+                    *acc += x0 * wj[2 * o] as i32 + x1 * wj[2 * o + 1] as i32;
+                }
             }
         }
     }
 }
 
-/// `acc[r][o] += sum_q sum_t patch[r][4q + t] * w[q][o][t]`, patch u8, weights i8.
+/// `acc[r][o] += sum_q sum_t patch[r][4q + t] * w[q][o][t]`, patch u8, weights i8 in panels
+/// of [`super::PANEL`] outputs.
 pub fn dot_u8i8(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, acc: &mut [i32]) {
     assert!(kq.is_multiple_of(4));
     assert!(super::fits(rows, kq, n, patch.len(), w.len(), acc.len()));
-    for r in 0..rows {
-        let p = &patch[r * kq..(r + 1) * kq];
-        let a = &mut acc[r * n..(r + 1) * n];
-        for (q, quad) in p.chunks_exact(4).enumerate() {
-            let wq = &w[q * n * 4..(q + 1) * n * 4];
-            for (o, acc) in a.iter_mut().enumerate() {
-                let wo = &wq[4 * o..4 * o + 4];
-                *acc += quad
-                    .iter()
-                    .zip(wo)
-                    .map(|(&x, &w)| x as i32 * w as i32)
-                    .sum::<i32>();
+    for (o0, width) in super::panels(n) {
+        let wp = &w[o0 * kq..(o0 + width) * kq];
+        for r in 0..rows {
+            let p = &patch[r * kq..(r + 1) * kq];
+            let a = &mut acc[r * n + o0..r * n + o0 + width];
+            for (q, quad) in p.chunks_exact(4).enumerate() {
+                let wq = &wp[q * width * 4..(q + 1) * width * 4];
+                for (o, acc) in a.iter_mut().enumerate() {
+                    let wo = &wq[4 * o..4 * o + 4];
+                    *acc += quad
+                        .iter()
+                        .zip(wo)
+                        .map(|(&x, &w)| x as i32 * w as i32)
+                        .sum::<i32>();
+                }
             }
         }
     }

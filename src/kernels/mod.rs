@@ -5,11 +5,11 @@
 //! (output pixels), `k` running over the convolution's depth (taps x input channels of a group).
 //! Two families, by what the hardware multiplies:
 //! * **i16 pairs** ([`DotI16`]): the patch holds `x - zero_point` as i16, weights are packed as
-//!   `[k / 2][n][2]` i16, so that one pair of inputs times a pair of weights is one `pmaddwd`
-//!   lane (x86 AVX2) or two `smlal` lanes (ARM).
-//! * **u8 quads** ([`DotU8I8`]): the patch holds `x` as is (u8), weights `[k / 4][n][4]` i8, one
-//!   quad per `vpdpbusd` lane (x86 VNNI); the zero point's share, `zero_point * sum_k w[k][o]`,
-//!   is taken out of the bias at load.
+//!   `[k / 2][n][2]` i16 per [`PANEL`] of outputs, so that one pair of inputs times a pair of
+//!   weights is one `pmaddwd` lane (x86 AVX2) or two `smlal` lanes (ARM).
+//! * **u8 quads** ([`DotU8I8`]): the patch holds `x` as is (u8), weights `[k / 4][n][4]` i8 per
+//!   panel, one quad per `vpdpbusd` lane (x86 VNNI); the zero point's share,
+//!   `zero_point * sum_k w[k][o]`, is taken out of the bias at load.
 //!
 //! Integer accumulation is exact in any order, so every twin must equal its family's generic
 //! kernel bit for bit, and both families give the same convolution; the property tests check
@@ -29,12 +29,27 @@ use std::sync::OnceLock;
 /// Output pixels the convolution gathers and hands to one kernel call.
 pub const MAX_ROWS: usize = 32;
 
-/// Signature of a `dot_i16` kernel: `acc[r * n + o] += sum_j patch[r * kp + 2j..][0..2] . w[(j * n + o) * 2..][0..2]`
-/// for `r < rows`, `kp` even.
+/// Outputs per weight panel. The weights of a dot kernel are stored panel by panel: the `n`
+/// outputs in runs of `PANEL` (the last run narrower), each run's weights for the whole depth
+/// together, so that a tile of outputs reads its weights in sequence. (With the outputs
+/// interleaved over the whole width, a 32-output tile read 128 bytes every `4 n` bytes: in
+/// layers of 1024 and 2048 channels every quad fell on the same L1 sets.)
+pub const PANEL: usize = 32;
+
+/// The panels of `n` outputs: `(first output, width)`. With a depth of `k` values (pairs or
+/// quads included), panel `(o0, width)` holds `w[o0 * k..(o0 + width) * k]`.
+pub fn panels(n: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..n).step_by(PANEL).map(move |o| (o, PANEL.min(n - o)))
+}
+
+/// Signature of a `dot_i16` kernel: `acc[r * n + o] += sum_j patch[r * kp + 2j..][0..2] .
+/// wp[(j * width + o - o0) * 2..][0..2]` for `r < rows`, `kp` even, where `wp` is the
+/// [`PANEL`] `(o0, width)` holding output `o`.
 pub type DotI16 = fn(rows: usize, patch: &[i16], kp: usize, w: &[i16], n: usize, acc: &mut [i32]);
 
-/// Signature of a `dot_u8i8` kernel: `acc[r * n + o] += sum_q patch[r * kq + 4q..][0..4] . w[(q * n + o) * 4..][0..4]`
-/// for `r < rows`, `kq` a multiple of 4; `patch` u8, `w` i8.
+/// Signature of a `dot_u8i8` kernel: `acc[r * n + o] += sum_q patch[r * kq + 4q..][0..4] .
+/// wp[(q * width + o - o0) * 4..][0..4]` for `r < rows`, `kq` a multiple of 4, `wp` the
+/// [`PANEL`] `(o0, width)` holding output `o`; `patch` u8, `w` i8.
 pub type DotU8I8 = fn(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, acc: &mut [i32]);
 
 /// Where a [`DirectU8`] kernel finds its operands: a convolution of `out_c` output channels in
@@ -313,7 +328,7 @@ mod tests {
         fn u8_twins_equal_the_generic_kernel(
             rows in 1usize..=13,
             quads in 1usize..=200,
-            n in 1usize..=40,
+            n in 1usize..=72, // up to two weight panels and a narrower third
             seed in any::<u64>(),
         ) {
             let kq = 4 * quads;
@@ -383,7 +398,7 @@ mod tests {
         fn twins_equal_the_generic_kernel(
             rows in 1usize..=13,
             pairs in 1usize..=300,
-            n in 1usize..=40,
+            n in 1usize..=72, // up to two weight panels and a narrower third
             seed in any::<u64>(),
         ) {
             let kp = 2 * pairs;

@@ -11,7 +11,8 @@
 //! is gathered and handed to the dispatched dot kernel; a dense pointwise convolution with u8
 //! quads reads its rows in place. Output pixels are split across the worker pool.
 
-use crate::kernels::{DirectShape, DirectU8, Family, Isa, Kernel, MAX_ROWS};
+use super::aligned::Aligned;
+use crate::kernels::{DirectShape, DirectU8, Family, Isa, Kernel, MAX_ROWS, PANEL};
 use std::cell::RefCell;
 use std::sync::Mutex;
 
@@ -241,14 +242,15 @@ pub fn round_half_even(x: f32) -> i32 {
 /// Weights packed for one kernel family.
 #[derive(Clone, Debug, PartialEq)]
 pub enum PackedWeights {
-    /// Per group: `[depth_padded / 2][cpg_out][2]` i16.
-    I16(Vec<i16>),
-    /// Per group: `[depth_quads / 4][cpg_out][4]` i8, and the bias less
+    /// Per group, in panels of [`PANEL`] outputs (`width` of them, see [`crate::kernels`]):
+    /// `[depth_padded / 2][width][2]` i16.
+    I16(Aligned<i16>),
+    /// Per group, in panels of [`PANEL`] outputs: `[depth_quads / 4][width][4]` i8, and the bias less
     /// `in_zero * sum(weights)` of each output channel (the patch carries `x`, not `x - in_zero`);
     /// for a convolution the [`DirectU8`] kernels take, also the weights in their layout,
     /// `[taps][cin / 4][out_c][4]` (input channels padded to 4 with zeros).
     U8 {
-        w: Vec<i8>,
+        w: Aligned<i8>,
         bias: Vec<i32>,
         direct: Option<Vec<i8>>,
     },
@@ -290,23 +292,27 @@ impl PackedConv {
                 }
             }
         };
+        // Where output `oc`'s weight at depth `d` goes in a layout of `lanes` depth values per
+        // unit (2: i16 pairs, 4: u8 quads) and `depth` values per output: group, panel, unit,
+        // output within the panel, lane.
+        let at = |oc: usize, d: usize, lanes: usize, depth: usize| {
+            let (g, o) = (oc / cout, oc % cout);
+            let (o0, width) = (o / PANEL * PANEL, PANEL.min(cout - o / PANEL * PANEL));
+            g * depth * cout + o0 * depth + (d / lanes * width + o - o0) * lanes + d % lanes
+        };
         let packed = match family {
             Family::I16Pairs => {
                 let dp = geom.depth_padded();
-                let mut p = vec![0i16; geom.groups * dp * cout];
-                each(&mut |oc, d, v| {
-                    let (g, o) = (oc / cout, oc % cout);
-                    p[g * dp * cout + (d / 2 * cout + o) * 2 + d % 2] = v as i16;
-                });
+                let mut p = Aligned::new(geom.groups * dp * cout);
+                each(&mut |oc, d, v| p[at(oc, d, 2, dp)] = v as i16);
                 PackedWeights::I16(p)
             }
             Family::U8Quads => {
                 let dq = geom.depth_quads();
-                let mut p = vec![0i8; geom.groups * dq * cout];
+                let mut p = Aligned::new(geom.groups * dq * cout);
                 let mut adjusted = bias.clone();
                 each(&mut |oc, d, v| {
-                    let (g, o) = (oc / cout, oc % cout);
-                    p[g * dq * cout + (d / 4 * cout + o) * 4 + d % 4] = v;
+                    p[at(oc, d, 4, dq)] = v;
                     adjusted[oc] -= requant.in_zero * v as i32;
                 });
                 let direct = geom.direct_shape().map(|ds| {
@@ -478,9 +484,9 @@ impl PackedConv {
         while p0 < p_end {
             let rows = MAX_ROWS.min(p_end - p0);
             for grp in 0..g.groups {
-                for r in 0..rows {
-                    acc[r * cout..(r + 1) * cout]
-                        .copy_from_slice(&bias[grp * cout..(grp + 1) * cout]);
+                let c0 = grp * cout;
+                for a in acc[..rows * cout].chunks_exact_mut(cout) {
+                    a.copy_from_slice(&bias[c0..c0 + cout]);
                 }
                 if !in_place {
                     for r in 0..rows {
@@ -531,23 +537,23 @@ impl PackedConv {
                         }
                     }
                 }
+                let weights = (c0 * depth)..(c0 + cout) * depth;
+                let acc = &mut acc[..rows * cout];
                 match (kernel, &self.packed) {
                     (Kernel::I16(dot), PackedWeights::I16(w)) => {
-                        let wg = &w[grp * depth * cout..(grp + 1) * depth * cout];
-                        dot(rows, &patch16, depth, wg, cout, &mut acc);
+                        dot(rows, &patch16, depth, &w[weights], cout, acc);
                     }
                     (Kernel::U8(dot), PackedWeights::U8 { w, .. }) => {
-                        let wg = &w[grp * depth * cout..(grp + 1) * depth * cout];
                         let rows_patch = if in_place {
                             &x[p0 * cin..(p0 + rows) * cin]
                         } else {
                             &patch8[..]
                         };
-                        dot(rows, rows_patch, depth, wg, cout, &mut acc);
+                        dot(rows, rows_patch, depth, &w[weights], cout, acc);
                     }
                     _ => unreachable!("checked above"),
                 }
-                self.write_rows(&acc, rows, p0, grp, residual, out, p_start);
+                self.write_rows(acc, (p0, p_start), c0..c0 + cout, residual, out);
             }
             p0 += rows;
         }
@@ -573,28 +579,25 @@ impl PackedConv {
         }
     }
 
-    /// Requantizes `rows` pixels' accumulators of group `grp` into `out`.
-    #[allow(clippy::too_many_arguments)]
+    /// Requantizes the accumulators `acc` (`[rows][channels.len()]`) of output pixels `p0..`
+    /// and output `channels` into `out`, which holds the pixels from `p_start` on.
     fn write_rows(
         &self,
         acc: &[i32],
-        rows: usize,
-        p0: usize,
-        grp: usize,
+        (p0, p_start): (usize, usize),
+        channels: std::ops::Range<usize>,
         residual: Option<&[u8]>,
         out: &mut [u8],
-        p_start: usize,
     ) {
         let g = &self.geom;
-        let cout = g.cpg_out();
-        for r in 0..rows {
-            let at = (p0 + r) * g.out_c + grp * cout;
+        let width = channels.len();
+        let m = &self.requant.multiplier[channels.clone()];
+        for (r, a) in acc.chunks_exact(width).enumerate() {
+            let at = (p0 + r) * g.out_c + channels.start;
             let local = at - p_start * g.out_c;
-            let a = &acc[r * cout..(r + 1) * cout];
-            let dst = &mut out[local..local + cout];
-            let m = &self.requant.multiplier[grp * cout..(grp + 1) * cout];
+            let dst = &mut out[local..local + width];
             self.requant
-                .apply_row(a, m, residual.map(|rv| &rv[at..at + cout]), dst);
+                .apply_row(a, m, residual.map(|rv| &rv[at..at + width]), dst);
         }
     }
 }
@@ -823,7 +826,8 @@ mod tests {
         (
             1usize..=12, // groups
             1usize..=9,  // channels per group in
-            1usize..=20, // channels per group out (around 4, 8, 16)
+            // Channels per group out: around 4, 8, 16, and over one weight panel (32).
+            prop_oneof![3 => 1usize..=20, 1 => 30usize..=70],
             prop::sample::select(vec![1usize, 3, 7]),
             1usize..=2,  // stride
             1usize..=11, // height

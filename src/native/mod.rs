@@ -4,6 +4,7 @@
 //! Consecutive native ops exchange NHWC tensors; the pass converts layouts only where the
 //! native region starts and ends. What it does not recognize stays with stock tract.
 
+pub mod aligned;
 pub mod conv;
 pub mod ops;
 pub mod pool;
