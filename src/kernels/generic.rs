@@ -46,6 +46,43 @@ pub fn dot_u8i8(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, acc: &
     }
 }
 
+/// [`dot_u8i8`] into accumulators that start at zero, each then requantized into `out`
+/// (rows `ldo` apart, as the residual input).
+#[allow(clippy::too_many_arguments)]
+pub fn dot_u8i8_requant(
+    rows: usize,
+    patch: &[u8],
+    kq: usize,
+    w: &[i8],
+    n: usize,
+    rq: &super::requant::Requantize,
+    residual: Option<&[u8]>,
+    out: &mut [u8],
+    ldo: usize,
+) {
+    assert!(kq.is_multiple_of(4));
+    let lens = (patch.len(), w.len());
+    assert!(super::fits_requant(
+        rows,
+        kq,
+        n,
+        lens,
+        rq,
+        residual.map(<[u8]>::len),
+        out.len(),
+        ldo
+    ));
+    let mut acc = vec![0i32; n];
+    for r in 0..rows {
+        acc.fill(0);
+        dot_u8i8(1, &patch[r * kq..(r + 1) * kq], kq, w, n, &mut acc);
+        for (o, &a) in acc.iter().enumerate() {
+            let at = r * ldo + o;
+            out[at] = rq.output(o, a, residual.map(|res| res[at]));
+        }
+    }
+}
+
 /// The convolution straight off a padded NHWC input (no patch), `acc[p][o] += sum over taps
 /// (ky, kx) and the group's input channels c of xp[p * stride * in_c + ky * row + kx * in_c +
 /// group(o) * cin + c] * w[tap][c / 4][o][c % 4]`; see [`super::DirectShape`].

@@ -21,6 +21,7 @@
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
 pub mod generic;
+pub mod requant;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
 
@@ -51,6 +52,22 @@ pub type DotI16 = fn(rows: usize, patch: &[i16], kp: usize, w: &[i16], n: usize,
 /// wp[(q * width + o - o0) * 4..][0..4]` for `r < rows`, `kq` a multiple of 4, `wp` the
 /// [`PANEL`] `(o0, width)` holding output `o`; `patch` u8, `w` i8.
 pub type DotU8I8 = fn(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, acc: &mut [i32]);
+
+/// Signature of a dot kernel that requantizes its own results ([`requant`]), so that its
+/// accumulators never leave the registers: for `r < rows` and `o < n`, `out[r * ldo + o] =
+/// rq.output(o, sum_q patch[r * kq + 4q..][0..4] . w(q, o), residual[r * ldo + o])`, the
+/// weights as for [`DotU8I8`] ([`generic::dot_u8i8_requant`] is the definition).
+pub type DotU8Requant = fn(
+    rows: usize,
+    patch: &[u8],
+    kq: usize,
+    w: &[i8],
+    n: usize,
+    rq: &requant::Requantize,
+    residual: Option<&[u8]>,
+    out: &mut [u8],
+    ldo: usize,
+);
 
 /// Where a [`DirectU8`] kernel finds its operands: a convolution of `out_c` output channels in
 /// groups of `cout`, each reading `cin` input channels (a multiple of 4) of pixels `in_c` bytes
@@ -205,6 +222,21 @@ impl Isa {
         }
     }
 
+    /// The dot kernel of this ISA that requantizes its own tiles, if it has one, for `n`
+    /// outputs.
+    pub fn dot_requant(self, n: usize) -> Option<DotU8Requant> {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Vnni if x86_64::has_vnni_512() && n.is_multiple_of(PANEL) => {
+                Some(x86_64::dot_u8i8_requant_vnni)
+            }
+            _ => {
+                let _ = n;
+                None
+            }
+        }
+    }
+
     /// The kernel of this ISA.
     pub fn kernel(self) -> Kernel {
         match self {
@@ -230,6 +262,36 @@ impl Isa {
 pub(crate) fn fits(rows: usize, k: usize, n: usize, patch: usize, w: usize, acc: usize) -> bool {
     let holds = |a: usize, b: usize, len: usize| a.checked_mul(b).is_some_and(|m| len >= m);
     holds(rows, k, patch) && holds(k, n, w) && holds(rows, n, acc)
+}
+
+/// Whether the buffers of a [`DotU8Requant`] call hold what its arguments say (as [`fits`],
+/// and `n` channels of requantization, and `rows` rows of `n` outputs `ldo` apart in `out`
+/// and in the residual input if there is one).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fits_requant(
+    rows: usize,
+    kq: usize,
+    n: usize,
+    (patch, w): (usize, usize),
+    rq: &requant::Requantize,
+    residual: Option<usize>,
+    out: usize,
+    ldo: usize,
+) -> bool {
+    let rows_fit = |len: usize| {
+        rows == 0
+            || (rows - 1)
+                .checked_mul(ldo)
+                .and_then(|a| a.checked_add(n))
+                .is_some_and(|end| end <= len)
+    };
+    fits(rows, kq, n, patch, w, usize::MAX)
+        && ldo >= n
+        && rq.lo <= rq.hi
+        && rq.bias.len() >= n
+        && rq.multiplier.len() >= n
+        && rows_fit(out)
+        && residual.is_none_or(rows_fit)
 }
 
 static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -346,6 +408,58 @@ mod tests {
                 if let Kernel::U8(dot) = isa.kernel() {
                     let mut got = start.clone();
                     dot(rows, &patch, kq, &w, n, &mut got[guard..guard + rows * n]);
+                    prop_assert_eq!(&got, &want, "{}", isa.name());
+                }
+            }
+        }
+
+        #[test]
+        fn requantizing_twins_equal_the_generic_kernel(
+            rows in 1usize..=13,
+            quads in 1usize..=160,
+            panels in 1usize..=3,
+            gap in 0usize..=5,
+            residual in any::<bool>(),
+            seed in any::<u64>(),
+        ) {
+            let (kq, n) = (4 * quads, PANEL * panels);
+            let ldo = n + gap;
+            let mut next = xorshift(seed);
+            let patch: Vec<u8> = (0..rows * kq).map(|_| next() as u8).collect();
+            let floor = if seed % 4 == 0 { -128 } else { -127 };
+            let w: Vec<i8> = (0..kq * n).map(|_| (next() as i8).max(floor)).collect();
+            let bias: Vec<i32> = (0..n).map(|_| next() as i32 >> 12).collect();
+            // Scales as a quantizer makes them, some large enough to saturate, and (rarely)
+            // the values no quantizer writes: NaN, infinities, zero.
+            let multiplier: Vec<f32> = (0..n)
+                .map(|_| match next() % 64 {
+                    0 => f32::NAN,
+                    1 => f32::INFINITY,
+                    2 => f32::NEG_INFINITY,
+                    3 => 0.0,
+                    k => (k as f32 - 32.0) * 1e-5 * (1 + next() % 1000) as f32,
+                })
+                .collect();
+            let (a, b) = (next() as u8 as i32, next() as u8 as i32);
+            let rq = requant::Requantize {
+                bias: &bias,
+                multiplier: &multiplier,
+                zero: next() as u8 as i32,
+                lo: a.min(b),
+                hi: a.max(b),
+                residual: residual.then(|| (next() as u8 as i32, (next() % 1000) as f32 * 1e-3)),
+            };
+            let len = (rows - 1) * ldo + n;
+            let res: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let res = residual.then_some(&res[..]);
+            // Canary bytes in the gaps between rows and after the last one.
+            let canary = 0xA5u8;
+            let mut want = vec![canary; len + 3];
+            generic::dot_u8i8_requant(rows, &patch, kq, &w, n, &rq, res, &mut want[..len], ldo);
+            for isa in Isa::available() {
+                if let Some(fused) = isa.dot_requant(n) {
+                    let mut got = vec![canary; len + 3];
+                    fused(rows, &patch, kq, &w, n, &rq, res, &mut got[..len], ldo);
                     prop_assert_eq!(&got, &want, "{}", isa.name());
                 }
             }

@@ -12,8 +12,11 @@
 //! quads reads its rows in place. Output pixels are split across the worker pool.
 
 use super::aligned::Aligned;
-use crate::kernels::{DirectShape, DirectU8, Family, Isa, Kernel, MAX_ROWS, PANEL};
+pub use crate::kernels::requant::round_half_even;
+use crate::kernels::requant::{requantize, Requantize};
+use crate::kernels::{DirectShape, DirectU8, DotU8Requant, Family, Isa, Kernel, MAX_ROWS, PANEL};
 use std::cell::RefCell;
+use std::ops::Range;
 use std::sync::Mutex;
 
 /// The largest kernel, stride or padding a native convolution accepts.
@@ -115,11 +118,9 @@ impl ConvGeometry {
     }
 }
 
-/// The requantization of an output channel's i32 accumulator `acc` (bias included):
-/// `v = acc as f32 * multiplier[o]`, plus `(residual - residual_zero) as f32 * residual_multiplier`
-/// when there is a residual input, then `round_half_even(v) + out_zero` clamped to `[lo, hi]`
-/// (`lo = out_zero` is a fused ReLU). Plain f32 multiplies and adds in this order (no fused
-/// multiply-add), so that every ISA computes the same bits.
+/// The requantization of a convolution's outputs ([`crate::kernels::requant`] defines it):
+/// input zero point, per-channel multiplier, output zero point, clamp bounds, and the residual
+/// input's zero point and multiplier.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Requant {
     pub in_zero: i32,
@@ -133,11 +134,26 @@ pub struct Requant {
 impl Requant {
     #[inline]
     pub fn apply(&self, o: usize, acc: i32, residual: Option<u8>) -> u8 {
-        let mut v = acc as f32 * self.multiplier[o];
-        if let (Some((zero, m)), Some(r)) = (self.residual, residual) {
-            v += (r as i32 - zero) as f32 * m;
+        let residual = self.residual.zip(residual).map(|((rz, rm), r)| (r, rz, rm));
+        requantize(acc, self.multiplier[o], residual, self.bounds())
+    }
+
+    /// Output zero point and clamp bounds.
+    fn bounds(&self) -> (i32, i32, i32) {
+        (self.out_zero, self.lo, self.hi)
+    }
+
+    /// What a kernel that requantizes its own tiles needs for output `channels`, with the
+    /// accumulators' `bias` (of every channel).
+    pub fn for_kernel<'a>(&'a self, bias: &'a [i32], channels: Range<usize>) -> Requantize<'a> {
+        Requantize {
+            bias: &bias[channels.clone()],
+            multiplier: &self.multiplier[channels],
+            zero: self.out_zero,
+            lo: self.lo,
+            hi: self.hi,
+            residual: self.residual,
         }
-        (round_half_even(v) + self.out_zero).clamp(self.lo, self.hi) as u8
     }
 
     /// [`Self::apply`] over a row of output channels (`multiplier` the row's slice), written
@@ -203,40 +219,20 @@ impl Requant {
         residual: Option<&[u8]>,
         out: &mut [u8],
     ) {
-        let (lo, hi, zero) = (self.lo, self.hi, self.out_zero);
+        let bounds = self.bounds();
         match (self.residual, residual) {
             (Some((rz, rm)), Some(res)) => {
                 for (((d, &a), &m), &r) in out.iter_mut().zip(acc).zip(multiplier).zip(res) {
-                    let v = a as f32 * m + (r as i32 - rz) as f32 * rm;
-                    *d = (round_half_even(v) + zero).clamp(lo, hi) as u8;
+                    *d = requantize(a, m, Some((r, rz, rm)), bounds);
                 }
             }
             _ => {
                 for ((d, &a), &m) in out.iter_mut().zip(acc).zip(multiplier) {
-                    let v = a as f32 * m;
-                    *d = (round_half_even(v) + zero).clamp(lo, hi) as u8;
+                    *d = requantize(a, m, None, bounds);
                 }
             }
         }
     }
-}
-
-/// `x.round_ties_even() as i32` for the values a requantization can keep (anything beyond
-/// +-2^22 saturates anyway): with `x` clamped to that range, adding and subtracting 1.5 * 2^23
-/// leaves the nearest integer, ties to even, in plain f32 arithmetic that every ISA (and its
-/// vector unit) computes identically, where `roundf`-style calls are slow on baseline x86_64.
-#[inline(always)]
-pub fn round_half_even(x: f32) -> i32 {
-    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
-    const LIMIT: f32 = 4_194_304.0; // 2^22
-    let x = x.clamp(-LIMIT, LIMIT);
-    let r = (x + MAGIC) - MAGIC;
-    if r.is_nan() {
-        return 0;
-    }
-    // SAFETY: `r` is an integer-valued, finite f32 within +-2^22 (clamped above, NaN excluded),
-    // which i32 represents exactly.
-    unsafe { r.to_int_unchecked::<i32>() }
 }
 
 /// Weights packed for one kernel family.
@@ -428,18 +424,24 @@ impl PackedConv {
             });
         }
         let kernel = isa.kernel();
+        // A dense convolution whose kernel requantizes its own tiles (only u8 weights here).
+        let fused = match &self.packed {
+            PackedWeights::U8 { .. } if g.groups == 1 => isa.dot_requant(g.out_c),
+            _ => None,
+        };
         if threads <= 1 || per >= pixels {
-            return self.run_pixels(kernel, x, residual, out, 0);
+            return self.run_pixels((kernel, fused), x, residual, out, 0);
         }
         in_chunks(out, per * g.out_c, threads, &|i, chunk| {
-            self.run_pixels(kernel, x, residual, chunk, i * per)
+            self.run_pixels((kernel, fused), x, residual, chunk, i * per)
         });
     }
 
-    /// Computes the output pixels `p_start..` that `out` (a slice of the whole output) holds.
+    /// Computes the output pixels `p_start..` that `out` (a slice of the whole output) holds,
+    /// with the dot `kernel`, or the `fused` one (which requantizes too) if there is one.
     fn run_pixels(
         &self,
-        kernel: Kernel,
+        (kernel, fused): (Kernel, Option<DotU8Requant>),
         x: &[u8],
         residual: Option<&[u8]>,
         out: &mut [u8],
@@ -478,15 +480,17 @@ impl PackedConv {
                 0
             }
         ];
-        let mut acc = vec![0i32; MAX_ROWS * cout];
+        let mut acc = vec![0i32; if fused.is_some() { 0 } else { MAX_ROWS * cout }];
         let p_end = p_start + out.len() / g.out_c;
         let mut p0 = p_start;
         while p0 < p_end {
             let rows = MAX_ROWS.min(p_end - p0);
             for grp in 0..g.groups {
                 let c0 = grp * cout;
-                for a in acc[..rows * cout].chunks_exact_mut(cout) {
-                    a.copy_from_slice(&bias[c0..c0 + cout]);
+                if fused.is_none() {
+                    for a in acc[..rows * cout].chunks_exact_mut(cout) {
+                        a.copy_from_slice(&bias[c0..c0 + cout]);
+                    }
                 }
                 if !in_place {
                     for r in 0..rows {
@@ -538,17 +542,35 @@ impl PackedConv {
                     }
                 }
                 let weights = (c0 * depth)..(c0 + cout) * depth;
+                let rows_patch = if in_place {
+                    &x[p0 * cin..(p0 + rows) * cin]
+                } else {
+                    &patch8[..]
+                };
+                if let (Some(fused), PackedWeights::U8 { w, .. }) = (fused, &self.packed) {
+                    let at = p0 * g.out_c + c0;
+                    let rq = self.requant.for_kernel(bias, c0..c0 + cout);
+                    let res = residual.map(|r| &r[at..]);
+                    let out = &mut out[at - p_start * g.out_c..];
+                    fused(
+                        rows,
+                        rows_patch,
+                        depth,
+                        &w[weights],
+                        cout,
+                        &rq,
+                        res,
+                        out,
+                        g.out_c,
+                    );
+                    continue;
+                }
                 let acc = &mut acc[..rows * cout];
                 match (kernel, &self.packed) {
                     (Kernel::I16(dot), PackedWeights::I16(w)) => {
                         dot(rows, &patch16, depth, &w[weights], cout, acc);
                     }
                     (Kernel::U8(dot), PackedWeights::U8 { w, .. }) => {
-                        let rows_patch = if in_place {
-                            &x[p0 * cin..(p0 + rows) * cin]
-                        } else {
-                            &patch8[..]
-                        };
                         dot(rows, rows_patch, depth, &w[weights], cout, acc);
                     }
                     _ => unreachable!("checked above"),
@@ -585,7 +607,7 @@ impl PackedConv {
         &self,
         acc: &[i32],
         (p0, p_start): (usize, usize),
-        channels: std::ops::Range<usize>,
+        channels: Range<usize>,
         residual: Option<&[u8]>,
         out: &mut [u8],
     ) {
@@ -982,6 +1004,42 @@ mod tests {
                 }
             }
         }
+
+        /// Dense pointwise convolutions of whole weight panels, those that the kernels which
+        /// requantize their own tiles take (stride 1 in place, stride 2 gathered).
+        #[test]
+        fn pointwise_convolutions_equal_the_definition_on_every_kernel(
+            in_c in prop::sample::select(vec![4usize, 8, 12, 64, 100, 256]),
+            panels in 1usize..=3,
+            stride in 1usize..=2,
+            h in 1usize..=9,
+            w in 1usize..=9,
+            relu in any::<bool>(),
+            residual in any::<bool>(),
+            seed in any::<u64>(),
+        ) {
+            let geom = ConvGeometry {
+                in_h: h,
+                in_w: w,
+                in_c,
+                out_c: PANEL * panels,
+                groups: 1,
+                kernel: 1,
+                stride,
+                pad: 0,
+            };
+            for isa in Isa::available() {
+                let family = isa.kernel().family();
+                let case = Case { family, geom: geom.clone(), relu, residual, seed };
+                let (conv, w, x, residual) = build(&case);
+                let want = reference(&conv, &w, &x, residual.as_deref());
+                for threads in [1, 2] {
+                    let mut out = vec![CANARY; conv.out_len()];
+                    conv.run_threads(isa, &x, residual.as_deref(), &mut out, threads);
+                    prop_assert_eq!(&out, &want, "{} kernel, {} threads", isa.name(), threads);
+                }
+            }
+        }
     }
 
     #[test]
@@ -1047,16 +1105,6 @@ mod tests {
         assert_eq!(out, [16, 2]);
         average_pool_nhwc(&x, (2, 2), (0.5, 4), (0.5, 1), &mut out);
         assert_eq!(out, [9, 1]);
-    }
-
-    #[test]
-    fn round_half_even_matches_the_standard_library() {
-        for &v in &[
-            0.5f32, 1.5, 2.5, -0.5, -1.5, 3.49999, 254.5, 255.5, -127.5, 1e7, -1e9, 4194303.5,
-        ] {
-            let want = v.clamp(-4_194_304.0, 4_194_304.0).round_ties_even() as i32;
-            assert_eq!(round_half_even(v), want, "{v}");
-        }
     }
 
     #[test]

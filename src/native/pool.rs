@@ -243,7 +243,10 @@ mod tests {
                 }
             })
         }));
-        assert_eq!(r.unwrap_err().downcast_ref::<&str>().copied(), Some("task 3"));
+        assert_eq!(
+            r.unwrap_err().downcast_ref::<&str>().copied(),
+            Some("task 3")
+        );
         assert_eq!(ran.load(Ordering::Relaxed), 8);
     }
 
