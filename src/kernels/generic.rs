@@ -109,3 +109,27 @@ pub fn direct_u8(s: &super::DirectShape, xp: &[u8], pixels: usize, w: &[i8], acc
         }
     }
 }
+
+/// [`direct_u8`] into accumulators that start at zero, each then requantized into `out`
+/// (`[pixels][out_c]`, as the residual input).
+pub fn direct_u8_requant(
+    s: &super::DirectShape,
+    xp: &[u8],
+    pixels: usize,
+    w: &[i8],
+    rq: &super::requant::Requantize,
+    residual: Option<&[u8]>,
+    out: &mut [u8],
+) {
+    let lens = (xp.len(), w.len(), out.len(), residual.map(<[u8]>::len));
+    assert!(super::fits_direct_requant(s, pixels, lens, rq));
+    let mut acc = vec![0i32; s.out_c];
+    for p in 0..pixels {
+        acc.fill(0);
+        direct_u8(s, &xp[p * s.stride * s.in_c..], 1, w, &mut acc);
+        for (o, &a) in acc.iter().enumerate() {
+            let at = p * s.out_c + o;
+            out[at] = rq.output(o, a, residual.map(|r| r[at]));
+        }
+    }
+}

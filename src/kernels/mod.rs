@@ -138,6 +138,35 @@ impl DirectShape {
 /// too little depth per group, and the stem too few channels per tap, to pay for one.
 pub type DirectU8 = fn(s: &DirectShape, xp: &[u8], pixels: usize, w: &[i8], acc: &mut [i32]);
 
+/// Signature of a direct kernel that requantizes its own tiles: for `p < pixels` and
+/// `o < out_c`, `out[p * out_c + o] = rq.output(o, the direct sum, residual[p * out_c + o])`
+/// ([`generic::direct_u8_requant`] is the definition).
+pub type DirectU8Requant = fn(
+    s: &DirectShape,
+    xp: &[u8],
+    pixels: usize,
+    w: &[i8],
+    rq: &requant::Requantize,
+    residual: Option<&[u8]>,
+    out: &mut [u8],
+);
+
+/// Whether the buffers of a [`DirectU8Requant`] call, `(xp, w, out, residual)` long, hold what
+/// `pixels` pixels read and write.
+pub(crate) fn fits_direct_requant(
+    s: &DirectShape,
+    pixels: usize,
+    (xp, w, out, residual): (usize, usize, usize, Option<usize>),
+    rq: &requant::Requantize,
+) -> bool {
+    let outputs = pixels.checked_mul(s.out_c);
+    s.fits(pixels, xp, w, usize::MAX)
+        && rq.lo <= rq.hi
+        && rq.bias.len() >= s.out_c
+        && rq.multiplier.len() >= s.out_c
+        && outputs.is_some_and(|n| n <= out && residual.is_none_or(|r| n <= r))
+}
+
 /// Which data layout a kernel wants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
@@ -218,6 +247,15 @@ impl Isa {
             Isa::GenericU8 => Some(generic::direct_u8),
             #[cfg(target_arch = "x86_64")]
             Isa::Vnni if x86_64::has_vnni_512() => Some(x86_64::direct_u8_vnni),
+            _ => None,
+        }
+    }
+
+    /// The direct kernel of this ISA that requantizes its own tiles, if it has one.
+    pub fn direct_requant(self) -> Option<DirectU8Requant> {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Vnni if x86_64::has_vnni_512() => Some(x86_64::direct_u8_requant_vnni),
             _ => None,
         }
     }
@@ -460,6 +498,61 @@ mod tests {
                 if let Some(fused) = isa.dot_requant(n) {
                     let mut got = vec![canary; len + 3];
                     fused(rows, &patch, kq, &w, n, &rq, res, &mut got[..len], ldo);
+                    prop_assert_eq!(&got, &want, "{}", isa.name());
+                }
+            }
+        }
+
+        #[test]
+        fn requantizing_direct_twins_equal_the_generic_kernel(
+            (cin, cout) in prop::sample::select(vec![
+                (4usize, 4usize), (8, 8), (16, 16), (32, 32), (4, 16), (12, 16),
+            ]),
+            vectors in 1usize..=3,
+            dense in prop::sample::select(vec![0usize, 0, 8, 24, 64]),
+            kernel in 1usize..=3,
+            stride in 1usize..=2,
+            pixels in 1usize..=19,
+            residual in any::<bool>(),
+            seed in any::<u64>(),
+        ) {
+            let (cout, out_c) = match dense {
+                0 => (cout, (16 * vectors).div_ceil(cout) * cout),
+                n => (n, n),
+            };
+            let in_c = out_c / cout * cin;
+            let row = (stride * (pixels - 1) + kernel) * in_c;
+            let s = DirectShape { in_c, out_c, cin, cout, kernel, stride, row };
+            let mut next = xorshift(seed);
+            let xp: Vec<u8> = (0..kernel * row).map(|_| next() as u8).collect();
+            let w: Vec<i8> = (0..s.weights().unwrap()).map(|_| next() as i8).collect();
+            let bias: Vec<i32> = (0..out_c).map(|_| next() as i32 >> 12).collect();
+            let multiplier: Vec<f32> = (0..out_c)
+                .map(|_| match next() % 64 {
+                    0 => f32::NAN,
+                    1 => f32::INFINITY,
+                    k => (k as f32 - 32.0) * 1e-5 * (1 + next() % 1000) as f32,
+                })
+                .collect();
+            let (a, b) = (next() as u8 as i32, next() as u8 as i32);
+            let rq = requant::Requantize {
+                bias: &bias,
+                multiplier: &multiplier,
+                zero: next() as u8 as i32,
+                lo: a.min(b),
+                hi: a.max(b),
+                residual: residual.then(|| (next() as u8 as i32, (next() % 1000) as f32 * 1e-3)),
+            };
+            let len = pixels * out_c;
+            let res: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let res = residual.then_some(&res[..]);
+            let canary = 0x5Au8;
+            let mut want = vec![canary; len + 3];
+            generic::direct_u8_requant(&s, &xp, pixels, &w, &rq, res, &mut want[..len]);
+            for isa in Isa::available() {
+                if let Some(fused) = isa.direct_requant() {
+                    let mut got = vec![canary; len + 3];
+                    fused(&s, &xp, pixels, &w, &rq, res, &mut got[..len]);
                     prop_assert_eq!(&got, &want, "{}", isa.name());
                 }
             }

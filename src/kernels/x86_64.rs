@@ -477,7 +477,6 @@ unsafe fn fused_panels(f: &Fused, rows: usize, n: usize) {
 /// As for [`fused_panels`], and `r0 + R <= rows`, `o + 32 <= n`.
 #[inline(always)]
 unsafe fn fused_tile<const R: usize>(f: &Fused, r0: usize, o: usize) {
-    use super::requant::{LIMIT, MAGIC};
     // SAFETY (every intrinsic and pointer below): the caller enables the features; rows
     // r0..r0 + R of the patch (kq bytes each), the 32-output panel at o * kq of the weights
     // ((q + 1) * 128 <= kq * 32 for q < kq / 4), outputs o..o + 32 of the biases and
@@ -496,33 +495,76 @@ unsafe fn fused_tile<const R: usize>(f: &Fused, r0: usize, o: usize) {
                 ar[1] = _mm512_dpbusd_epi32(ar[1], x, wb);
             }
         }
-        let (zero, lo, hi) = f.bounds;
-        let (zero, lo, hi) = (
-            _mm512_set1_epi32(zero),
-            _mm512_set1_epi32(lo),
-            _mm512_set1_epi32(hi),
-        );
-        let (low, limit) = (_mm512_set1_ps(-LIMIT), _mm512_set1_ps(LIMIT));
-        let magic = _mm512_set1_ps(MAGIC);
+        let rq = Requant16::new(f.bounds, f.residual.map(|(r, _)| r));
         let bias = [0, 16].map(|h| _mm512_loadu_si512(f.bias.add(o + h) as *const __m512i));
         let mult = [0, 16].map(|h| _mm512_loadu_ps(f.multiplier.add(o + h)));
         for (r, ar) in a.into_iter().enumerate() {
             for (h, acc) in ar.into_iter().enumerate() {
                 let at = (r0 + r) * f.ldo + o + 16 * h;
-                let sum = _mm512_add_epi32(acc, bias[h]);
-                let mut v = _mm512_mul_ps(_mm512_cvtepi32_ps(sum), mult[h]);
-                if let Some(((rz, rm), res)) = f.residual {
-                    let x = _mm512_cvtepu8_epi32(_mm_loadu_si128(res.add(at) as *const __m128i));
-                    let d = _mm512_cvtepi32_ps(_mm512_sub_epi32(x, _mm512_set1_epi32(rz)));
-                    v = _mm512_add_ps(v, _mm512_mul_ps(d, _mm512_set1_ps(rm)));
-                }
-                let number = _mm512_cmp_ps_mask::<_CMP_ORD_Q>(v, v);
-                let c = _mm512_min_ps(_mm512_max_ps(v, low), limit);
-                let rounded = _mm512_sub_ps(_mm512_add_ps(c, magic), magic);
-                let i = _mm512_maskz_cvttps_epi32(number, rounded);
-                let y = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(i, zero), lo), hi);
-                _mm_storeu_si128(f.out.add(at) as *mut __m128i, _mm512_cvtepi32_epi8(y));
+                let res = f
+                    .residual
+                    .map(|(_, res)| _mm_loadu_si128(res.add(at).cast()));
+                let y = rq.apply(_mm512_add_epi32(acc, bias[h]), mult[h], res);
+                _mm_storeu_si128(f.out.add(at).cast(), y);
             }
+        }
+    }
+}
+
+/// The constants of [`super::requant::requantize`] on 16 lanes.
+#[derive(Clone, Copy)]
+struct Requant16 {
+    zero: __m512i,
+    lo: __m512i,
+    hi: __m512i,
+    /// The residual's zero point and multiplier.
+    residual: Option<(__m512i, __m512)>,
+}
+
+impl Requant16 {
+    /// # Safety
+    /// AVX-512 F must be available.
+    #[inline(always)]
+    unsafe fn new((zero, lo, hi): (i32, i32, i32), residual: Option<(i32, f32)>) -> Self {
+        // SAFETY: the caller's preconditions.
+        unsafe {
+            Requant16 {
+                zero: _mm512_set1_epi32(zero),
+                lo: _mm512_set1_epi32(lo),
+                hi: _mm512_set1_epi32(hi),
+                residual: residual.map(|(z, m)| (_mm512_set1_epi32(z), _mm512_set1_ps(m))),
+            }
+        }
+    }
+
+    /// The 16 outputs of accumulators `sum` (bias included), multipliers `m`, and the 16
+    /// residual inputs `res` (used only when there is a residual): the f32 operations of
+    /// [`super::requant::requantize`] in the same order (`vcvtdq2ps` rounds to nearest as
+    /// `as f32` does; after the clamp to +-2^22, rounding to nearest even in `vcvtps2dq` is
+    /// what the magic-number addition does; NaN masked to 0 before the clamp, which would
+    /// make it a bound).
+    ///
+    /// # Safety
+    /// AVX-512 F/BW must be available.
+    #[inline(always)]
+    unsafe fn apply(&self, sum: __m512i, m: __m512, res: Option<__m128i>) -> __m128i {
+        use super::requant::LIMIT;
+        // SAFETY: the caller's preconditions; register operations only.
+        unsafe {
+            let mut v = _mm512_mul_ps(_mm512_cvtepi32_ps(sum), m);
+            if let (Some((rz, rm)), Some(res)) = (self.residual, res) {
+                let d = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(res), rz));
+                v = _mm512_add_ps(v, _mm512_mul_ps(d, rm));
+            }
+            let number = _mm512_cmp_ps_mask::<_CMP_ORD_Q>(v, v);
+            let c = _mm512_min_ps(
+                _mm512_max_ps(v, _mm512_set1_ps(-LIMIT)),
+                _mm512_set1_ps(LIMIT),
+            );
+            const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+            let i = _mm512_maskz_cvt_roundps_epi32::<NEAREST>(number, c);
+            let y = _mm512_add_epi32(i, self.zero);
+            _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(y, self.lo), self.hi))
         }
     }
 }
@@ -706,6 +748,114 @@ pub fn direct_u8_vnni(s: &super::DirectShape, xp: &[u8], pixels: usize, w: &[i8]
     if !has_vnni_512() || !s.supported() {
         return super::generic::direct_u8(s, xp, pixels, w, acc);
     }
+    // SAFETY: AVX-512 VNNI/BW is present and the shape supported (checked above); `fits`
+    // holds for all `pixels`, so every tile's windows lie inside `xp`, the weights inside `w`,
+    // and the accumulators of pixels p..p + P at p * out_c inside `acc`.
+    unsafe { direct_acc(s, xp.as_ptr(), pixels, w.as_ptr(), acc.as_mut_ptr()) }
+}
+
+/// [`direct_u8_vnni`]'s tiles, added to the accumulators (a function of its own so that the
+/// closure is compiled with the features).
+///
+/// # Safety
+/// As for [`direct_tiles`], and `acc` must hold `pixels * out_c` accumulators.
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni,avx512vl")]
+unsafe fn direct_acc(
+    s: &super::DirectShape,
+    xp: *const u8,
+    pixels: usize,
+    w: *const i8,
+    acc: *mut i32,
+) {
+    // SAFETY: the caller's preconditions; each pixel's vector lies inside `acc`.
+    unsafe {
+        direct_tiles(s, xp, pixels, w, &|p, o0, m, a| {
+            let d = acc.add(p * s.out_c + o0);
+            let sum = _mm512_add_epi32(_mm512_maskz_loadu_epi32(m, d), a);
+            _mm512_mask_storeu_epi32(d, m, sum);
+        })
+    }
+}
+
+/// AVX-512 VNNI twin of [`super::generic::direct_u8_requant`]: the tiles of
+/// [`direct_u8_vnni`], each requantized in registers (as in [`dot_u8i8_requant_vnni`]) and
+/// stored as bytes.
+#[allow(clippy::too_many_arguments)]
+pub fn direct_u8_requant_vnni(
+    s: &super::DirectShape,
+    xp: &[u8],
+    pixels: usize,
+    w: &[i8],
+    rq: &super::requant::Requantize,
+    residual: Option<&[u8]>,
+    out: &mut [u8],
+) {
+    let lens = (xp.len(), w.len(), out.len(), residual.map(<[u8]>::len));
+    assert!(super::fits_direct_requant(s, pixels, lens, rq));
+    if !has_vnni_512() || !s.supported() {
+        return super::generic::direct_u8_requant(s, xp, pixels, w, rq, residual, out);
+    }
+    // SAFETY: AVX-512 VNNI/BW is present and the shape supported (checked above);
+    // `fits_direct_requant` holds: the windows, the weights, out_c biases and multipliers
+    // and pixels * out_c outputs and residual inputs.
+    unsafe {
+        direct_out(
+            s,
+            (xp.as_ptr(), pixels),
+            w.as_ptr(),
+            rq,
+            residual,
+            out.as_mut_ptr(),
+        )
+    }
+}
+
+/// [`direct_u8_requant_vnni`]'s tiles, requantized and stored.
+///
+/// # Safety
+/// As for [`direct_tiles`]; `rq` holds `out_c` channels, and `out` (and `residual`)
+/// `pixels * out_c` bytes.
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni,avx512vl")]
+unsafe fn direct_out(
+    s: &super::DirectShape,
+    (xp, pixels): (*const u8, usize),
+    w: *const i8,
+    rq: &super::requant::Requantize,
+    residual: Option<&[u8]>,
+    out: *mut u8,
+) {
+    let res = residual.map(<[u8]>::as_ptr);
+    let (bias, mult) = (rq.bias.as_ptr(), rq.multiplier.as_ptr());
+    // SAFETY: the caller's preconditions; loads and stores are masked to the vector's
+    // channels, which lie below out_c.
+    unsafe {
+        let q = Requant16::new((rq.zero, rq.lo, rq.hi), rq.residual);
+        direct_tiles(s, xp, pixels, w, &|p, o0, m, a| {
+            let at = p * s.out_c + o0;
+            let b = _mm512_maskz_loadu_epi32(m, bias.add(o0));
+            let mv = _mm512_maskz_loadu_ps(m, mult.add(o0));
+            let r = res.map(|r| _mm_maskz_loadu_epi8(m, r.add(at).cast()));
+            let y = q.apply(_mm512_add_epi32(a, b), mv, r);
+            _mm_mask_storeu_epi8(out.add(at).cast(), m, y);
+        })
+    }
+}
+
+/// Runs the direct tiles over `pixels` pixels (8 at a time, then 4, 2, 1), handing each
+/// pixel's accumulators for output channels `o0..o0 + 16` (lanes in mask `m`) to `end(pixel,
+/// o0, m, acc)`.
+///
+/// # Safety
+/// AVX-512 F/BW/VNNI must be available; `s` supported; `xp` must hold the windows of `pixels`
+/// pixels, `w` the weights of `s`; `end` must be sound for every pixel and vector.
+#[inline(always)]
+unsafe fn direct_tiles(
+    s: &super::DirectShape,
+    xp: *const u8,
+    pixels: usize,
+    w: *const i8,
+    end: &impl Fn(usize, usize, __mmask16, __m512i),
+) {
     let mut p = 0;
     while p < pixels {
         let n = match pixels - p {
@@ -714,36 +864,33 @@ pub fn direct_u8_vnni(s: &super::DirectShape, xp: &[u8], pixels: usize, w: &[i8]
             2 | 3 => 2,
             _ => 1,
         };
-        let (x, a) = (
-            xp[p * s.stride * s.in_c..].as_ptr(),
-            acc[p * s.out_c..].as_mut_ptr(),
-        );
-        // SAFETY: AVX-512 VNNI/BW is present and the shape supported (checked above); `fits`
-        // holds for all `pixels`, so pixels p..p + n read inside `xp` from offset
-        // p * stride * in_c, weights inside `w`, and accumulators inside `acc` from p * out_c.
+        // SAFETY: pixels p..p + n read inside `xp` from offset p * stride * in_c (the
+        // caller's bounds); `end` gets pixel indices from p.
         unsafe {
+            let x = xp.add(p * s.stride * s.in_c);
+            let end = |i: usize, o0: usize, m: __mmask16, a: __m512i| end(p + i, o0, m, a);
             match n {
-                8 => direct_tile::<8>(s, x, w.as_ptr(), a),
-                4 => direct_tile::<4>(s, x, w.as_ptr(), a),
-                2 => direct_tile::<2>(s, x, w.as_ptr(), a),
-                _ => direct_tile::<1>(s, x, w.as_ptr(), a),
+                8 => direct_tile::<8>(s, x, w, &end),
+                4 => direct_tile::<4>(s, x, w, &end),
+                2 => direct_tile::<2>(s, x, w, &end),
+                _ => direct_tile::<1>(s, x, w, &end),
             }
         }
         p += n;
     }
 }
 
-/// `P` pixels of [`direct_u8_vnni`].
+/// `P` pixels of [`direct_tiles`], each vector of 16 output channels ending in `end`.
 ///
 /// # Safety
 /// AVX-512 F/BW/VNNI must be available; `s` supported; `xp` must hold the windows of `P` pixels,
-/// `w` the weights of `s`, `acc` `P * out_c` accumulators.
+/// `w` the weights of `s`; `end` sound for pixels `0..P`.
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni,avx512vl")]
 unsafe fn direct_tile<const P: usize>(
     s: &super::DirectShape,
     xp: *const u8,
     w: *const i8,
-    acc: *mut i32,
+    end: &impl Fn(usize, usize, __mmask16, __m512i),
 ) {
     let (in_c, out_c, k) = (s.in_c, s.out_c, s.kernel);
     let step = s.stride * in_c;
@@ -800,9 +947,7 @@ unsafe fn direct_tile<const P: usize>(
                 }
             }
             for (p, ap) in a.into_iter().enumerate() {
-                let d = acc.add(p * out_c + o0);
-                let sum = _mm512_add_epi32(_mm512_maskz_loadu_epi32(m, d), ap);
-                _mm512_mask_storeu_epi32(d, m, sum);
+                end(p, o0, m, ap);
             }
             o0 += 16;
         }

@@ -14,7 +14,9 @@
 use super::aligned::Aligned;
 pub use crate::kernels::requant::round_half_even;
 use crate::kernels::requant::{requantize, Requantize};
-use crate::kernels::{DirectShape, DirectU8, DotU8Requant, Family, Isa, Kernel, MAX_ROWS, PANEL};
+use crate::kernels::{
+    DirectShape, DirectU8, DirectU8Requant, DotU8Requant, Family, Isa, Kernel, MAX_ROWS, PANEL,
+};
 use std::cell::RefCell;
 use std::ops::Range;
 use std::sync::Mutex;
@@ -408,6 +410,7 @@ impl PackedConv {
             let direct = Direct {
                 conv: self,
                 kernel,
+                fused: isa.direct_requant(),
                 shape,
                 w,
                 bias,
@@ -645,6 +648,8 @@ thread_local! {
 struct Direct<'a> {
     conv: &'a PackedConv,
     kernel: DirectU8,
+    /// The kernel that requantizes its own tiles, if the ISA has one (then `kernel` is unused).
+    fused: Option<DirectU8Requant>,
     shape: DirectShape,
     w: &'a [i8],
     bias: &'a [i32],
@@ -657,17 +662,40 @@ impl Direct<'_> {
         let g = &self.conv.geom;
         let (ow, c, s) = (g.out_w(), g.out_c, g.stride);
         let row = self.shape.row;
-        let mut acc = vec![0i32; MAX_ROWS * c];
+        let mut acc = vec![
+            0i32;
+            if self.fused.is_some() {
+                0
+            } else {
+                MAX_ROWS * c
+            }
+        ];
         let p_end = p_start + out.len() / c;
         let mut p0 = p_start;
         while p0 < p_end {
             let (oy, ox) = (p0 / ow, p0 % ow);
             let n = MAX_ROWS.min(p_end - p0).min(ow - ox);
+            let base = oy * s * row + ox * s * self.shape.in_c;
+            if let Some(fused) = self.fused {
+                let rq = self.conv.requant.for_kernel(self.bias, 0..c);
+                let (at, xp) = (p0 * c, &xp[base..]);
+                let out = &mut out[at - p_start * c..];
+                fused(
+                    &self.shape,
+                    xp,
+                    n,
+                    self.w,
+                    &rq,
+                    residual.map(|r| &r[at..]),
+                    out,
+                );
+                p0 += n;
+                continue;
+            }
             let acc = &mut acc[..n * c];
             for a in acc.chunks_exact_mut(c) {
                 a.copy_from_slice(self.bias);
             }
-            let base = oy * s * row + ox * s * self.shape.in_c;
             (self.kernel)(&self.shape, &xp[base..], n, self.w, acc);
             for (r, a) in acc.chunks_exact(c).enumerate() {
                 let at = (p0 + r) * c;
