@@ -487,7 +487,14 @@ impl PackedConv {
         let p_end = p_start + out.len() / g.out_c;
         let mut p0 = p_start;
         while p0 < p_end {
-            let rows = MAX_ROWS.min(p_end - p0);
+            // A kernel that requantizes its own tiles on rows read in place takes them all at
+            // once: each weight panel then streams from memory once, not once per block.
+            let block = if fused.is_some() && in_place {
+                p_end - p0
+            } else {
+                MAX_ROWS
+            };
+            let rows = block.min(p_end - p0);
             for grp in 0..g.groups {
                 let c0 = grp * cout;
                 if fused.is_none() {
