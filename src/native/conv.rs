@@ -395,8 +395,12 @@ impl PackedConv {
             assert_eq!(r.len(), out.len());
         }
         let pixels = g.out_h() * g.out_w();
-        // Ranges in whole 4-pixel tiles; no more threads than there are tiles.
-        let per = pixels.div_ceil(threads.max(1)).div_ceil(4) * 4;
+        // Ranges in whole 8-pixel tiles, up to 4 per thread when there are enough pixels
+        // (64 or more per range): the threads take them as they come, so that one that starts
+        // late or runs slower (another process on its core) leaves more to the others.
+        let threads = threads.max(1);
+        let ranges = threads * (pixels / (threads * 64)).clamp(1, 4);
+        let per = pixels.div_ceil(ranges).div_ceil(8) * 8;
         if let (
             Some(kernel),
             Some(shape),
