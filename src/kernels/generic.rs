@@ -85,7 +85,7 @@ pub fn dot_u8i8_requant(
 
 /// The convolution straight off a padded NHWC input (no patch), `acc[p][o] += sum over taps
 /// (ky, kx) and the group's input channels c of xp[p * stride * in_c + ky * row + kx * in_c +
-/// group(o) * cin + c] * w[tap][c / 4][o][c % 4]`; see [`super::DirectShape`].
+/// group(o) * cin + c] * w[weight_at(tap, c / 4, o) + c % 4]`; see [`super::DirectShape`].
 pub fn direct_u8(s: &super::DirectShape, xp: &[u8], pixels: usize, w: &[i8], acc: &mut [i32]) {
     assert!(s.fits(pixels, xp.len(), w.len(), acc.len()));
     let (k, quads) = (s.kernel, s.cin / 4);
@@ -98,7 +98,7 @@ pub fn direct_u8(s: &super::DirectShape, xp: &[u8], pixels: usize, w: &[i8], acc
                     let at = p * s.stride * s.in_c + ky * s.row + kx * s.in_c + group;
                     let tap = ky * k + kx;
                     for q in 0..quads {
-                        let wq = &w[((tap * quads + q) * s.out_c + o) * 4..][..4];
+                        let wq = &w[s.weight_at(tap, q, o)..][..4];
                         for (t, &wv) in wq.iter().enumerate() {
                             sum += xp[at + 4 * q + t] as i32 * wv as i32;
                         }

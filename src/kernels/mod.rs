@@ -85,11 +85,26 @@ pub struct DirectShape {
 }
 
 impl DirectShape {
-    /// Weights a kernel reads: `[kernel * kernel][cin / 4][out_c][4]` i8.
+    /// Weights a kernel reads: `kernel * kernel * cin * out_c` i8, laid out as
+    /// [`Self::weight_at`] says.
     pub fn weights(&self) -> Option<usize> {
         (self.kernel * self.kernel)
             .checked_mul(self.cin)?
             .checked_mul(self.out_c)
+    }
+
+    /// Where the weight of tap `tap`, input quad `q` (of the output's group), output channel
+    /// `o` lies (its 4 lanes follow): the outputs in blocks of 16 (one vector; the last block
+    /// narrower), each block's weights together, `[taps][cin / 4][width][4]`, so that a vector
+    /// reads its weights in sequence. (With the outputs interleaved over the whole width, a
+    /// vector's weights were `4 out_c` bytes apart: in layers of 512 and 1024 channels every
+    /// tap's load fell on the same L1 sets.)
+    #[inline(always)]
+    pub fn weight_at(&self, tap: usize, q: usize, o: usize) -> usize {
+        let b0 = o / 16 * 16;
+        let width = 16.min(self.out_c - b0);
+        b0 * self.kernel * self.kernel * self.cin
+            + ((tap * (self.cin / 4) + q) * width + o - b0) * 4
     }
 
     /// The shapes the SIMD kernels take: a dense convolution (one group: any number of outputs,

@@ -917,6 +917,8 @@ unsafe fn direct_tile<const P: usize>(
             let lanes = (out_c - o0).min(16);
             let m: __mmask16 = if lanes == 16 { !0 } else { (1 << lanes) - 1 };
             let mut a = [_mm512_setzero_si512(); P];
+            // This vector's block of weights (`DirectShape::weight_at`), `lanes` per quad.
+            let wb = w.add(s.weight_at(0, 0, o0));
             for ky in 0..k {
                 for kx in 0..k {
                     let off = ky * s.row + kx * in_c;
@@ -924,7 +926,7 @@ unsafe fn direct_tile<const P: usize>(
                     for q in 0..quads {
                         let wv = _mm512_maskz_loadu_epi32(
                             m,
-                            w.add(((tap * quads + q) * out_c + o0) * 4) as *const i32,
+                            wb.add((tap * quads + q) * lanes * 4) as *const i32,
                         );
                         if broadcast {
                             let at = off + o0 / s.cout * s.cin + 4 * q;

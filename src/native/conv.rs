@@ -246,11 +246,11 @@ pub enum PackedWeights {
     /// Per group, in panels of [`PANEL`] outputs: `[depth_quads / 4][width][4]` i8, and the bias less
     /// `in_zero * sum(weights)` of each output channel (the patch carries `x`, not `x - in_zero`);
     /// for a convolution the [`DirectU8`] kernels take, also the weights in their layout,
-    /// `[taps][cin / 4][out_c][4]` (input channels padded to 4 with zeros).
+    /// in blocks of 16 outputs (`DirectShape::weight_at`; input channels padded to 4 with zeros).
     U8 {
         w: Aligned<i8>,
         bias: Vec<i32>,
-        direct: Option<Vec<i8>>,
+        direct: Option<Aligned<i8>>,
     },
 }
 
@@ -314,11 +314,10 @@ impl PackedConv {
                     adjusted[oc] -= requant.in_zero * v as i32;
                 });
                 let direct = geom.direct_shape().map(|ds| {
-                    let quads = ds.cin / 4;
-                    let mut d = vec![0i8; ds.weights().expect("checked geometry")];
+                    let mut d = Aligned::new(ds.weights().expect("checked geometry"));
                     each(&mut |oc, depth, v| {
                         let (tap, c) = (depth / cin, depth % cin);
-                        d[((tap * quads + c / 4) * geom.out_c + oc) * 4 + c % 4] = v;
+                        d[ds.weight_at(tap, c / 4, oc) + c % 4] = v;
                     });
                     d
                 });
