@@ -399,7 +399,12 @@ impl PackedConv {
         // late or runs slower (another process on its core) leaves more to the others.
         let threads = threads.max(1);
         let ranges = threads * (pixels / (threads * 64)).clamp(1, 4);
-        let per = pixels.div_ceil(ranges).div_ceil(8) * 8;
+        let per = match pixels.div_ceil(ranges) {
+            // Whole tiles where that costs little balance; small layers (49 pixels of
+            // resnext50's last stage) split as evenly as they can.
+            n if n >= 64 => n.div_ceil(8) * 8,
+            n => n,
+        };
         if let (
             Some(kernel),
             Some(shape),
@@ -419,7 +424,7 @@ impl PackedConv {
                 bias,
             };
             return PADDED.with_borrow_mut(|xp| {
-                self.pad_input(x, shape.in_c, xp);
+                self.pad_input(x, shape.in_c, xp, threads);
                 let xp = &xp[..];
                 if threads <= 1 || per >= pixels {
                     return direct.run_pixels(xp, residual, out, 0);
@@ -597,21 +602,34 @@ impl PackedConv {
     /// Copies `x` into `xp` with a border of `pad` pixels holding the input zero point, the
     /// input of the [`DirectU8`] kernels, with `in_c` bytes per pixel (more than the input's
     /// channels when they are padded to a quad; the extra ones meet zero weights).
-    fn pad_input(&self, x: &[u8], in_c: usize, xp: &mut Vec<u8>) {
+    fn pad_input(&self, x: &[u8], in_c: usize, xp: &mut Vec<u8>, threads: usize) {
         let g = &self.geom;
         let (pw, ph, c) = (g.in_w + 2 * g.pad, g.in_h + 2 * g.pad, g.in_c);
-        xp.clear();
-        xp.resize(ph * pw * in_c, self.requant.in_zero as u8);
-        for (y, src) in x.chunks_exact(g.in_w * c).enumerate() {
-            let at = ((y + g.pad) * pw + g.pad) * in_c;
-            if in_c == c {
-                xp[at..at + src.len()].copy_from_slice(src);
-            } else {
-                for (d, px) in xp[at..].chunks_exact_mut(in_c).zip(src.chunks_exact(c)) {
-                    d[..c].copy_from_slice(px);
+        let zero = self.requant.in_zero as u8;
+        // Every byte is written below, in parallel by rows; `resize` only sizes the buffer.
+        xp.resize(ph * pw * in_c, zero);
+        let rows = ph.div_ceil(threads.max(1));
+        in_chunks(xp, rows * pw * in_c, threads, &|i, chunk| {
+            for (r, dst) in chunk.chunks_exact_mut(pw * in_c).enumerate() {
+                let Some(iy) = (i * rows + r).checked_sub(g.pad).filter(|&y| y < g.in_h) else {
+                    dst.fill(zero);
+                    continue;
+                };
+                let src = &x[iy * g.in_w * c..(iy + 1) * g.in_w * c];
+                let (left, rest) = dst.split_at_mut(g.pad * in_c);
+                let (mid, right) = rest.split_at_mut(g.in_w * in_c);
+                left.fill(zero);
+                right.fill(zero);
+                if in_c == c {
+                    mid.copy_from_slice(src);
+                } else {
+                    for (d, px) in mid.chunks_exact_mut(in_c).zip(src.chunks_exact(c)) {
+                        d[..c].copy_from_slice(px);
+                        d[c..].fill(zero);
+                    }
                 }
             }
-        }
+        });
     }
 
     /// Requantizes the accumulators `acc` (`[rows][channels.len()]`) of output pixels `p0..`
@@ -737,19 +755,29 @@ fn copy_small(dst: &mut [u8], src: &[u8]) {
 
 /// Quantizes planar floats `x` (`[channels][pixels]`) to interleaved u8 `out`
 /// (`[pixels][channels]`): `round_half_even(v * recip) + zero`, saturated to a byte.
+/// Pixels are split into `threads` ranges on the worker pool.
 pub fn quantize_to_nhwc(
     x: &[f32],
     (channels, pixels): (usize, usize),
     recip: f32,
     zero: u8,
     out: &mut [u8],
+    threads: usize,
 ) {
     assert!(x.len() == channels * pixels && out.len() == x.len());
-    for (c, plane) in x.chunks_exact(pixels.max(1)).enumerate() {
-        for (p, &v) in plane.iter().enumerate() {
-            out[p * channels + c] = (round_half_even(v * recip) + zero as i32).clamp(0, 255) as u8;
-        }
+    if channels == 0 || pixels == 0 {
+        return;
     }
+    let per = pixels.div_ceil(threads.max(1));
+    in_chunks(out, per * channels, threads, &|i, chunk| {
+        let p0 = i * per;
+        for (c, plane) in x.chunks_exact(pixels).enumerate() {
+            let plane = &plane[p0..p0 + chunk.len() / channels];
+            for (d, &v) in chunk[c..].iter_mut().step_by(channels).zip(plane) {
+                *d = (round_half_even(v * recip) + zero as i32).clamp(0, 255) as u8;
+            }
+        }
+    });
 }
 
 /// Global average pool of NHWC u8 `x` (`pixels` x `channels`), requantized: per channel
@@ -777,6 +805,8 @@ pub fn average_pool_nhwc(
 }
 
 /// Max pool on NHWC u8 (`kernel`, `stride`, symmetric `pad`); padded positions do not count.
+/// Output rows are split into `threads` ranges on the worker pool.
+#[allow(clippy::too_many_arguments)]
 pub fn max_pool_nhwc(
     x: &[u8],
     (h, w, c): (usize, usize, usize),
@@ -784,13 +814,33 @@ pub fn max_pool_nhwc(
     stride: usize,
     pad: usize,
     out: &mut [u8],
+    threads: usize,
 ) {
     let oh = (h + 2 * pad - kernel) / stride + 1;
     let ow = (w + 2 * pad - kernel) / stride + 1;
     assert_eq!(out.len(), oh * ow * c);
-    for oy in 0..oh {
+    if out.is_empty() {
+        return;
+    }
+    let rows = oh.div_ceil(threads.max(1));
+    in_chunks(out, rows * ow * c, threads, &|i, chunk| {
+        max_pool_rows(x, (h, w, c), (kernel, stride, pad), i * rows, chunk)
+    });
+}
+
+/// The output rows from `oy0` on that `out` holds, of [`max_pool_nhwc`].
+fn max_pool_rows(
+    x: &[u8],
+    (h, w, c): (usize, usize, usize),
+    (kernel, stride, pad): (usize, usize, usize),
+    oy0: usize,
+    out: &mut [u8],
+) {
+    let ow = (w + 2 * pad - kernel) / stride + 1;
+    for (r, row) in out.chunks_exact_mut(ow * c).enumerate() {
+        let oy = oy0 + r;
         for ox in 0..ow {
-            let dst = &mut out[(oy * ow + ox) * c..(oy * ow + ox + 1) * c];
+            let dst = &mut row[ox * c..(ox + 1) * c];
             dst.fill(0);
             for ky in 0..kernel {
                 let iy = (oy * stride + ky) as isize - pad as isize;
@@ -1127,9 +1177,33 @@ mod tests {
         // Two channels of three pixels, scale 0.5 (recip 2): 0.25 * 2 = 0.5 -> 0, 0.75 * 2 =
         // 1.5 -> 2, and values beyond the byte range saturate.
         let x = [0.25f32, 0.75, -100.0, 1000.0, -0.25, f32::NAN];
-        let mut out = [0u8; 6];
-        quantize_to_nhwc(&x, (2, 3), 2.0, 10, &mut out);
-        assert_eq!(out, [10, 255, 12, 10, 0, 10]);
+        for threads in 1..=3 {
+            let mut out = [0u8; 6];
+            quantize_to_nhwc(&x, (2, 3), 2.0, 10, &mut out, threads);
+            assert_eq!(out, [10, 255, 12, 10, 0, 10], "{threads} threads");
+        }
+    }
+
+    #[test]
+    fn max_pool_takes_the_largest_of_each_window_on_any_thread_count() {
+        let (h, w, c) = (7, 6, 3);
+        let x = bytes(h * w * c, 9);
+        let (k, s, p) = (3, 2, 1);
+        let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+        let mut want = vec![0u8; oh * ow * c];
+        for (i, v) in want.iter_mut().enumerate() {
+            let (oy, ox, ch) = (i / c / ow, i / c % ow, i % c);
+            for iy in (oy * s).saturating_sub(p)..(oy * s + k - p).min(h) {
+                for ix in (ox * s).saturating_sub(p)..(ox * s + k - p).min(w) {
+                    *v = (*v).max(x[(iy * w + ix) * c + ch]);
+                }
+            }
+        }
+        for threads in 1..=3 {
+            let mut out = vec![CANARY; want.len()];
+            max_pool_nhwc(&x, (h, w, c), k, s, p, &mut out, threads);
+            assert_eq!(out, want, "{threads} threads");
+        }
     }
 
     #[test]

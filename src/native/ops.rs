@@ -437,6 +437,7 @@ impl EvalOp for NativeMaxPool {
             self.stride,
             self.pad,
             out.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?,
+            kernels::threads(),
         );
         Ok(tvec!(out.into_tvalue()))
     }
@@ -563,6 +564,7 @@ impl EvalOp for NativeQuantize {
             f32::from_bits(self.recip_bits),
             self.zero,
             out.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?,
+            kernels::threads(),
         );
         Ok(tvec!(out.into_tvalue()))
     }
