@@ -447,22 +447,24 @@ unsafe fn fused_panels(f: &Fused, rows: usize, n: usize) {
     // SAFETY: the features are enabled here; every tile's rows r0..r0 + R are below `rows` and
     // its outputs o..o + 32 below `n`, as `fused_tile` requires.
     unsafe {
+        // Rows in as few tiles as 8-row tiles would take, of even sizes (49 rows: 7 x 7, not
+        // 6 x 8 + 1): a short tile costs as many weight loads as a full one.
+        let tiles = rows.div_ceil(8);
         for o in (0..n).step_by(32) {
             let mut r0 = 0;
-            while r0 + 8 <= rows {
-                fused_tile::<8>(f, r0, o);
-                r0 += 8;
-            }
-            if r0 + 4 <= rows {
-                fused_tile::<4>(f, r0, o);
-                r0 += 4;
-            }
-            if r0 + 2 <= rows {
-                fused_tile::<2>(f, r0, o);
-                r0 += 2;
-            }
-            if r0 < rows {
-                fused_tile::<1>(f, r0, o);
+            for t in 0..tiles {
+                let r = rows / tiles + usize::from(t < rows % tiles);
+                match r {
+                    8 => fused_tile::<8>(f, r0, o),
+                    7 => fused_tile::<7>(f, r0, o),
+                    6 => fused_tile::<6>(f, r0, o),
+                    5 => fused_tile::<5>(f, r0, o),
+                    4 => fused_tile::<4>(f, r0, o),
+                    3 => fused_tile::<3>(f, r0, o),
+                    2 => fused_tile::<2>(f, r0, o),
+                    _ => fused_tile::<1>(f, r0, o),
+                }
+                r0 += r;
             }
         }
     }

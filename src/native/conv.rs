@@ -339,15 +339,23 @@ impl PackedConv {
     /// The accumulators (bias included, before requantization) of a pointwise convolution on
     /// one pixel `x` (`in_c` bytes): the int8 matrix-vector product of a classifier's last
     /// layer, on the kernels of `isa`.
-    pub fn accumulate_pixel(&self, isa: Isa, x: &[u8]) -> Vec<i32> {
+    /// The weight panels are split across `threads` (the product streams the whole weight
+    /// matrix from memory for one row: two cores fetch it faster than one).
+    pub fn accumulate_pixel(&self, isa: Isa, x: &[u8], threads: usize) -> Vec<i32> {
         let g = &self.geom;
         assert!(g.kernel == 1 && g.groups == 1 && x.len() == g.in_c);
         match (isa.kernel(), &self.packed) {
             (Kernel::U8(dot), PackedWeights::U8 { w, bias, .. }) => {
-                let mut patch = vec![0u8; g.depth_quads()];
+                let dq = g.depth_quads();
+                let mut patch = vec![0u8; dq];
                 patch[..x.len()].copy_from_slice(x);
                 let mut acc = bias.clone();
-                dot(1, &patch, g.depth_quads(), w, g.out_c, &mut acc);
+                let per = g.out_c.div_ceil(threads.max(1)).div_ceil(PANEL) * PANEL;
+                in_chunks(&mut acc, per, threads, &|i, acc| {
+                    let o0 = i * per;
+                    let w = &w[o0 * dq..(o0 + acc.len()) * dq];
+                    dot(1, &patch, dq, w, acc.len(), acc);
+                });
                 acc
             }
             (Kernel::I16(dot), PackedWeights::I16(w)) => {
@@ -656,8 +664,13 @@ impl PackedConv {
 }
 
 /// Calls `f(i, chunk)` for the `len`-byte chunks of `out`, on the worker pool.
-fn in_chunks(out: &mut [u8], len: usize, threads: usize, f: &(dyn Fn(usize, &mut [u8]) + Sync)) {
-    let chunks: Vec<Mutex<Option<&mut [u8]>>> =
+fn in_chunks<T: Send>(
+    out: &mut [T],
+    len: usize,
+    threads: usize,
+    f: &(dyn Fn(usize, &mut [T]) + Sync),
+) {
+    let chunks: Vec<Mutex<Option<&mut [T]>>> =
         out.chunks_mut(len).map(|c| Mutex::new(Some(c))).collect();
     super::pool::for_each(chunks.len(), threads, &|i| {
         let chunk = chunks[i].lock().ok().and_then(|mut c| c.take());

@@ -744,7 +744,9 @@ impl NativeHead {
         let channels = self.fc.geom.in_c;
         let mut pooled = vec![0u8; channels];
         average_pool_nhwc(x, (pixels, channels), self.x, self.pool, &mut pooled);
-        let acc = self.fc.accumulate_pixel(kernels::selected(), &pooled);
+        let acc = self
+            .fc
+            .accumulate_pixel(kernels::selected(), &pooled, kernels::threads());
         acc.iter()
             .zip(&self.mult)
             .zip(&self.bias)
