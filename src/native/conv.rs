@@ -413,6 +413,10 @@ impl PackedConv {
             n if n >= 64 => n.div_ceil(8) * 8,
             n => n,
         };
+        // A dense convolution (the stem) runs faster on a requantizing dot kernel, if the ISA
+        // has one, than on the direct kernel: its patch rows copy in whole window rows, and
+        // the depth pads 7 x 7 x 3 to 148, not 7 x 7 x 4.
+        let dense_fused = g.groups == 1 && isa.dot_requant(g.out_c).is_some();
         if let (
             Some(kernel),
             Some(shape),
@@ -421,7 +425,8 @@ impl PackedConv {
                 bias,
                 ..
             },
-        ) = (isa.direct(), g.direct_shape(), &self.packed)
+            false,
+        ) = (isa.direct(), g.direct_shape(), &self.packed, dense_fused)
         {
             let direct = Direct {
                 conv: self,
@@ -477,6 +482,8 @@ impl PackedConv {
             _ => panic!("weights packed for another kernel family"),
         };
         // A pointwise conv over the whole input reads its rows in place (u8 family).
+        // A dense convolution on u8 quads gathers each window row in one copy.
+        let dense_u8 = matches!(kernel, Kernel::U8(_)) && g.groups == 1;
         let in_place = matches!(kernel, Kernel::U8(_))
             && k == 1
             && s == 1
@@ -523,6 +530,13 @@ impl PackedConv {
                         let (oy, ox) = ((p0 + r) / ow, (p0 + r) % ow);
                         for ky in 0..k {
                             let iy = (oy * s + ky) as isize - p as isize;
+                            if dense_u8 {
+                                // The row's k taps of every channel are k * cin bytes in a row
+                                // of the input, where they fall inside it.
+                                let row = &mut patch8[r * depth + ky * k * cin..][..k * cin];
+                                gather_row(row, x, (iy, (ox * s) as isize - p as isize), g, zx);
+                                continue;
+                            }
                             for kx in 0..k {
                                 let ix = (ox * s + kx) as isize - p as isize;
                                 let d0 = r * depth + (ky * k + kx) * cin;
@@ -558,13 +572,8 @@ impl PackedConv {
                                 }
                             }
                         }
-                        // The depth's padding meets zero weights; any value will do.
-                        match kernel {
-                            Kernel::I16(_) => {
-                                patch16[r * depth + g.depth()..(r + 1) * depth].fill(0)
-                            }
-                            Kernel::U8(_) => patch8[r * depth + g.depth()..(r + 1) * depth].fill(0),
-                        }
+                        // The depth's padding (never written: zeros from the allocation)
+                        // meets zero weights.
                     }
                 }
                 let weights = (c0 * depth)..(c0 + cout) * depth;
@@ -750,6 +759,46 @@ impl Direct<'_> {
             }
             p0 += n;
         }
+    }
+}
+
+/// One window row of a dense convolution's patch: the `row.len() / in_c` taps from input
+/// pixel `(iy, ix0)` on, every channel, the input zero point `zx` where they leave the image.
+fn gather_row(row: &mut [u8], x: &[u8], (iy, ix0): (isize, isize), g: &ConvGeometry, zx: i32) {
+    let (c, taps) = (g.in_c, row.len() / g.in_c);
+    if iy < 0 || iy >= g.in_h as isize {
+        return row.fill(zx as u8);
+    }
+    // Taps lo..hi are inside the image.
+    let lo = (-ix0).clamp(0, taps as isize) as usize;
+    let hi = (g.in_w as isize - ix0).clamp(lo as isize, taps as isize) as usize;
+    if lo > 0 {
+        row[..lo * c].fill(zx as u8);
+    }
+    if hi < taps {
+        row[hi * c..].fill(zx as u8);
+    }
+    if hi > lo {
+        let at = (iy as usize * g.in_w + (ix0 + lo as isize) as usize) * c;
+        copy_bytes(&mut row[lo * c..hi * c], &x[at..at + (hi - lo) * c]);
+    }
+}
+
+/// `dst.copy_from_slice(src)`, without a library call for the short rows of a stem's window
+/// (7 taps x 3 channels: two overlapping 16-byte moves).
+#[inline(always)]
+fn copy_bytes(dst: &mut [u8], src: &[u8]) {
+    let n = dst.len();
+    match n {
+        16..=32 => {
+            dst[..16].copy_from_slice(&src[..16]);
+            dst[n - 16..].copy_from_slice(&src[n - 16..]);
+        }
+        8..=15 => {
+            dst[..8].copy_from_slice(&src[..8]);
+            dst[n - 8..].copy_from_slice(&src[n - 8..]);
+        }
+        _ => dst.copy_from_slice(src),
     }
 }
 
