@@ -493,11 +493,14 @@ mod tests {
                     k => (k as f32 - 32.0) * 1e-5 * (1 + next() % 1000) as f32,
                 })
                 .collect();
-            let (a, b) = (next() as u8 as i32, next() as u8 as i32);
+            // Zero points and bounds are bytes in a model; every eighth case far outside
+            // them (the kernels' general path).
+            let wide = |v: u64| if seed % 8 == 0 { (v % (1 << 21)) as i32 - (1 << 20) } else { v as u8 as i32 };
+            let (a, b) = (wide(next()), wide(next()));
             let rq = requant::Requantize {
                 bias: &bias,
                 multiplier: &multiplier,
-                zero: next() as u8 as i32,
+                zero: wide(next()),
                 lo: a.min(b),
                 hi: a.max(b),
                 residual: residual.then(|| (next() as u8 as i32, (next() % 1000) as f32 * 1e-3)),
