@@ -4,12 +4,15 @@
 //! output. Every shape of a ResNeXt: the 7x7/2 stem, grouped 3x3 (stride 1 and 2) and pointwise
 //! 1x1 (stride 1 and 2).
 //!
-//! Two paths. Where the ISA has a direct kernel ([`DirectU8`]: grouped convolutions, the stem),
-//! the input is copied once into a buffer padded with its zero point and the kernel reads each
-//! window in place. Elsewhere, for each block of [`MAX_ROWS`] output pixels and each group, the
-//! input patch (taps x channels of the group; the zero point where the window leaves the image)
-//! is gathered and handed to the dispatched dot kernel; a dense pointwise convolution with u8
-//! quads reads its rows in place. Output pixels are split across the worker pool.
+//! Two paths. Where the ISA has a direct kernel ([`DirectU8`]: grouped convolutions, and dense
+//! ones with a window where it has no requantizing dot kernel), the input is copied once into a
+//! buffer padded with its zero point and the kernel reads each window in place. Elsewhere, for
+//! each block of [`MAX_ROWS`] output pixels and each group, the input patch (taps x channels of
+//! the group; the zero point where the window leaves the image) is gathered and handed to the
+//! dispatched dot kernel; a dense pointwise convolution with u8 quads reads its rows in place.
+//! Where the ISA has kernels that requantize their own tiles ([`DotU8Requant`],
+//! [`DirectU8Requant`]), the accumulators never reach memory; otherwise they do, and a
+//! requantization pass reads them back. Output pixels are split across the worker pool.
 
 use super::aligned::Aligned;
 pub use crate::kernels::requant::round_half_even;
