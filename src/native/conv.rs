@@ -24,6 +24,9 @@ use std::cell::RefCell;
 use std::ops::Range;
 use std::sync::Mutex;
 
+/// The most gathered patch rows one call of a requantizing dot kernel takes.
+const MAX_GATHERED: usize = 256;
+
 /// The largest kernel, stride or padding a native convolution accepts.
 pub const MAX_WINDOW: usize = 64;
 
@@ -501,25 +504,27 @@ impl PackedConv {
                 0
             }
         ];
+        let p_end = p_start + out.len() / g.out_c;
+        // Rows per kernel call. A kernel that requantizes its own tiles takes many at once, so
+        // that each weight panel streams from memory once, not once per 32 rows: all of them
+        // when it reads them in place, up to 256 gathered ones of a pointwise convolution (its
+        // patch rows are its input pixels; a window's would take more memory than they save).
+        let block = match fused {
+            Some(_) if in_place => p_end - p_start,
+            Some(_) if k == 1 => MAX_GATHERED.min(p_end - p_start).max(MAX_ROWS),
+            _ => MAX_ROWS,
+        };
         let mut patch8 = vec![
             0u8;
             if matches!(kernel, Kernel::U8(_)) && !in_place {
-                MAX_ROWS * depth
+                block * depth
             } else {
                 0
             }
         ];
         let mut acc = vec![0i32; if fused.is_some() { 0 } else { MAX_ROWS * cout }];
-        let p_end = p_start + out.len() / g.out_c;
         let mut p0 = p_start;
         while p0 < p_end {
-            // A kernel that requantizes its own tiles on rows read in place takes them all at
-            // once: each weight panel then streams from memory once, not once per block.
-            let block = if fused.is_some() && in_place {
-                p_end - p0
-            } else {
-                MAX_ROWS
-            };
             let rows = block.min(p_end - p0);
             for grp in 0..g.groups {
                 let c0 = grp * cout;
@@ -1165,7 +1170,8 @@ mod tests {
             in_c in prop::sample::select(vec![4usize, 8, 12, 64, 100, 256]),
             panels in 1usize..=3,
             stride in 1usize..=2,
-            h in 1usize..=9,
+            // Up to 50 output pixels at stride 2: more than one block of gathered rows.
+            h in 1usize..=20,
             w in 1usize..=9,
             relu in any::<bool>(),
             residual in any::<bool>(),
