@@ -60,17 +60,9 @@ pub fn dot_u8i8_requant(
     out: &mut [u8],
     ldo: usize,
 ) {
-    assert!(kq.is_multiple_of(4));
-    let lens = (patch.len(), w.len());
+    let patch_kq = (patch, kq);
     assert!(super::fits_requant(
-        rows,
-        kq,
-        n,
-        lens,
-        rq,
-        residual.map(<[u8]>::len),
-        out.len(),
-        ldo
+        rows, patch_kq, w, n, rq, residual, out, ldo
     ));
     let mut acc = vec![0i32; n];
     for r in 0..rows {

@@ -317,18 +317,18 @@ pub(crate) fn fits(rows: usize, k: usize, n: usize, patch: usize, w: usize, acc:
     holds(rows, k, patch) && holds(k, n, w) && holds(rows, n, acc)
 }
 
-/// Whether the buffers of a [`DotU8Requant`] call hold what its arguments say (as [`fits`],
-/// and `n` channels of requantization, and `rows` rows of `n` outputs `ldo` apart in `out`
-/// and in the residual input if there is one).
+/// Whether the arguments of a [`DotU8Requant`] call are consistent (`kq` whole quads) and its
+/// buffers hold what they say (as [`fits`], and `n` channels of requantization, and `rows`
+/// rows of `n` outputs `ldo` apart in `out` and in the residual input if there is one).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn fits_requant(
     rows: usize,
-    kq: usize,
+    (patch, kq): (&[u8], usize),
+    w: &[i8],
     n: usize,
-    (patch, w): (usize, usize),
     rq: &requant::Requantize,
-    residual: Option<usize>,
-    out: usize,
+    residual: Option<&[u8]>,
+    out: &[u8],
     ldo: usize,
 ) -> bool {
     let rows_fit = |len: usize| {
@@ -338,13 +338,14 @@ pub(crate) fn fits_requant(
                 .and_then(|a| a.checked_add(n))
                 .is_some_and(|end| end <= len)
     };
-    fits(rows, kq, n, patch, w, usize::MAX)
+    kq.is_multiple_of(4)
+        && fits(rows, kq, n, patch.len(), w.len(), usize::MAX)
         && ldo >= n
         && rq.lo <= rq.hi
         && rq.bias.len() >= n
         && rq.multiplier.len() >= n
-        && rows_fit(out)
-        && residual.is_none_or(rows_fit)
+        && rows_fit(out.len())
+        && residual.is_none_or(|r| rows_fit(r.len()))
 }
 
 static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

@@ -391,18 +391,9 @@ pub fn dot_u8i8_requant_vnni(
     out: &mut [u8],
     ldo: usize,
 ) {
-    assert!(kq.is_multiple_of(4));
-    let lens = (patch.len(), w.len());
-    let res_len = residual.map(<[u8]>::len);
+    let patch_kq = (patch, kq);
     assert!(super::fits_requant(
-        rows,
-        kq,
-        n,
-        lens,
-        rq,
-        res_len,
-        out.len(),
-        ldo
+        rows, patch_kq, w, n, rq, residual, out, ldo
     ));
     if !has_vnni_512() || !n.is_multiple_of(super::PANEL) {
         return super::generic::dot_u8i8_requant(rows, patch, kq, w, n, rq, residual, out, ldo);
