@@ -256,7 +256,7 @@ unsafe fn bias_back(w: *const i8, n: usize, o: usize, quads: usize) -> (int32x4_
 
 /// `x * w` of the low (`H = 0`) or high (`H = 1`) eight lanes, into i16.
 #[inline(always)]
-fn mul<const H: usize>(x: int8x16_t, w: int8x16_t) -> int16x8_t {
+pub(super) fn mul<const H: usize>(x: int8x16_t, w: int8x16_t) -> int16x8_t {
     // SAFETY: NEON is baseline on aarch64; pure register operations.
     unsafe {
         if H == 0 {
@@ -270,7 +270,7 @@ fn mul<const H: usize>(x: int8x16_t, w: int8x16_t) -> int16x8_t {
 /// `p + x * w` of the low or high eight lanes, in i16 (no overflow when `w` avoids -128 and `p`
 /// is one such product).
 #[inline(always)]
-fn mla<const H: usize>(p: int16x8_t, x: int8x16_t, w: int8x16_t) -> int16x8_t {
+pub(super) fn mla<const H: usize>(p: int16x8_t, x: int8x16_t, w: int8x16_t) -> int16x8_t {
     // SAFETY: NEON is baseline on aarch64; pure register operations.
     unsafe {
         if H == 0 {

@@ -21,6 +21,10 @@
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
 pub mod generic;
+#[cfg(target_arch = "aarch64")]
+pub mod neon_direct;
+#[cfg(target_arch = "aarch64")]
+mod neon_requant;
 pub mod requant;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
@@ -262,6 +266,8 @@ impl Isa {
             Isa::GenericU8 => Some(generic::direct_u8),
             #[cfg(target_arch = "x86_64")]
             Isa::Vnni if x86_64::has_vnni_512() => Some(x86_64::direct_u8_vnni),
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonI8 => Some(neon_direct::direct_u8_neon),
             _ => None,
         }
     }
@@ -271,6 +277,8 @@ impl Isa {
         match self {
             #[cfg(target_arch = "x86_64")]
             Isa::Vnni if x86_64::has_vnni_512() => Some(x86_64::direct_u8_requant_vnni),
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonI8 => Some(neon_direct::direct_u8_requant_neon),
             _ => None,
         }
     }

@@ -1,0 +1,416 @@
+//! aarch64 NEON twins of the direct convolution kernels ([`super::generic::direct_u8`] and
+//! [`super::generic::direct_u8_requant`]), Cortex-A72 class (8-bit `smull`, no dot product).
+//!
+//! Without them the grouped convolutions gathered a patch per group (9 copies of 4 bytes per
+//! pixel and group in ResNeXt's first stage), which cost more instructions than the products.
+//! Here a window is a list of steps (tap and input quad of the group, offsets computed once per
+//! call) and a tile of up to 4 pixels x 8 output channels walks it, two steps at a time: per
+//! step, pixel and 4 outputs, the quad of input bytes repeated over 16 lanes (`ld1r`, and `eor`
+//! 0x80 for `x - 128`), `smull` / `smull2` of the first step and `smlal` / `smlal2` of the
+//! second into i16, one `sadalp` per half into i32 (as in [`super::aarch64`]'s dot kernel,
+//! including the `128 * sum w` added back and the one-step path for weights holding -128).
+//! The weights of a block of 16 outputs are `[steps][16][4]` ([`super::DirectShape::weight_at`]),
+//! so the 4 outputs of a vector read 16 bytes in a row per step.
+//!
+//! The requantizing twin hands the tile's sums to [`super::neon_requant`] and stores bytes.
+
+use super::aarch64::{mla, mul};
+use super::neon_requant::Requant4;
+use super::requant::Requantize;
+use super::DirectShape;
+use std::arch::aarch64::*;
+
+/// Window steps (taps x input quads of a group) a call precomputes. Beyond that (dense
+/// convolutions of more than 1024 input channels per window; the convolution gives dense ones
+/// to the dot kernels anyway) the generic kernel runs.
+const MAX_STEPS: usize = 256;
+
+/// Pixels per tile.
+const TILE_PIXELS: usize = 4;
+
+/// NEON twin of [`super::generic::direct_u8`].
+pub fn direct_u8_neon(s: &DirectShape, xp: &[u8], pixels: usize, w: &[i8], acc: &mut [i32]) {
+    assert!(s.fits(pixels, xp.len(), w.len(), acc.len()));
+    let Some(steps) = Steps::of(s) else {
+        return super::generic::direct_u8(s, xp, pixels, w, acc);
+    };
+    let sink = AccSink {
+        acc: acc.as_mut_ptr(),
+        out_c: s.out_c,
+    };
+    // SAFETY: `fits` holds for all `pixels`: every window lies inside `xp`, the weights inside
+    // `w`, and the accumulators of every pixel inside `acc`.
+    unsafe { run(s, &steps, xp.as_ptr(), pixels, w.as_ptr(), &sink) }
+}
+
+/// NEON twin of [`super::generic::direct_u8_requant`].
+pub fn direct_u8_requant_neon(
+    s: &DirectShape,
+    xp: &[u8],
+    pixels: usize,
+    w: &[i8],
+    rq: &Requantize,
+    residual: Option<&[u8]>,
+    out: &mut [u8],
+) {
+    let lens = (xp.len(), w.len(), out.len(), residual.map(<[u8]>::len));
+    assert!(super::fits_direct_requant(s, pixels, lens, rq));
+    let Some(steps) = Steps::of(s) else {
+        return super::generic::direct_u8_requant(s, xp, pixels, w, rq, residual, out);
+    };
+    let sink = RequantSink {
+        rq: Requant4::new(rq),
+        residual: residual.map_or(std::ptr::null(), <[u8]>::as_ptr),
+        out: out.as_mut_ptr(),
+        out_c: s.out_c,
+    };
+    // SAFETY: `fits_direct_requant` holds: every window lies inside `xp`, the weights inside
+    // `w`, `out_c` channels of requantization, and `pixels * out_c` outputs (and residual
+    // inputs, if any) inside `out` and `residual`.
+    unsafe { run(s, &steps, xp.as_ptr(), pixels, w.as_ptr(), &sink) }
+}
+
+/// The offsets of a window's steps from its first byte: step `i = tap * quads + q` of tap
+/// `(ky, kx)` is at `ky * row + kx * in_c + 4 q` (plus the group's first channel).
+struct Steps {
+    offsets: [usize; MAX_STEPS],
+    len: usize,
+}
+
+impl Steps {
+    /// The steps of `s`, if its shape is one the tiles take (4 output channels of a vector in
+    /// one group) and its window has at most [`MAX_STEPS`] of them.
+    fn of(s: &DirectShape) -> Option<Steps> {
+        let quads = s.cin / 4;
+        let len = s.kernel * s.kernel * quads;
+        if !s.supported() || len > MAX_STEPS || !(s.cout == s.out_c || s.cout.is_multiple_of(4)) {
+            return None;
+        }
+        let mut offsets = [0; MAX_STEPS];
+        for (i, off) in offsets[..len].iter_mut().enumerate() {
+            let (tap, q) = (i / quads, i % quads);
+            *off = tap / s.kernel * s.row + tap % s.kernel * s.in_c + 4 * q;
+        }
+        Some(Steps { offsets, len })
+    }
+
+    fn get(&self) -> &[usize] {
+        &self.offsets[..self.len]
+    }
+}
+
+/// Where a tile's sums go.
+trait Sink {
+    /// The sums of pixel `p`, channels `o..o + 4 V`.
+    ///
+    /// # Safety
+    /// `p` must be one of the call's pixels and `o + 4 V <= out_c`.
+    unsafe fn put<const V: usize>(&self, p: usize, o: usize, sums: [int32x4_t; V]);
+
+    /// The sum of pixel `p`, channel `o` (the channels a vector leaves over).
+    ///
+    /// # Safety
+    /// As for [`Sink::put`], with one channel.
+    unsafe fn put1(&self, p: usize, o: usize, sum: i32);
+}
+
+/// Added to accumulators `[pixels][out_c]`.
+struct AccSink {
+    acc: *mut i32,
+    out_c: usize,
+}
+
+impl Sink for AccSink {
+    #[inline(always)]
+    unsafe fn put<const V: usize>(&self, p: usize, o: usize, sums: [int32x4_t; V]) {
+        // SAFETY: the caller guarantees the accumulators are in bounds; NEON is baseline.
+        unsafe {
+            for (v, sum) in sums.into_iter().enumerate() {
+                let a = self.acc.add(p * self.out_c + o + 4 * v);
+                vst1q_s32(a, vaddq_s32(vld1q_s32(a), sum));
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn put1(&self, p: usize, o: usize, sum: i32) {
+        // SAFETY: the caller guarantees the accumulator is in bounds.
+        unsafe { *self.acc.add(p * self.out_c + o) += sum }
+    }
+}
+
+/// Requantized into outputs `[pixels][out_c]`, with residual inputs shaped alike.
+struct RequantSink<'a> {
+    rq: Requant4<'a>,
+    residual: *const u8,
+    out: *mut u8,
+    out_c: usize,
+}
+
+impl Sink for RequantSink<'_> {
+    #[inline(always)]
+    unsafe fn put<const V: usize>(&self, p: usize, o: usize, sums: [int32x4_t; V]) {
+        let at = p * self.out_c + o;
+        // SAFETY: the caller guarantees the outputs (and residual inputs, which are only read
+        // when there are some) are in bounds.
+        unsafe {
+            let lanes: [int32x4_t; V] = std::array::from_fn(|v| {
+                let res = self.residual.wrapping_add(at + 4 * v);
+                self.rq.lanes(sums[v], o + 4 * v, res)
+            });
+            if V == 2 {
+                Requant4::store8(self.out.add(at), lanes[0], lanes[V - 1]);
+            } else {
+                for (v, l) in lanes.into_iter().enumerate() {
+                    Requant4::store4(self.out.add(at + 4 * v), l);
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn put1(&self, p: usize, o: usize, sum: i32) {
+        let at = p * self.out_c + o;
+        // SAFETY: the caller guarantees the output (and residual input, if any) is in bounds.
+        unsafe {
+            let res = (!self.residual.is_null()).then(|| *self.residual.add(at));
+            *self.out.add(at) = self.rq.output(o, sum, res);
+        }
+    }
+}
+
+/// Every output of `pixels` pixels.
+///
+/// # Safety
+/// `s.fits(pixels, ..)` for the buffers behind `xp`, `w` and the sink; `steps` are `s`'s.
+unsafe fn run(
+    s: &DirectShape,
+    steps: &Steps,
+    xp: *const u8,
+    pixels: usize,
+    w: *const i8,
+    sink: &impl Sink,
+) {
+    let steps = steps.get();
+    let pstride = s.stride * s.in_c;
+    // SAFETY (every pointer below): blocks, tiles and pixels stay inside `out_c` and `pixels`,
+    // and the weights of a block inside `w` (the caller's preconditions).
+    unsafe {
+        for b0 in (0..s.out_c).step_by(16) {
+            let width = 16.min(s.out_c - b0);
+            let wb = w.add(b0 * steps.len() * 4);
+            let chan = |o: usize| o / s.cout * s.cin;
+            let mut o = 0;
+            while o + 8 <= width {
+                let tile = Tile {
+                    xp,
+                    pstride,
+                    steps,
+                    chan: [chan(b0 + o), chan(b0 + o + 4)],
+                    w: wb.add(o * 4),
+                    wstride: width * 4,
+                };
+                tile.run(b0 + o, pixels, sink);
+                o += 8;
+            }
+            if o + 4 <= width {
+                let tile = Tile {
+                    xp,
+                    pstride,
+                    steps,
+                    chan: [chan(b0 + o)],
+                    w: wb.add(o * 4),
+                    wstride: width * 4,
+                };
+                tile.run(b0 + o, pixels, sink);
+                o += 4;
+            }
+            // A dense convolution's last channels (fewer than 4).
+            for o in b0 + o..b0 + width {
+                for p in 0..pixels {
+                    let x = xp.add(p * pstride + chan(o));
+                    let mut sum = 0i32;
+                    for (i, &off) in steps.iter().enumerate() {
+                        let wq = wb.add((i * width + o - b0) * 4);
+                        for t in 0..4 {
+                            sum += *x.add(off + t) as i32 * *wq.add(t) as i32;
+                        }
+                    }
+                    sink.put1(p, o, sum);
+                }
+            }
+        }
+    }
+}
+
+/// `V` vectors of 4 output channels (one group each) over the window steps: their weights
+/// `wstride` bytes apart from step to step, their input quads at `chan[v]` from each step's
+/// offset.
+struct Tile<'a, const V: usize> {
+    xp: *const u8,
+    pstride: usize,
+    steps: &'a [usize],
+    chan: [usize; V],
+    w: *const i8,
+    wstride: usize,
+}
+
+impl<const V: usize> Tile<'_, V> {
+    /// Every pixel, in tiles of [`TILE_PIXELS`], for channels from `o`.
+    ///
+    /// # Safety
+    /// As for [`run`].
+    #[inline(always)]
+    unsafe fn run(&self, o: usize, pixels: usize, sink: &impl Sink) {
+        // SAFETY: the caller's preconditions.
+        unsafe {
+            let (back, low) = self.bias_back();
+            if low {
+                self.pixels::<false>(o, pixels, back, sink)
+            } else {
+                self.pixels::<true>(o, pixels, back, sink)
+            }
+        }
+    }
+
+    /// # Safety
+    /// As for [`run`].
+    #[inline(always)]
+    unsafe fn pixels<const PAIRED: bool>(
+        &self,
+        o: usize,
+        pixels: usize,
+        back: [int32x4_t; V],
+        sink: &impl Sink,
+    ) {
+        // SAFETY: the caller's preconditions; pixels p..p + R < pixels.
+        unsafe {
+            let mut p = 0;
+            while p + TILE_PIXELS <= pixels {
+                sink.put_all(p, o, self.sums::<4, PAIRED>(p), back);
+                p += TILE_PIXELS;
+            }
+            match pixels - p {
+                3 => sink.put_all(p, o, self.sums::<3, PAIRED>(p), back),
+                2 => sink.put_all(p, o, self.sums::<2, PAIRED>(p), back),
+                1 => sink.put_all(p, o, self.sums::<1, PAIRED>(p), back),
+                _ => {}
+            }
+        }
+    }
+
+    /// `128 * sum w` of each output (what `x - 128` takes away), and whether any weight is
+    /// -128 (then two products may not share an i16).
+    ///
+    /// # Safety
+    /// The tile's weights must be readable for every step.
+    #[inline(always)]
+    unsafe fn bias_back(&self) -> ([int32x4_t; V], bool) {
+        // SAFETY: the caller's preconditions; NEON is baseline.
+        unsafe {
+            let mut s = [vdupq_n_s32(0); V];
+            let mut low = vdupq_n_s8(0);
+            for i in 0..self.steps.len() {
+                for (v, sv) in s.iter_mut().enumerate() {
+                    let wv = vld1q_s8(self.w.add(i * self.wstride + 16 * v));
+                    *sv = vpadalq_s16(*sv, vpaddlq_s8(wv));
+                    low = vminq_s8(low, wv);
+                }
+            }
+            (s.map(|v| vshlq_n_s32::<7>(v)), vminvq_s8(low) == i8::MIN)
+        }
+    }
+
+    /// The input quad of pixel `p`, step offset `off`, vector `v` as i8 `x - 128` over 16 lanes.
+    ///
+    /// # Safety
+    /// The quad must lie inside the input.
+    #[inline(always)]
+    unsafe fn x(&self, p: usize, off: usize, v: usize) -> int8x16_t {
+        // SAFETY: the caller guarantees the 4 bytes are in bounds; NEON is baseline.
+        unsafe {
+            let at = self.xp.add(p * self.pstride + off + self.chan[v]);
+            let q = (at as *const u32).read_unaligned();
+            vreinterpretq_s8_u8(veorq_u8(
+                vreinterpretq_u8_u32(vdupq_n_u32(q)),
+                vdupq_n_u8(0x80),
+            ))
+        }
+    }
+
+    /// The sums `sum x * w - 128 * sum w` of pixels `p0..p0 + R`: one loop over the steps
+    /// (an odd first step alone, then pairs), the accumulators in registers.
+    ///
+    /// # Safety
+    /// Pixels `p0..p0 + R` must be the call's.
+    #[inline(always)]
+    unsafe fn sums<const R: usize, const PAIRED: bool>(&self, p0: usize) -> [[int32x4_t; V]; R] {
+        // SAFETY: the caller's preconditions; NEON is baseline.
+        unsafe {
+            let mut a = [[[vdupq_n_s32(0); 2]; V]; R];
+            let wv = |i: usize| -> [int8x16_t; V] {
+                std::array::from_fn(|v| vld1q_s8(self.w.add(i * self.wstride + 16 * v)))
+            };
+            let steps = self.steps;
+            let mut i = 0;
+            if !PAIRED || steps.len() % 2 == 1 {
+                let end = if PAIRED { 1 } else { steps.len() };
+                while i < end {
+                    let w0 = wv(i);
+                    for (r, ar) in a.iter_mut().enumerate() {
+                        for v in 0..V {
+                            let x = self.x(p0 + r, steps[i], v);
+                            ar[v][0] = vpadalq_s16(ar[v][0], mul::<0>(x, w0[v]));
+                            ar[v][1] = vpadalq_s16(ar[v][1], mul::<1>(x, w0[v]));
+                        }
+                    }
+                    i += 1;
+                }
+            }
+            if PAIRED {
+                while i + 2 <= steps.len() {
+                    let (w0, w1) = (wv(i), wv(i + 1));
+                    let (o0, o1) = (steps[i], steps[i + 1]);
+                    for (r, ar) in a.iter_mut().enumerate() {
+                        for v in 0..V {
+                            let (x0, x1) = (self.x(p0 + r, o0, v), self.x(p0 + r, o1, v));
+                            ar[v][0] =
+                                vpadalq_s16(ar[v][0], mla::<0>(mul::<0>(x0, w0[v]), x1, w1[v]));
+                            ar[v][1] =
+                                vpadalq_s16(ar[v][1], mla::<1>(mul::<1>(x0, w0[v]), x1, w1[v]));
+                        }
+                    }
+                    i += 2;
+                }
+            }
+            a.map(|ar| ar.map(|av| vpaddq_s32(av[0], av[1])))
+        }
+    }
+}
+
+impl<S: Sink> SinkExt for S {}
+
+/// A tile's sums with the `128 * sum w` added back, per pixel.
+trait SinkExt: Sink {
+    /// # Safety
+    /// As for [`Sink::put`], for pixels `p0..p0 + R`.
+    #[inline(always)]
+    unsafe fn put_all<const R: usize, const V: usize>(
+        &self,
+        p0: usize,
+        o: usize,
+        sums: [[int32x4_t; V]; R],
+        back: [int32x4_t; V],
+    ) {
+        // SAFETY: the caller's preconditions; NEON is baseline.
+        unsafe {
+            for (r, s) in sums.into_iter().enumerate() {
+                let mut s = s;
+                for (sv, b) in s.iter_mut().zip(back) {
+                    *sv = vaddq_s32(*sv, b);
+                }
+                self.put(p0 + r, o, s);
+            }
+        }
+    }
+}
