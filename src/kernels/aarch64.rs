@@ -20,6 +20,8 @@
 //! busy. A block of outputs whose weights hold -128 (never written by the quantizer, which uses
 //! [-127, 127], but allowed by ONNX) takes one quad at a time: `smull` then `sadalp`.
 
+use super::neon_sink::{AccSink, Requant4, RequantSink, Sink, SinkExt};
+use super::requant::Requantize;
 use std::arch::aarch64::*;
 
 /// NEON twin of [`super::generic::dot_i16`].
@@ -205,14 +207,51 @@ pub fn dot_u8i8_neon(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, a
         // touches.
         unsafe {
             let w = w.as_ptr().add(o0 * kq);
-            dot_u8_neon(
-                rows,
-                patch.as_ptr(),
-                kq,
-                w,
-                width,
-                (acc.as_mut_ptr().add(o0), n),
-            )
+            let sink = AccSink {
+                acc: acc.as_mut_ptr(),
+                out_c: n,
+            };
+            dot_u8_neon(rows, patch.as_ptr(), kq, w, width, (&sink, o0))
+        }
+    }
+}
+
+/// NEON twin of [`super::generic::dot_u8i8_requant`].
+#[allow(clippy::too_many_arguments)]
+pub fn dot_u8i8_requant_neon(
+    rows: usize,
+    patch: &[u8],
+    kq: usize,
+    w: &[i8],
+    n: usize,
+    rq: &Requantize,
+    residual: Option<&[u8]>,
+    out: &mut [u8],
+    ldo: usize,
+) {
+    assert!(super::fits_requant(
+        rows,
+        (patch, kq),
+        w,
+        n,
+        rq,
+        residual,
+        out,
+        ldo
+    ));
+    let sink = RequantSink {
+        rq: Requant4::new(rq),
+        residual: residual.map_or(std::ptr::null(), <[u8]>::as_ptr),
+        out: out.as_mut_ptr(),
+        out_c: ldo,
+    };
+    for (o0, width) in super::panels(n) {
+        // SAFETY: `fits_requant` holds: rows * kq patch values, kq * n weights (the panel's
+        // from o0 * kq), n channels of requantization, and rows of n outputs (and residual
+        // inputs, if any) ldo apart.
+        unsafe {
+            let w = w.as_ptr().add(o0 * kq);
+            dot_u8_neon(rows, patch.as_ptr(), kq, w, width, (&sink, o0))
         }
     }
 }
@@ -281,25 +320,24 @@ pub(super) fn mla<const H: usize>(p: int16x8_t, x: int8x16_t, w: int8x16_t) -> i
     }
 }
 
-/// `R` rows (1..=4) x `4 V` outputs from `o` (`V` = 1 or 2 vectors of 4 outputs): per row and
-/// vector two accumulators, each lane the sum of products of one output; `addp` folds them at
-/// the end. `PAIRED`: two quads per `sadalp` (weights without -128), else one.
+/// The sums `sum x * w - 128 * sum w` of rows `r0..r0 + R` (1..=4) and outputs `o..o + 4 V`
+/// (`V` = 1 or 2 vectors of 4 outputs): per row and vector two accumulators, each lane the sum
+/// of products of one output, folded by `addp` at the end. `PAIRED`: two quads per `sadalp`
+/// (weights without -128; an odd first quad alone, so that the function holds one loop and
+/// LLVM keeps the accumulators in place), else one.
 ///
 /// # Safety
 /// Rows `r0..r0 + R` and outputs `o..o + 4 V` must be inside the buffers of [`dot_u8_neon`].
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 unsafe fn tile_u8<const R: usize, const V: usize, const PAIRED: bool>(
     patch: *const u8,
     kq: usize,
     w: *const i8,
     n: usize,
-    (acc, ldc): (*mut i32, usize),
     o: usize,
     quads: usize,
-    back: [int32x4_t; V],
     r0: usize,
-) {
+) -> [[int32x4_t; V]; R] {
     // SAFETY: the caller guarantees the rows and outputs are in bounds; NEON is baseline.
     unsafe {
         let mut a = [[[vdupq_n_s32(0); 2]; V]; R];
@@ -307,23 +345,21 @@ unsafe fn tile_u8<const R: usize, const V: usize, const PAIRED: bool>(
             std::array::from_fn(|v| vld1q_s8(w.add((q * n + o + 4 * v) * 4)))
         };
         let mut q = 0;
-        if PAIRED {
-            // An odd last quad goes to the unpaired tile, called on its own, so that this
-            // function holds one loop (LLVM keeps its accumulators in place then).
-            if quads % 2 == 1 {
-                let last = quads - 1;
-                tile_u8::<R, V, false>(
-                    patch.add(4 * last),
-                    kq,
-                    w.add(last * n * 4),
-                    n,
-                    (acc, ldc),
-                    o,
-                    1,
-                    [vdupq_n_s32(0); V],
-                    r0,
-                );
+        if !PAIRED || quads % 2 == 1 {
+            let end = if PAIRED { 1 } else { quads };
+            while q < end {
+                let w0 = wq(q);
+                for (r, ar) in a.iter_mut().enumerate() {
+                    let x = quad(patch, kq, r0 + r, q);
+                    for v in 0..V {
+                        ar[v][0] = vpadalq_s16(ar[v][0], mul::<0>(x, w0[v]));
+                        ar[v][1] = vpadalq_s16(ar[v][1], mul::<1>(x, w0[v]));
+                    }
+                }
+                q += 1;
             }
+        }
+        if PAIRED {
             while q + 2 <= quads {
                 let (w0, w1) = (wq(q), wq(q + 1));
                 for (r, ar) in a.iter_mut().enumerate() {
@@ -336,64 +372,91 @@ unsafe fn tile_u8<const R: usize, const V: usize, const PAIRED: bool>(
                 }
                 q += 2;
             }
-        } else {
-            while q < quads {
-                let w0 = wq(q);
-                for (r, ar) in a.iter_mut().enumerate() {
-                    let x = quad(patch, kq, r0 + r, q);
-                    for v in 0..V {
-                        ar[v][0] = vpadalq_s16(ar[v][0], mul::<0>(x, w0[v]));
-                        ar[v][1] = vpadalq_s16(ar[v][1], mul::<1>(x, w0[v]));
-                    }
-                }
-                q += 1;
-            }
         }
-        for (r, ar) in a.iter().enumerate() {
-            for (v, av) in ar.iter().enumerate() {
-                let p = acc.add((r0 + r) * ldc + o + 4 * v);
-                let sum = vaddq_s32(vpaddq_s32(av[0], av[1]), back[v]);
-                vst1q_s32(p, vaddq_s32(vld1q_s32(p), sum));
-            }
+        a.map(|ar| ar.map(|av| vpaddq_s32(av[0], av[1])))
+    }
+}
+
+/// Every row of outputs `o..o + 4 V` into `sink`, in tiles of 4 rows.
+///
+/// # Safety
+/// As for [`dot_u8_neon`], with outputs `o..o + 4 V` inside the panel.
+#[inline(always)]
+unsafe fn rows_u8<const V: usize, const PAIRED: bool>(
+    (rows, patch, kq): (usize, *const u8, usize),
+    (w, n, o, quads): (*const i8, usize, usize, usize),
+    back: [int32x4_t; V],
+    (sink, o_sink): (&impl Sink, usize),
+) {
+    // SAFETY: the caller's preconditions; tiles stay inside `rows`.
+    unsafe {
+        let mut r0 = 0;
+        while r0 + 4 <= rows {
+            let sums = tile_u8::<4, V, PAIRED>(patch, kq, w, n, o, quads, r0);
+            sink.put_all(r0, o_sink, sums, back);
+            r0 += 4;
+        }
+        match rows - r0 {
+            3 => sink.put_all(
+                r0,
+                o_sink,
+                tile_u8::<3, V, PAIRED>(patch, kq, w, n, o, quads, r0),
+                back,
+            ),
+            2 => sink.put_all(
+                r0,
+                o_sink,
+                tile_u8::<2, V, PAIRED>(patch, kq, w, n, o, quads, r0),
+                back,
+            ),
+            1 => sink.put_all(
+                r0,
+                o_sink,
+                tile_u8::<1, V, PAIRED>(patch, kq, w, n, o, quads, r0),
+                back,
+            ),
+            _ => {}
         }
     }
 }
 
-/// One panel of `n` outputs, whose accumulators are `ldc` apart from row to row.
+/// One panel of `n` outputs, the first of them output `o0` of the sink's rows.
 ///
 /// # Safety
-/// `patch` must hold `rows * kq` values, `w` `kq * n`, `acc` rows of `n` accumulators `ldc`
-/// apart.
+/// `patch` must hold `rows * kq` values, `w` `kq * n`, and the sink rows of outputs
+/// `o0..o0 + n`.
 unsafe fn dot_u8_neon(
     rows: usize,
     patch: *const u8,
     kq: usize,
     w: *const i8,
     n: usize,
-    (acc, ldc): (*mut i32, usize),
+    (sink, o0): (&impl Sink, usize),
 ) {
     let quads = kq / 4;
+    let a = (rows, patch, kq);
     // SAFETY (every intrinsic and pointer below): NEON is baseline; each access stays inside
     // the bounds stated above, as the loop conditions ensure.
     unsafe {
         let mut o = 0;
         while o + 8 <= n {
             let ((b0, m0), (b1, m1)) = (bias_back(w, n, o, quads), bias_back(w, n, o + 4, quads));
-            let back = [b0, b1];
+            let ws = (w, n, o, quads);
             if m0 || m1 {
-                over_rows!(tile_u8[, 2, false], rows, patch, kq, w, n, (acc, ldc), o, quads, back);
+                rows_u8::<2, false>(a, ws, [b0, b1], (sink, o0 + o));
             } else {
-                over_rows!(tile_u8[, 2, true], rows, patch, kq, w, n, (acc, ldc), o, quads, back);
+                rows_u8::<2, true>(a, ws, [b0, b1], (sink, o0 + o));
             }
             o += 8;
         }
         // 4 outputs: the grouped convolutions with 4 channels per group (ResNeXt 32x4d).
         while o + 4 <= n {
             let (b, m) = bias_back(w, n, o, quads);
+            let ws = (w, n, o, quads);
             if m {
-                over_rows!(tile_u8[, 1, false], rows, patch, kq, w, n, (acc, ldc), o, quads, [b]);
+                rows_u8::<1, false>(a, ws, [b], (sink, o0 + o));
             } else {
-                over_rows!(tile_u8[, 1, true], rows, patch, kq, w, n, (acc, ldc), o, quads, [b]);
+                rows_u8::<1, true>(a, ws, [b], (sink, o0 + o));
             }
             o += 4;
         }
@@ -404,7 +467,7 @@ unsafe fn dot_u8_neon(
                     s += *patch.add(r * kq + k) as i32
                         * *w.add(((k / 4) * n + o) * 4 + k % 4) as i32;
                 }
-                *acc.add(r * ldc + o) += s;
+                sink.put1(r, o0 + o, s);
             }
             o += 1;
         }

@@ -12,10 +12,10 @@
 //! The weights of a block of 16 outputs are `[steps][16][4]` ([`super::DirectShape::weight_at`]),
 //! so the 4 outputs of a vector read 16 bytes in a row per step.
 //!
-//! The requantizing twin hands the tile's sums to [`super::neon_requant`] and stores bytes.
+//! The requantizing twin hands the tile's sums to [`super::neon_sink`] and stores bytes.
 
 use super::aarch64::{mla, mul};
-use super::neon_requant::Requant4;
+use super::neon_sink::{AccSink, Requant4, RequantSink, Sink, SinkExt};
 use super::requant::Requantize;
 use super::DirectShape;
 use std::arch::aarch64::*;
@@ -96,86 +96,6 @@ impl Steps {
 
     fn get(&self) -> &[usize] {
         &self.offsets[..self.len]
-    }
-}
-
-/// Where a tile's sums go.
-trait Sink {
-    /// The sums of pixel `p`, channels `o..o + 4 V`.
-    ///
-    /// # Safety
-    /// `p` must be one of the call's pixels and `o + 4 V <= out_c`.
-    unsafe fn put<const V: usize>(&self, p: usize, o: usize, sums: [int32x4_t; V]);
-
-    /// The sum of pixel `p`, channel `o` (the channels a vector leaves over).
-    ///
-    /// # Safety
-    /// As for [`Sink::put`], with one channel.
-    unsafe fn put1(&self, p: usize, o: usize, sum: i32);
-}
-
-/// Added to accumulators `[pixels][out_c]`.
-struct AccSink {
-    acc: *mut i32,
-    out_c: usize,
-}
-
-impl Sink for AccSink {
-    #[inline(always)]
-    unsafe fn put<const V: usize>(&self, p: usize, o: usize, sums: [int32x4_t; V]) {
-        // SAFETY: the caller guarantees the accumulators are in bounds; NEON is baseline.
-        unsafe {
-            for (v, sum) in sums.into_iter().enumerate() {
-                let a = self.acc.add(p * self.out_c + o + 4 * v);
-                vst1q_s32(a, vaddq_s32(vld1q_s32(a), sum));
-            }
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn put1(&self, p: usize, o: usize, sum: i32) {
-        // SAFETY: the caller guarantees the accumulator is in bounds.
-        unsafe { *self.acc.add(p * self.out_c + o) += sum }
-    }
-}
-
-/// Requantized into outputs `[pixels][out_c]`, with residual inputs shaped alike.
-struct RequantSink<'a> {
-    rq: Requant4<'a>,
-    residual: *const u8,
-    out: *mut u8,
-    out_c: usize,
-}
-
-impl Sink for RequantSink<'_> {
-    #[inline(always)]
-    unsafe fn put<const V: usize>(&self, p: usize, o: usize, sums: [int32x4_t; V]) {
-        let at = p * self.out_c + o;
-        // SAFETY: the caller guarantees the outputs (and residual inputs, which are only read
-        // when there are some) are in bounds.
-        unsafe {
-            let lanes: [int32x4_t; V] = std::array::from_fn(|v| {
-                let res = self.residual.wrapping_add(at + 4 * v);
-                self.rq.lanes(sums[v], o + 4 * v, res)
-            });
-            if V == 2 {
-                Requant4::store8(self.out.add(at), lanes[0], lanes[V - 1]);
-            } else {
-                for (v, l) in lanes.into_iter().enumerate() {
-                    Requant4::store4(self.out.add(at + 4 * v), l);
-                }
-            }
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn put1(&self, p: usize, o: usize, sum: i32) {
-        let at = p * self.out_c + o;
-        // SAFETY: the caller guarantees the output (and residual input, if any) is in bounds.
-        unsafe {
-            let res = (!self.residual.is_null()).then(|| *self.residual.add(at));
-            *self.out.add(at) = self.rq.output(o, sum, res);
-        }
     }
 }
 
@@ -384,33 +304,6 @@ impl<const V: usize> Tile<'_, V> {
                 }
             }
             a.map(|ar| ar.map(|av| vpaddq_s32(av[0], av[1])))
-        }
-    }
-}
-
-impl<S: Sink> SinkExt for S {}
-
-/// A tile's sums with the `128 * sum w` added back, per pixel.
-trait SinkExt: Sink {
-    /// # Safety
-    /// As for [`Sink::put`], for pixels `p0..p0 + R`.
-    #[inline(always)]
-    unsafe fn put_all<const R: usize, const V: usize>(
-        &self,
-        p0: usize,
-        o: usize,
-        sums: [[int32x4_t; V]; R],
-        back: [int32x4_t; V],
-    ) {
-        // SAFETY: the caller's preconditions; NEON is baseline.
-        unsafe {
-            for (r, s) in sums.into_iter().enumerate() {
-                let mut s = s;
-                for (sv, b) in s.iter_mut().zip(back) {
-                    *sv = vaddq_s32(*sv, b);
-                }
-                self.put(p0 + r, o, s);
-            }
         }
     }
 }
