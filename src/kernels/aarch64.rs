@@ -278,7 +278,12 @@ unsafe fn quad(patch: *const u8, kq: usize, r: usize, q: usize) -> int8x16_t {
 /// # Safety
 /// Outputs `o..o + 4` of every quad must be inside `w`.
 #[inline(always)]
-unsafe fn bias_back(w: *const i8, n: usize, o: usize, quads: usize) -> (int32x4_t, bool) {
+pub(super) unsafe fn bias_back(
+    w: *const i8,
+    n: usize,
+    o: usize,
+    quads: usize,
+) -> (int32x4_t, bool) {
     // SAFETY: the caller guarantees the weights are in bounds; NEON is baseline.
     unsafe {
         let mut s = vdupq_n_s32(0);

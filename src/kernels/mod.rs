@@ -24,6 +24,8 @@ pub mod generic;
 #[cfg(target_arch = "aarch64")]
 pub mod neon_direct;
 #[cfg(target_arch = "aarch64")]
+pub mod neon_dot;
+#[cfg(target_arch = "aarch64")]
 mod neon_sink;
 pub mod requant;
 #[cfg(target_arch = "x86_64")]
@@ -224,6 +226,8 @@ pub enum Isa {
     Neon,
     /// aarch64 NEON 8-bit multiplies (`smull` + `sadalp`), u8 quads.
     NeonI8,
+    /// aarch64 dot product (`sdot`, Armv8.2 `dotprod`), u8 quads.
+    NeonDot,
 }
 
 impl Isa {
@@ -235,6 +239,7 @@ impl Isa {
             Isa::Vnni => "vnni",
             Isa::Neon => "neon",
             Isa::NeonI8 => "neon-i8",
+            Isa::NeonDot => "neon-dot",
         }
     }
 
@@ -255,7 +260,12 @@ impl Isa {
             }
         }
         #[cfg(target_arch = "aarch64")]
-        v.extend([Isa::Neon, Isa::NeonI8]);
+        {
+            v.extend([Isa::Neon, Isa::NeonI8]);
+            if neon_dot::available() {
+                v.push(Isa::NeonDot);
+            }
+        }
         v
     }
 
@@ -266,8 +276,9 @@ impl Isa {
             Isa::GenericU8 => Some(generic::direct_u8),
             #[cfg(target_arch = "x86_64")]
             Isa::Vnni if x86_64::has_vnni_512() => Some(x86_64::direct_u8_vnni),
+            // The `smull` direct kernels on either: no `sdot` twin yet.
             #[cfg(target_arch = "aarch64")]
-            Isa::NeonI8 => Some(neon_direct::direct_u8_neon),
+            Isa::NeonI8 | Isa::NeonDot => Some(neon_direct::direct_u8_neon),
             _ => None,
         }
     }
@@ -278,7 +289,7 @@ impl Isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Vnni if x86_64::has_vnni_512() => Some(x86_64::direct_u8_requant_vnni),
             #[cfg(target_arch = "aarch64")]
-            Isa::NeonI8 => Some(neon_direct::direct_u8_requant_neon),
+            Isa::NeonI8 | Isa::NeonDot => Some(neon_direct::direct_u8_requant_neon),
             _ => None,
         }
     }
@@ -293,6 +304,8 @@ impl Isa {
             }
             #[cfg(target_arch = "aarch64")]
             Isa::NeonI8 => Some(aarch64::dot_u8i8_requant_neon),
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonDot => Some(neon_dot::dot_u8i8_requant_sdot),
             _ => {
                 let _ = n;
                 None
@@ -313,6 +326,8 @@ impl Isa {
             Isa::Neon => Kernel::I16(aarch64::dot_i16_neon),
             #[cfg(target_arch = "aarch64")]
             Isa::NeonI8 => Kernel::U8(aarch64::dot_u8i8_neon),
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonDot => Kernel::U8(neon_dot::dot_u8i8_sdot),
             #[allow(unreachable_patterns)]
             _ => Kernel::I16(generic::dot_i16),
         }
@@ -374,7 +389,7 @@ pub fn set_threads(n: usize) {
 }
 
 /// The kernel set this process uses: the best the CPU has, unless `RESNEXT_EDGE_KERNELS` names
-/// another it has (`generic`, `generic-u8`, `avx2`, `vnni`, `neon`, `neon-i8`).
+/// another it has (`generic`, `generic-u8`, `avx2`, `vnni`, `neon`, `neon-i8`, `neon-dot`).
 pub fn selected() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
     *ISA.get_or_init(|| {
