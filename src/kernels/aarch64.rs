@@ -328,8 +328,7 @@ pub(super) fn mla<const H: usize>(p: int16x8_t, x: int8x16_t, w: int8x16_t) -> i
 /// The sums `sum x * w - 128 * sum w` of rows `r0..r0 + R` (1..=4) and outputs `o..o + 4 V`
 /// (`V` = 1 or 2 vectors of 4 outputs): per row and vector two accumulators, each lane the sum
 /// of products of one output, folded by `addp` at the end. `PAIRED`: two quads per `sadalp`
-/// (weights without -128; an odd first quad alone, so that the function holds one loop and
-/// LLVM keeps the accumulators in place), else one.
+/// (weights without -128; an odd last quad alone, after the loop), else one.
 ///
 /// # Safety
 /// Rows `r0..r0 + R` and outputs `o..o + 4 V` must be inside the buffers of [`dot_u8_neon`].
@@ -350,9 +349,8 @@ unsafe fn tile_u8<const R: usize, const V: usize, const PAIRED: bool>(
             std::array::from_fn(|v| vld1q_s8(w.add((q * n + o + 4 * v) * 4)))
         };
         let mut q = 0;
-        if !PAIRED || quads % 2 == 1 {
-            let end = if PAIRED { 1 } else { quads };
-            while q < end {
+        if !PAIRED {
+            while q < quads {
                 let w0 = wq(q);
                 for (r, ar) in a.iter_mut().enumerate() {
                     let x = quad(patch, kq, r0 + r, q);
@@ -363,8 +361,7 @@ unsafe fn tile_u8<const R: usize, const V: usize, const PAIRED: bool>(
                 }
                 q += 1;
             }
-        }
-        if PAIRED {
+        } else {
             while q + 2 <= quads {
                 let (w0, w1) = (wq(q), wq(q + 1));
                 for (r, ar) in a.iter_mut().enumerate() {
@@ -378,7 +375,17 @@ unsafe fn tile_u8<const R: usize, const V: usize, const PAIRED: bool>(
                 q += 2;
             }
         }
-        a.map(|ar| ar.map(|av| vpaddq_s32(av[0], av[1])))
+        let mut sums = a.map(|ar| ar.map(|av| vpaddq_s32(av[0], av[1])));
+        if PAIRED && q < quads {
+            // An odd last quad, after the loop (inside it, LLVM moved the accumulators).
+            let last = tile_u8::<R, V, false>(patch.add(4 * q), kq, w.add(q * n * 4), n, o, 1, r0);
+            for (sr, lr) in sums.iter_mut().zip(last) {
+                for (sv, lv) in sr.iter_mut().zip(lr) {
+                    *sv = vaddq_s32(*sv, lv);
+                }
+            }
+        }
+        sums
     }
 }
 

@@ -185,10 +185,15 @@ impl<const V: usize> Tile<'_, V> {
         // SAFETY: the caller's preconditions.
         unsafe {
             let (back, low) = self.bias_back();
-            if low {
-                self.pixels::<false>(o, pixels, back, sink)
-            } else {
-                self.pixels::<true>(o, pixels, back, sink)
+            // Vectors in one group share their input quads; in 4-channel groups (the only
+            // shape where a tile's two vectors are not in one group) they are the next 4 bytes.
+            let spread = self.chan[V - 1] != self.chan[0];
+            assert!(!spread || (V == 2 && self.chan[1] == self.chan[0] + 4));
+            match (low, spread) {
+                (false, false) => self.pixels::<true, false>(o, pixels, back, sink),
+                (false, true) => self.pixels::<true, true>(o, pixels, back, sink),
+                (true, false) => self.pixels::<false, false>(o, pixels, back, sink),
+                (true, true) => self.pixels::<false, true>(o, pixels, back, sink),
             }
         }
     }
@@ -196,7 +201,7 @@ impl<const V: usize> Tile<'_, V> {
     /// # Safety
     /// As for [`run`].
     #[inline(always)]
-    unsafe fn pixels<const PAIRED: bool>(
+    unsafe fn pixels<const PAIRED: bool, const SPREAD: bool>(
         &self,
         o: usize,
         pixels: usize,
@@ -207,13 +212,13 @@ impl<const V: usize> Tile<'_, V> {
         unsafe {
             let mut p = 0;
             while p + TILE_PIXELS <= pixels {
-                sink.put_all(p, o, self.sums::<4, PAIRED>(p), back);
+                sink.put_all(p, o, self.sums::<4, PAIRED, SPREAD>(p), back);
                 p += TILE_PIXELS;
             }
             match pixels - p {
-                3 => sink.put_all(p, o, self.sums::<3, PAIRED>(p), back),
-                2 => sink.put_all(p, o, self.sums::<2, PAIRED>(p), back),
-                1 => sink.put_all(p, o, self.sums::<1, PAIRED>(p), back),
+                3 => sink.put_all(p, o, self.sums::<3, PAIRED, SPREAD>(p), back),
+                2 => sink.put_all(p, o, self.sums::<2, PAIRED, SPREAD>(p), back),
+                1 => sink.put_all(p, o, self.sums::<1, PAIRED, SPREAD>(p), back),
                 _ => {}
             }
         }
@@ -241,59 +246,65 @@ impl<const V: usize> Tile<'_, V> {
         }
     }
 
-    /// The input quad of pixel `p`, step offset `off`, vector `v` as i8 `x - 128` over 16 lanes.
+    /// The input quads of pixel `p` at step offset `off`, one per vector, as i8 `x - 128`
+    /// over 16 lanes: one quad for all (`SPREAD` false), or (4-channel groups, `V` = 2) the
+    /// next 4 bytes for the second vector, from one 8-byte load.
     ///
     /// # Safety
-    /// The quad must lie inside the input.
+    /// The quads must lie inside the input.
     #[inline(always)]
-    unsafe fn x(&self, p: usize, off: usize, v: usize) -> int8x16_t {
-        // SAFETY: the caller guarantees the 4 bytes are in bounds; NEON is baseline.
+    unsafe fn x<const SPREAD: bool>(&self, p: usize, off: usize) -> [int8x16_t; V] {
+        // SAFETY: the caller guarantees the 4 V bytes are in bounds; NEON is baseline.
         unsafe {
-            let at = self.xp.add(p * self.pstride + off + self.chan[v]);
-            let q = (at as *const u32).read_unaligned();
-            vreinterpretq_s8_u8(veorq_u8(
-                vreinterpretq_u8_u32(vdupq_n_u32(q)),
-                vdupq_n_u8(0x80),
-            ))
+            let at = self.xp.add(p * self.pstride + off + self.chan[0]);
+            if SPREAD {
+                let d = vreinterpret_u32_u8(veor_u8(vld1_u8(at), vdup_n_u8(0x80)));
+                let (x0, x1) = (vdupq_lane_u32::<0>(d), vdupq_lane_u32::<1>(d));
+                std::array::from_fn(|v| vreinterpretq_s8_u32(if v == 0 { x0 } else { x1 }))
+            } else {
+                let q = (at as *const u32).read_unaligned();
+                let x = veorq_u8(vreinterpretq_u8_u32(vdupq_n_u32(q)), vdupq_n_u8(0x80));
+                [vreinterpretq_s8_u8(x); V]
+            }
         }
     }
 
     /// The sums `sum x * w - 128 * sum w` of pixels `p0..p0 + R`: one loop over the steps
-    /// (an odd first step alone, then pairs), the accumulators in registers.
+    /// (in pairs, an odd last step after the loop: inside it, LLVM moved the accumulators
+    /// around), the accumulators in registers.
     ///
     /// # Safety
     /// Pixels `p0..p0 + R` must be the call's.
     #[inline(always)]
-    unsafe fn sums<const R: usize, const PAIRED: bool>(&self, p0: usize) -> [[int32x4_t; V]; R] {
+    unsafe fn sums<const R: usize, const PAIRED: bool, const SPREAD: bool>(
+        &self,
+        p0: usize,
+    ) -> [[int32x4_t; V]; R] {
         // SAFETY: the caller's preconditions; NEON is baseline.
         unsafe {
             let mut a = [[[vdupq_n_s32(0); 2]; V]; R];
-            let wv = |i: usize| -> [int8x16_t; V] {
-                std::array::from_fn(|v| vld1q_s8(self.w.add(i * self.wstride + 16 * v)))
-            };
             let steps = self.steps;
             let mut i = 0;
-            if !PAIRED || steps.len() % 2 == 1 {
-                let end = if PAIRED { 1 } else { steps.len() };
-                while i < end {
-                    let w0 = wv(i);
+            if !PAIRED {
+                while i < steps.len() {
+                    let w0 = self.w(i);
                     for (r, ar) in a.iter_mut().enumerate() {
+                        let x = self.x::<SPREAD>(p0 + r, steps[i]);
                         for v in 0..V {
-                            let x = self.x(p0 + r, steps[i], v);
-                            ar[v][0] = vpadalq_s16(ar[v][0], mul::<0>(x, w0[v]));
-                            ar[v][1] = vpadalq_s16(ar[v][1], mul::<1>(x, w0[v]));
+                            ar[v][0] = vpadalq_s16(ar[v][0], mul::<0>(x[v], w0[v]));
+                            ar[v][1] = vpadalq_s16(ar[v][1], mul::<1>(x[v], w0[v]));
                         }
                     }
                     i += 1;
                 }
-            }
-            if PAIRED {
+            } else {
                 while i + 2 <= steps.len() {
-                    let (w0, w1) = (wv(i), wv(i + 1));
+                    let (w0, w1) = (self.w(i), self.w(i + 1));
                     let (o0, o1) = (steps[i], steps[i + 1]);
                     for (r, ar) in a.iter_mut().enumerate() {
+                        let (x0, x1) = (self.x::<SPREAD>(p0 + r, o0), self.x::<SPREAD>(p0 + r, o1));
                         for v in 0..V {
-                            let (x0, x1) = (self.x(p0 + r, o0, v), self.x(p0 + r, o1, v));
+                            let (x0, x1) = (x0[v], x1[v]);
                             ar[v][0] =
                                 vpadalq_s16(ar[v][0], mla::<0>(mul::<0>(x0, w0[v]), x1, w1[v]));
                             ar[v][1] =
@@ -303,7 +314,29 @@ impl<const V: usize> Tile<'_, V> {
                     i += 2;
                 }
             }
-            a.map(|ar| ar.map(|av| vpaddq_s32(av[0], av[1])))
+            let mut sums = a.map(|ar| ar.map(|av| vpaddq_s32(av[0], av[1])));
+            if PAIRED && i < steps.len() {
+                let w0 = self.w(i);
+                for (r, sr) in sums.iter_mut().enumerate() {
+                    let x = self.x::<SPREAD>(p0 + r, steps[i]);
+                    for (v, sv) in sr.iter_mut().enumerate() {
+                        let lo = vpaddlq_s16(mul::<0>(x[v], w0[v]));
+                        let hi = vpaddlq_s16(mul::<1>(x[v], w0[v]));
+                        *sv = vaddq_s32(*sv, vpaddq_s32(lo, hi));
+                    }
+                }
+            }
+            sums
         }
+    }
+
+    /// The weights of step `i`, one vector per 4 outputs.
+    ///
+    /// # Safety
+    /// Step `i` must be one of the tile's.
+    #[inline(always)]
+    unsafe fn w(&self, i: usize) -> [int8x16_t; V] {
+        // SAFETY: the caller's preconditions; NEON is baseline.
+        std::array::from_fn(|v| unsafe { vld1q_s8(self.w.add(i * self.wstride + 16 * v)) })
     }
 }
