@@ -4,14 +4,15 @@
 # innermost loop, and asks llvm-mca for cycles per iteration on the board CPUs (share of the
 # int8 peak: A72 8 MAC/cycle, A76 32, A53 8).
 # Usage: scripts/arm_loops.sh   (needs the cross binutils of gcc-aarch64-linux-gnu /
-# gcc-arm-linux-gnueabihf and llvm-mca, Debian package llvm)
+# gcc-arm-linux-gnueabihf and llvm-mca, Debian package llvm; llvm-19's has a Cortex-A76 model)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
-echo "llvm-mca: $(llvm-mca --version | grep -m1 -i version | sed 's/^ *//')"
+mca=$( (ls /usr/bin/llvm-mca-* 2>/dev/null || true) | sort -t- -k3 -n | tail -1); mca=${mca:-llvm-mca}
+echo "llvm-mca: $($mca --version | grep -m1 -i version | sed 's/^ *//')"
 for target in aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf; do
   cargo build -q --release --target $target -p resnext-edge --bin resnext-edge
   echo
   python3 scripts/arm_loops.py "target/$target/release/resnext-edge" \
-    "kernels::aarch64::" "kernels::generic::"
+    "kernels::aarch64::" "kernels::neon_direct::" "kernels::neon_dot::" "kernels::generic::"
 done
