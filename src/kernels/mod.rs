@@ -26,6 +26,8 @@ pub mod neon_direct;
 #[cfg(target_arch = "aarch64")]
 pub mod neon_dot;
 #[cfg(target_arch = "aarch64")]
+pub mod neon_dot_direct;
+#[cfg(target_arch = "aarch64")]
 mod neon_sink;
 pub mod requant;
 #[cfg(target_arch = "x86_64")]
@@ -276,9 +278,10 @@ impl Isa {
             Isa::GenericU8 => Some(generic::direct_u8),
             #[cfg(target_arch = "x86_64")]
             Isa::Vnni if x86_64::has_vnni_512() => Some(x86_64::direct_u8_vnni),
-            // The `smull` direct kernels on either: no `sdot` twin yet.
             #[cfg(target_arch = "aarch64")]
-            Isa::NeonI8 | Isa::NeonDot => Some(neon_direct::direct_u8_neon),
+            Isa::NeonI8 => Some(neon_direct::direct_u8_neon),
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonDot => Some(neon_dot_direct::direct_u8_sdot),
             _ => None,
         }
     }
@@ -289,7 +292,9 @@ impl Isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Vnni if x86_64::has_vnni_512() => Some(x86_64::direct_u8_requant_vnni),
             #[cfg(target_arch = "aarch64")]
-            Isa::NeonI8 | Isa::NeonDot => Some(neon_direct::direct_u8_requant_neon),
+            Isa::NeonI8 => Some(neon_direct::direct_u8_requant_neon),
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonDot => Some(neon_dot_direct::direct_u8_requant_sdot),
             _ => None,
         }
     }

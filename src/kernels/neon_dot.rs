@@ -93,7 +93,7 @@ pub fn dot_u8i8_requant_sdot(
 /// # Safety
 /// The CPU must have `dotprod`, and the caller must be compiled with it.
 #[inline(always)]
-unsafe fn sdot<const L: i32>(a: int32x4_t, w: int8x16_t, x: int8x16_t) -> int32x4_t {
+pub(super) unsafe fn sdot<const L: i32>(a: int32x4_t, w: int8x16_t, x: int8x16_t) -> int32x4_t {
     let mut a = a;
     // SAFETY: a register-only instruction the caller guarantees the CPU has.
     unsafe {

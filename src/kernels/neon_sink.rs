@@ -157,8 +157,10 @@ impl Sink for RequantSink<'_> {
                 let res = self.residual.wrapping_add(at + 4 * v);
                 self.rq.lanes(sums[v], o + 4 * v, res)
             });
-            if V == 2 {
-                Requant4::store8(self.out.add(at), lanes[0], lanes[V - 1]);
+            if V % 2 == 0 {
+                for v in (0..V).step_by(2) {
+                    Requant4::store8(self.out.add(at + 4 * v), lanes[v], lanes[v + 1]);
+                }
             } else {
                 for (v, l) in lanes.into_iter().enumerate() {
                     Requant4::store4(self.out.add(at + 4 * v), l);
