@@ -157,7 +157,7 @@ impl Sink for RequantSink<'_> {
                 let res = self.residual.wrapping_add(at + 4 * v);
                 self.rq.lanes(sums[v], o + 4 * v, res)
             });
-            if V % 2 == 0 {
+            if V.is_multiple_of(2) {
                 for v in (0..V).step_by(2) {
                     Requant4::store8(self.out.add(at + 4 * v), lanes[v], lanes[v + 1]);
                 }
