@@ -115,7 +115,7 @@ def main():
             print(f"| {needle} | not found in {binary} | | | |" + " |" * len(cpus))
             continue
         for name, body in sorted(funcs.items()):
-            short = name.split("::")[-1]
+            short = "::".join(name.split("::")[-2:])  # module::function
             for s, e in innermost_loops(body):
                 loop = body[s:e + 1]
                 n_mac = sum(macs(arch, mn, ops) for _, mn, ops in loop)

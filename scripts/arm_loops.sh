@@ -13,6 +13,9 @@ echo "llvm-mca: $($mca --version | grep -m1 -i version | sed 's/^ *//')"
 for target in aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf; do
   cargo build -q --release --target $target -p resnext-edge --bin resnext-edge
   echo
-  python3 scripts/arm_loops.py "target/$target/release/resnext-edge" \
-    "kernels::aarch64::" "kernels::neon_direct::" "kernels::neon_dot::" "kernels::generic::"
+  # armv7 has only the generic kernels (no NEON twin yet).
+  needles=("kernels::generic::")
+  [ $target = aarch64-unknown-linux-gnu ] && needles=("kernels::aarch64::" "kernels::neon_direct::" \
+    "kernels::neon_dot::" "kernels::neon_dot_direct::" "${needles[@]}")
+  python3 scripts/arm_loops.py "target/$target/release/resnext-edge" "${needles[@]}"
 done
