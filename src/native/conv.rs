@@ -839,12 +839,24 @@ pub fn quantize_to_nhwc(
         return;
     }
     let per = pixels.div_ceil(threads.max(1));
+    // Each plane's values are quantized in blocks into a contiguous buffer (a loop the compiler
+    // vectorizes), then interleaved: quantizing straight into the strided output kept it
+    // scalar (27 instructions per value on aarch64).
+    const BLOCK: usize = 64;
     in_chunks(out, per * channels, threads, &|i, chunk| {
         let p0 = i * per;
+        let n = chunk.len() / channels;
+        let mut q = [0u8; BLOCK];
         for (c, plane) in x.chunks_exact(pixels).enumerate() {
-            let plane = &plane[p0..p0 + chunk.len() / channels];
-            for (d, &v) in chunk[c..].iter_mut().step_by(channels).zip(plane) {
-                *d = (round_half_even(v * recip) + zero as i32).clamp(0, 255) as u8;
+            let plane = &plane[p0..p0 + n];
+            for (b, values) in plane.chunks(BLOCK).enumerate() {
+                for (d, &v) in q.iter_mut().zip(values) {
+                    *d = (round_half_even(v * recip) + zero as i32).clamp(0, 255) as u8;
+                }
+                let dst = chunk[(b * BLOCK) * channels + c..].iter_mut().step_by(channels);
+                for (d, &v) in dst.zip(&q[..values.len()]) {
+                    *d = v;
+                }
             }
         }
     });
