@@ -1268,6 +1268,26 @@ mod tests {
     }
 
     #[test]
+    fn input_quantization_interleaves_across_blocks_and_threads() {
+        // 3 channels of 150 pixels: blocks of 64 values and a partial last one per thread.
+        let (channels, pixels) = (3, 150);
+        let x: Vec<f32> = (0..channels * pixels)
+            .map(|i| (i as f32 * 0.37).sin() * 140.0)
+            .collect();
+        let want: Vec<u8> = (0..channels * pixels)
+            .map(|i| {
+                let v = x[(i % channels) * pixels + i / channels];
+                (round_half_even(v * 0.9) + 7).clamp(0, 255) as u8
+            })
+            .collect();
+        for threads in 1..=3 {
+            let mut out = vec![0u8; channels * pixels];
+            quantize_to_nhwc(&x, (channels, pixels), 0.9, 7, &mut out, threads);
+            assert_eq!(out, want, "{threads} threads");
+        }
+    }
+
+    #[test]
     fn max_pool_takes_the_largest_of_each_window_on_any_thread_count() {
         let (h, w, c) = (7, 6, 3);
         let x = bytes(h * w * c, 9);
