@@ -853,7 +853,9 @@ pub fn quantize_to_nhwc(
                 for (d, &v) in q.iter_mut().zip(values) {
                     *d = (round_half_even(v * recip) + zero as i32).clamp(0, 255) as u8;
                 }
-                let dst = chunk[(b * BLOCK) * channels + c..].iter_mut().step_by(channels);
+                let dst = chunk[(b * BLOCK) * channels + c..]
+                    .iter_mut()
+                    .step_by(channels);
                 for (d, &v) in dst.zip(&q[..values.len()]) {
                     *d = v;
                 }
