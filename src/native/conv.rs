@@ -770,10 +770,15 @@ impl Direct<'_> {
     }
 }
 
-/// One window row of a dense convolution's patch: the `row.len() / in_c` taps from input
-/// pixel `(iy, ix0)` on, every channel, the input zero point `zx` where they leave the image.
+/// One window row of a dense convolution's patch: the `kernel` taps from input pixel
+/// `(iy, ix0)` on, every channel (`row` holds `kernel * in_c` bytes), the input zero point `zx`
+/// where they leave the image.
+#[inline]
 fn gather_row(row: &mut [u8], x: &[u8], (iy, ix0): (isize, isize), g: &ConvGeometry, zx: i32) {
-    let (c, taps) = (g.in_c, row.len() / g.in_c);
+    // The taps from the geometry, not `row.len() / in_c`: a division per window row was a
+    // good part of the stem's gather.
+    let (c, taps) = (g.in_c, g.kernel);
+    debug_assert_eq!(row.len(), taps * c);
     if iy < 0 || iy >= g.in_h as isize {
         return row.fill(zx as u8);
     }
