@@ -20,7 +20,7 @@
 //! busy. A block of outputs whose weights hold -128 (never written by the quantizer, which uses
 //! [-127, 127], but allowed by ONNX) takes one quad at a time: `smull` then `sadalp`.
 
-use super::neon_sink::{AccSink, Requant4, RequantSink, Sink, SinkExt};
+use super::neon_sink::{AccSink, RequantSink, Sink, SinkExt};
 use super::requant::Requantize;
 use std::arch::aarch64::*;
 
@@ -239,12 +239,7 @@ pub fn dot_u8i8_requant_neon(
         out,
         ldo
     ));
-    let sink = RequantSink {
-        rq: Requant4::new(rq),
-        residual: residual.map_or(std::ptr::null(), <[u8]>::as_ptr),
-        out: out.as_mut_ptr(),
-        out_c: ldo,
-    };
+    let sink = RequantSink::new(rq, residual, out, ldo);
     for (o0, width) in super::panels(n) {
         // SAFETY: `fits_requant` holds: rows * kq patch values, kq * n weights (the panel's
         // from o0 * kq), n channels of requantization, and rows of n outputs (and residual

@@ -15,7 +15,7 @@
 //! The requantizing twin hands the tile's sums to [`super::neon_sink`] and stores bytes.
 
 use super::aarch64::{mla, mul};
-use super::neon_sink::{AccSink, Requant4, RequantSink, Sink, SinkExt};
+use super::neon_sink::{AccSink, RequantSink, Sink, SinkExt};
 use super::requant::Requantize;
 use super::DirectShape;
 use std::arch::aarch64::*;
@@ -58,12 +58,7 @@ pub fn direct_u8_requant_neon(
     let Some(steps) = Steps::of(s) else {
         return super::generic::direct_u8_requant(s, xp, pixels, w, rq, residual, out);
     };
-    let sink = RequantSink {
-        rq: Requant4::new(rq),
-        residual: residual.map_or(std::ptr::null(), <[u8]>::as_ptr),
-        out: out.as_mut_ptr(),
-        out_c: s.out_c,
-    };
+    let sink = RequantSink::new(rq, residual, out, s.out_c);
     // SAFETY: `fits_direct_requant` holds: every window lies inside `xp`, the weights inside
     // `w`, `out_c` channels of requantization, and `pixels * out_c` outputs (and residual
     // inputs, if any) inside `out` and `residual`.

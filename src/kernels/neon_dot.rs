@@ -13,7 +13,7 @@
 //! with the `dotprod` feature.
 
 use super::aarch64::bias_back;
-use super::neon_sink::{AccSink, Requant4, RequantSink, Sink, SinkExt};
+use super::neon_sink::{AccSink, RequantSink, Sink, SinkExt};
 use super::requant::Requantize;
 use std::arch::aarch64::*;
 use std::arch::asm;
@@ -71,12 +71,7 @@ pub fn dot_u8i8_requant_sdot(
     if !available() {
         return super::generic::dot_u8i8_requant(rows, patch, kq, w, n, rq, residual, out, ldo);
     }
-    let sink = RequantSink {
-        rq: Requant4::new(rq),
-        residual: residual.map_or(std::ptr::null(), <[u8]>::as_ptr),
-        out: out.as_mut_ptr(),
-        out_c: ldo,
-    };
+    let sink = RequantSink::new(rq, residual, out, ldo);
     for (o0, width) in super::panels(n) {
         // SAFETY: the CPU has `dotprod`; `fits_requant` holds: rows * kq patch values, kq * n
         // weights (the panel's from o0 * kq), n channels of requantization, and rows of n

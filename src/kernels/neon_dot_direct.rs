@@ -17,7 +17,7 @@
 
 use super::aarch64::bias_back;
 use super::neon_dot::{available, sdot};
-use super::neon_sink::{AccSink, Requant4, RequantSink, Sink, SinkExt};
+use super::neon_sink::{AccSink, RequantSink, Sink, SinkExt};
 use super::requant::Requantize;
 use super::DirectShape;
 use std::arch::aarch64::*;
@@ -55,12 +55,7 @@ pub fn direct_u8_requant_sdot(
     let Some(taps) = Taps::of(s).filter(|_| available()) else {
         return super::neon_direct::direct_u8_requant_neon(s, xp, pixels, w, rq, residual, out);
     };
-    let sink = RequantSink {
-        rq: Requant4::new(rq),
-        residual: residual.map_or(std::ptr::null(), <[u8]>::as_ptr),
-        out: out.as_mut_ptr(),
-        out_c: s.out_c,
-    };
+    let sink = RequantSink::new(rq, residual, out, s.out_c);
     // SAFETY: the CPU has `dotprod`; `fits_direct_requant` holds: every window inside `xp`,
     // the weights inside `w`, `out_c` channels of requantization, and `pixels * out_c` outputs
     // (and residual inputs, if any) inside `out` and `residual`.

@@ -146,6 +146,24 @@ pub(crate) struct RequantSink<'a> {
     pub(crate) out_c: usize,
 }
 
+impl<'a> RequantSink<'a> {
+    /// Requantized by `rq` into `out`, rows `out_c` apart, with the residual inputs (if any)
+    /// laid out alike. The kernel that makes it has checked the buffers' lengths.
+    pub(crate) fn new(
+        rq: &'a Requantize<'a>,
+        residual: Option<&[u8]>,
+        out: &mut [u8],
+        out_c: usize,
+    ) -> Self {
+        RequantSink {
+            rq: Requant4::new(rq),
+            residual: residual.map_or(std::ptr::null(), <[u8]>::as_ptr),
+            out: out.as_mut_ptr(),
+            out_c,
+        }
+    }
+}
+
 impl Sink for RequantSink<'_> {
     #[inline(always)]
     unsafe fn put<const V: usize>(&self, p: usize, o: usize, sums: [int32x4_t; V]) {
