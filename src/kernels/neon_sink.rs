@@ -16,11 +16,15 @@ pub(crate) struct Requant4<'a> {
     hi: int32x4_t,
     residual_zero: int32x4_t,
     residual_multiplier: float32x4_t,
+    /// Whether the residual term is added: the requantization has one and the call passed
+    /// the residual inputs (as [`Requantize::output`], which zips the two).
+    with_residual: bool,
 }
 
 impl<'a> Requant4<'a> {
+    /// `rq`, with the residual term only if `residual_inputs` (the call has them).
     #[inline(always)]
-    pub(crate) fn new(rq: &'a Requantize<'a>) -> Self {
+    pub(crate) fn new(rq: &'a Requantize<'a>, residual_inputs: bool) -> Self {
         let (rz, rm) = rq.residual.unwrap_or((0, 0.0));
         // SAFETY: NEON is baseline on aarch64; register operations only.
         unsafe {
@@ -31,17 +35,18 @@ impl<'a> Requant4<'a> {
                 hi: vdupq_n_s32(rq.hi),
                 residual_zero: vdupq_n_s32(rz),
                 residual_multiplier: vdupq_n_f32(rm),
+                with_residual: residual_inputs && rq.residual.is_some(),
             }
         }
     }
 
     /// The outputs of channels `o..o + 4` for their sums `acc` (bias not added), as i32 lanes
     /// within `[lo, hi]`; `residual` points at the four residual inputs of those channels
-    /// (read only when the requantization has a residual).
+    /// (read only when the requantization has a residual and the call residual inputs).
     ///
     /// # Safety
     /// `o + 4 <= n` for the `n` channels the [`Requantize`] holds, and `residual` must point
-    /// at 4 readable bytes when the requantization has a residual.
+    /// at 4 readable bytes when [`Requant4::new`] was told the call has residual inputs.
     #[inline(always)]
     pub(crate) unsafe fn lanes(&self, acc: int32x4_t, o: usize, residual: *const u8) -> int32x4_t {
         // SAFETY: the caller guarantees the channels and residual bytes are in bounds; NEON
@@ -50,7 +55,7 @@ impl<'a> Requant4<'a> {
             let bias = vld1q_s32(self.rq.bias.as_ptr().add(o));
             let m = vld1q_f32(self.rq.multiplier.as_ptr().add(o));
             let mut v = vmulq_f32(vcvtq_f32_s32(vaddq_s32(acc, bias)), m);
-            if self.rq.residual.is_some() {
+            if self.with_residual {
                 let r = vdup_n_u32((residual as *const u32).read_unaligned());
                 let r = vmovl_u16(vget_low_u16(vmovl_u8(vreinterpret_u8_u32(r))));
                 let r = vsubq_s32(vreinterpretq_s32_u32(r), self.residual_zero);
@@ -156,7 +161,7 @@ impl<'a> RequantSink<'a> {
         out_c: usize,
     ) -> Self {
         RequantSink {
-            rq: Requant4::new(rq),
+            rq: Requant4::new(rq, residual.is_some()),
             residual: residual.map_or(std::ptr::null(), <[u8]>::as_ptr),
             out: out.as_mut_ptr(),
             out_c,
