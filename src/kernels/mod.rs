@@ -567,14 +567,16 @@ mod tests {
             stride in 1usize..=2,
             pixels in 1usize..=19,
             residual in any::<bool>(),
+            // Input pixels with channels no group reads, rows longer than the windows need.
+            (extra_channels, extra_row) in (0usize..=2, 0usize..=3),
             seed in any::<u64>(),
         ) {
             let (cout, out_c) = match dense {
                 0 => (cout, (16 * vectors).div_ceil(cout) * cout),
                 n => (n, n),
             };
-            let in_c = out_c / cout * cin;
-            let row = (stride * (pixels - 1) + kernel) * in_c;
+            let in_c = out_c / cout * cin + extra_channels;
+            let row = (stride * (pixels - 1) + kernel + extra_row) * in_c;
             let s = DirectShape { in_c, out_c, cin, cout, kernel, stride, row };
             let mut next = xorshift(seed);
             let xp: Vec<u8> = (0..kernel * row).map(|_| next() as u8).collect();
