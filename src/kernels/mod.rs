@@ -20,6 +20,8 @@
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
+#[cfg(target_arch = "arm")]
+pub mod armv7;
 pub mod generic;
 #[cfg(target_arch = "aarch64")]
 pub mod neon_direct;
@@ -230,6 +232,8 @@ pub enum Isa {
     NeonI8,
     /// aarch64 dot product (`sdot`, Armv8.2 `dotprod`), u8 quads.
     NeonDot,
+    /// armv7 NEON 8-bit multiplies (`vmull.s8` + `vpadal`), u8 quads.
+    Armv7Neon,
 }
 
 impl Isa {
@@ -242,13 +246,14 @@ impl Isa {
             Isa::Neon => "neon",
             Isa::NeonI8 => "neon-i8",
             Isa::NeonDot => "neon-dot",
+            Isa::Armv7Neon => "armv7-neon",
         }
     }
 
     /// Every ISA this CPU can run, generic first.
     pub fn available() -> Vec<Isa> {
         #[cfg_attr(
-            not(any(target_arch = "x86_64", target_arch = "aarch64")),
+            not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "arm")),
             allow(unused_mut)
         )]
         let mut v = vec![Isa::Generic, Isa::GenericU8];
@@ -267,6 +272,10 @@ impl Isa {
             if neon_dot::available() {
                 v.push(Isa::NeonDot);
             }
+        }
+        #[cfg(target_arch = "arm")]
+        if armv7::available() {
+            v.push(Isa::Armv7Neon);
         }
         v
     }
@@ -333,6 +342,8 @@ impl Isa {
             Isa::NeonI8 => Kernel::U8(aarch64::dot_u8i8_neon),
             #[cfg(target_arch = "aarch64")]
             Isa::NeonDot => Kernel::U8(neon_dot::dot_u8i8_sdot),
+            #[cfg(target_arch = "arm")]
+            Isa::Armv7Neon => Kernel::U8(armv7::dot_u8i8_armv7),
             #[allow(unreachable_patterns)]
             _ => Kernel::I16(generic::dot_i16),
         }
@@ -394,7 +405,8 @@ pub fn set_threads(n: usize) {
 }
 
 /// The kernel set this process uses: the best the CPU has, unless `RESNEXT_EDGE_KERNELS` names
-/// another it has (`generic`, `generic-u8`, `avx2`, `vnni`, `neon`, `neon-i8`, `neon-dot`).
+/// another it has (`generic`, `generic-u8`, `avx2`, `vnni`, `neon`, `neon-i8`, `neon-dot`,
+/// `armv7-neon`).
 pub fn selected() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
     *ISA.get_or_init(|| {

@@ -167,7 +167,8 @@ impl Requant {
     /// [`Self::apply`] over a row of output channels (`multiplier` the row's slice), written
     /// so that the compiler vectorizes it; the same f32 operations, so the same bits. On x86_64
     /// the same code is also compiled for AVX-512 and AVX2 and picked at run time (without
-    /// them, SSE2 has neither 32-bit min/max nor more than 4 lanes).
+    /// them, SSE2 has neither 32-bit min/max nor more than 4 lanes); on armv7 with NEON,
+    /// [`crate::kernels::armv7::requantize_row`] (the baseline there has no vector unit).
     pub fn apply_row(
         &self,
         acc: &[i32],
@@ -187,6 +188,12 @@ impl Requant {
                 // SAFETY: AVX2 is present (checked just above).
                 return unsafe { self.apply_row_avx2(acc, multiplier, residual, out) };
             }
+        }
+        #[cfg(target_arch = "arm")]
+        if crate::kernels::armv7::available() {
+            let (zero, lo, hi) = self.bounds();
+            let rq = (zero, lo, hi, self.residual);
+            return crate::kernels::armv7::requantize_row(acc, multiplier, rq, residual, out);
         }
         self.apply_row_body(acc, multiplier, residual, out)
     }

@@ -1,0 +1,727 @@
+//! armv7 NEON twins of the u8-quad kernels, for the 32-bit boards (Raspberry Pi 2/3/4 and
+//! Zero 2 W on a 32-bit OS: Cortex-A7, A53 and A72 in AArch32 state).
+//!
+//! Stable Rust has neither the 32-bit ARM NEON intrinsics nor `#[target_feature(enable =
+//! "neon")]` on arm, and the `armv7-unknown-linux-gnueabihf` baseline (VFPv3-D16) has no NEON.
+//! So each inner loop is one block of inline assembly over fixed registers, from its first load
+//! to the store of its folded sums, assembled for NEON by a `.fpu neon` directive
+//! ([`neon_asm!`]), and the kernels are offered only where the kernel reports NEON
+//! ([`available`], `AT_HWCAP`). The rest (panels, tails, adding sums to accumulators) is Rust.
+//! The compiler knows 16 double registers there: the blocks declare d0-d15 written, and save
+//! and restore d16-d31 themselves (`vpush` / `vpop`, once per block).
+//!
+//! The dot kernel is the aarch64 `smull` scheme on 16 quad registers: `x - 128` (one `veor`
+//! with 0x80 per row and pair of quads) times the int8 weights with `vmull.s8`, the second quad
+//! of a pair added in i16 by `vmlal.s8` (weights in [-127, 127]: two products fit), then
+//! `vpadal.s16` into i32 lanes; `128 * sum w` is added back per output. Tiles of 2 rows x 8
+//! outputs (8 accumulators, 16 multiply-accumulates per 3 instructions) and, for 4-output blocks
+//! (grouped convolutions with 4 channels per group), 4 rows x 4 outputs. A quad of a row comes
+//! in replicated by one `vld1.32 {dN[]}`. A block of outputs whose weights hold -128 takes one
+//! quad at a time (`vmull` then `vpadal`), as does an odd last quad.
+//!
+//! [`requantize_row`] is [`super::requant::requantize`] on 4 lanes: `vcvt.f32.s32`, `vmul.f32`,
+//! the residual's `vmul` and `vadd`, the clamp to +-2^22 (`vmax` / `vmin`), then the same
+//! rounding as the definition: `+ 1.5 * 2^23` in f32 (NEON rounds to nearest, ties to even),
+//! and the float's bits less those of 1.5 * 2^23 are the integer; NaN lanes (`vceq` of a value
+//! with itself) give 0. NEON flushes subnormals to zero where the definition keeps them; every
+//! such value rounds to 0 either way.
+
+use super::requant::{LIMIT, MAGIC};
+use std::arch::asm;
+use std::sync::OnceLock;
+
+/// Whether this CPU has NEON (Linux's `HWCAP_NEON` in the auxiliary vector).
+pub fn available() -> bool {
+    static NEON: OnceLock<bool> = OnceLock::new();
+    *NEON.get_or_init(|| {
+        const HWCAP_NEON: libc::c_ulong = 1 << 12;
+        // SAFETY: getauxval reads the process's auxiliary vector; no pointers involved.
+        unsafe { libc::getauxval(libc::AT_HWCAP) & HWCAP_NEON != 0 }
+    })
+}
+
+/// `asm!` for NEON code: the template assembled with NEON enabled (`.fpu neon`), and d0-d15
+/// declared written (the registers the compiler allocates; d16-d31 each block saves itself).
+macro_rules! neon_asm {
+    ($($t:tt)*) => {
+        asm!(
+            ".fpu neon",
+            $($t)*
+            out("d0") _, out("d1") _, out("d2") _, out("d3") _,
+            out("d4") _, out("d5") _, out("d6") _, out("d7") _,
+            out("d8") _, out("d9") _, out("d10") _, out("d11") _,
+            out("d12") _, out("d13") _, out("d14") _, out("d15") _,
+        )
+    };
+}
+
+/// NEON twin of [`super::generic::dot_u8i8`].
+pub fn dot_u8i8_armv7(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, acc: &mut [i32]) {
+    assert!(kq.is_multiple_of(4));
+    assert!(super::fits(rows, kq, n, patch.len(), w.len(), acc.len()));
+    let quads = kq / 4;
+    for (o0, width) in super::panels(n) {
+        let wp = &w[o0 * kq..(o0 + width) * kq];
+        let mut o = 0;
+        while o + 8 <= width {
+            // SAFETY: outputs o..o + 8 of each of the panel's quads are inside `wp`.
+            let (back, min) = unsafe { bias_back_8(wp.as_ptr().add(4 * o), 4 * width, quads) };
+            let steps = steps(quads, min);
+            let mut r = 0;
+            while r < rows {
+                let x0 = &patch[r * kq..(r + 1) * kq];
+                let x1 = if r + 1 < rows {
+                    &patch[(r + 1) * kq..(r + 2) * kq]
+                } else {
+                    x0
+                };
+                let mut sums = [0i32; 16];
+                // SAFETY: both rows hold `quads` quads, the weights outputs o..o + 8 of every
+                // quad (asserted or sliced above); `sums` is 16 i32.
+                unsafe {
+                    tile_2x8(
+                        x0.as_ptr(),
+                        x1.as_ptr(),
+                        wp.as_ptr().add(4 * o),
+                        4 * width,
+                        steps,
+                        &mut sums,
+                    )
+                };
+                for (dr, s) in sums.chunks_exact(8).take(rows - r).enumerate() {
+                    let a = &mut acc[(r + dr) * n + o0 + o..][..8];
+                    for ((a, &s), &b) in a.iter_mut().zip(s).zip(&back) {
+                        *a += s + b;
+                    }
+                }
+                r += 2;
+            }
+            o += 8;
+        }
+        while o + 4 <= width {
+            // SAFETY: outputs o..o + 4 of each of the panel's quads are inside `wp`.
+            let (back, min) = unsafe { bias_back_4(wp.as_ptr().add(4 * o), 4 * width, quads) };
+            let steps = steps(quads, min);
+            let mut r = 0;
+            while r < rows {
+                let x = std::array::from_fn(|dr| patch[(r + dr).min(rows - 1) * kq..].as_ptr());
+                let mut sums = [0i32; 16];
+                // SAFETY: every row pointer is one of the patch's rows (the last repeated past
+                // the end), each `quads` quads long; the weights of outputs o..o + 4 of every
+                // quad are inside `wp`; `sums` is 16 i32.
+                unsafe { tile_4x4(x, wp.as_ptr().add(4 * o), 4 * width, steps, &mut sums) };
+                for (dr, s) in sums.chunks_exact(4).take(rows - r).enumerate() {
+                    let a = &mut acc[(r + dr) * n + o0 + o..][..4];
+                    for ((a, &s), &b) in a.iter_mut().zip(s).zip(&back) {
+                        *a += s + b;
+                    }
+                }
+                r += 4;
+            }
+            o += 4;
+        }
+        for o in o..width {
+            for r in 0..rows {
+                let x = &patch[r * kq..(r + 1) * kq];
+                let s: i32 = x
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &v)| v as i32 * wp[((k / 4) * width + o) * 4 + k % 4] as i32)
+                    .sum();
+                acc[r * n + o0 + o] += s;
+            }
+        }
+    }
+}
+
+/// How a tile walks `quads` quads: `(pairs, singles)`, two at a time with an odd last one
+/// alone, or (weights holding -128, whose two products can overflow i16) one at a time.
+fn steps(quads: usize, has_min: bool) -> (usize, usize) {
+    if has_min {
+        (0, quads)
+    } else {
+        (quads / 2, quads % 2)
+    }
+}
+
+/// `128 * sum_q w[q][o]` for outputs `o..o + 8` (`w` points at output `o` of quad 0, quads
+/// `ws` bytes apart), and whether any of those weights is -128.
+///
+/// # Safety
+/// The 32 bytes at `w + q * ws` must be readable for every `q < quads`.
+#[inline]
+unsafe fn bias_back_8(w: *const i8, ws: usize, quads: usize) -> ([i32; 8], bool) {
+    let mut sums = [0i32; 8];
+    let mut mins = [0i8; 16];
+    // SAFETY: the caller guarantees the weights; `sums` and `mins` are 32 and 16 bytes; NEON
+    // is enabled for this build (the module's cfg); every register written is declared.
+    unsafe {
+        neon_asm!(
+            "vpush {{d16-d31}}",
+            "vmov.i32 q8, #0",
+            "vmov.i32 q9, #0",
+            "vmov.i8 q10, #0",
+            "cmp {quads}, #0",
+            "beq 3f",
+            "2:",
+            "vld1.8 {{d0-d3}}, [{w}], {ws}",
+            "vpaddl.s8 q2, q0",
+            "vpaddl.s8 q3, q1",
+            "vmin.s8 q10, q10, q0",
+            "vmin.s8 q10, q10, q1",
+            "vpadal.s16 q8, q2",
+            "vpadal.s16 q9, q3",
+            "subs {quads}, {quads}, #1",
+            "bne 2b",
+            "3:",
+            "vshl.i32 q8, q8, #7",
+            "vshl.i32 q9, q9, #7",
+            "vst1.32 {{d16-d19}}, [{sums}]",
+            "vst1.8 {{d20-d21}}, [{mins}]",
+            "vpop {{d16-d31}}",
+            w = inout(reg) w => _,
+            ws = in(reg) ws,
+            quads = inout(reg) quads => _,
+            sums = in(reg) sums.as_mut_ptr(),
+            mins = in(reg) mins.as_mut_ptr(),
+        );
+    }
+    (sums, mins.contains(&i8::MIN))
+}
+
+/// [`bias_back_8`] for outputs `o..o + 4` (16 bytes per quad).
+///
+/// # Safety
+/// The 16 bytes at `w + q * ws` must be readable for every `q < quads`.
+#[inline]
+unsafe fn bias_back_4(w: *const i8, ws: usize, quads: usize) -> ([i32; 4], bool) {
+    let mut sums = [0i32; 4];
+    let mut mins = [0i8; 16];
+    // SAFETY: as for `bias_back_8`, with 16 bytes per quad and 16 bytes of sums.
+    unsafe {
+        neon_asm!(
+            "vpush {{d16-d31}}",
+            "vmov.i32 q8, #0",
+            "vmov.i8 q10, #0",
+            "cmp {quads}, #0",
+            "beq 3f",
+            "2:",
+            "vld1.8 {{d0-d1}}, [{w}], {ws}",
+            "vpaddl.s8 q2, q0",
+            "vmin.s8 q10, q10, q0",
+            "vpadal.s16 q8, q2",
+            "subs {quads}, {quads}, #1",
+            "bne 2b",
+            "3:",
+            "vshl.i32 q8, q8, #7",
+            "vst1.32 {{d16-d17}}, [{sums}]",
+            "vst1.8 {{d20-d21}}, [{mins}]",
+            "vpop {{d16-d31}}",
+            w = inout(reg) w => _,
+            ws = in(reg) ws,
+            quads = inout(reg) quads => _,
+            sums = in(reg) sums.as_mut_ptr(),
+            mins = in(reg) mins.as_mut_ptr(),
+        );
+    }
+    (sums, mins.contains(&i8::MIN))
+}
+
+/// `sum_q (x[r][q] - 128) . w[q][o]` for rows `x0`, `x1` and 8 outputs (`w` at output `o` of
+/// quad 0, quads `ws` bytes apart), in `sums[r * 8 + o]`: `pairs` steps of two quads, then
+/// `singles` steps of one.
+///
+/// Registers: weights d0-d7 (two quads of 8 outputs), rows' quads d8-d11, products q6-q7,
+/// accumulators q8-q15 (row 0: q8-q11, two outputs each as `[o t01, o t23, o+1 t01, o+1 t23]`).
+///
+/// # Safety
+/// Each row must hold `2 * pairs + singles` quads; the 32 bytes at `w + q * ws` must be
+/// readable for each of them.
+#[inline]
+unsafe fn tile_2x8(
+    x0: *const u8,
+    x1: *const u8,
+    w: *const i8,
+    ws: usize,
+    (pairs, singles): (usize, usize),
+    sums: &mut [i32; 16],
+) {
+    // SAFETY: the caller guarantees the rows and weights; `sums` is 64 bytes; NEON is enabled
+    // for this build; every register written is declared.
+    unsafe {
+        neon_asm!(
+            "vpush {{d16-d31}}",
+            "vmov.i32 q8, #0",
+            "vmov.i32 q9, #0",
+            "vmov.i32 q10, #0",
+            "vmov.i32 q11, #0",
+            "vmov.i32 q12, #0",
+            "vmov.i32 q13, #0",
+            "vmov.i32 q14, #0",
+            "vmov.i32 q15, #0",
+            "cmp {pairs}, #0",
+            "beq 3f",
+            "2:",
+            "vld1.8 {{d0-d3}}, [{w}], {ws}",
+            "vld1.8 {{d4-d7}}, [{w}], {ws}",
+            "vld1.32 {{d8[]}}, [{x0}]!",
+            "vld1.32 {{d9[]}}, [{x0}]!",
+            "vld1.32 {{d10[]}}, [{x1}]!",
+            "vld1.32 {{d11[]}}, [{x1}]!",
+            "vmov.i8 q6, #0x80",
+            "veor q4, q4, q6",
+            "veor q5, q5, q6",
+            "vmull.s8 q6, d0, d8",
+            "vmull.s8 q7, d1, d8",
+            "vmlal.s8 q6, d4, d9",
+            "vmlal.s8 q7, d5, d9",
+            "vpadal.s16 q8, q6",
+            "vpadal.s16 q9, q7",
+            "vmull.s8 q6, d2, d8",
+            "vmull.s8 q7, d3, d8",
+            "vmlal.s8 q6, d6, d9",
+            "vmlal.s8 q7, d7, d9",
+            "vpadal.s16 q10, q6",
+            "vpadal.s16 q11, q7",
+            "vmull.s8 q6, d0, d10",
+            "vmull.s8 q7, d1, d10",
+            "vmlal.s8 q6, d4, d11",
+            "vmlal.s8 q7, d5, d11",
+            "vpadal.s16 q12, q6",
+            "vpadal.s16 q13, q7",
+            "vmull.s8 q6, d2, d10",
+            "vmull.s8 q7, d3, d10",
+            "vmlal.s8 q6, d6, d11",
+            "vmlal.s8 q7, d7, d11",
+            "vpadal.s16 q14, q6",
+            "vpadal.s16 q15, q7",
+            "subs {pairs}, {pairs}, #1",
+            "bne 2b",
+            "3:",
+            "cmp {singles}, #0",
+            "beq 5f",
+            "4:",
+            "vld1.8 {{d0-d3}}, [{w}], {ws}",
+            "vld1.32 {{d8[]}}, [{x0}]!",
+            "vld1.32 {{d10[]}}, [{x1}]!",
+            "vmov.i8 d12, #0x80",
+            "veor d8, d8, d12",
+            "veor d10, d10, d12",
+            "vmull.s8 q6, d0, d8",
+            "vmull.s8 q7, d1, d8",
+            "vpadal.s16 q8, q6",
+            "vpadal.s16 q9, q7",
+            "vmull.s8 q6, d2, d8",
+            "vmull.s8 q7, d3, d8",
+            "vpadal.s16 q10, q6",
+            "vpadal.s16 q11, q7",
+            "vmull.s8 q6, d0, d10",
+            "vmull.s8 q7, d1, d10",
+            "vpadal.s16 q12, q6",
+            "vpadal.s16 q13, q7",
+            "vmull.s8 q6, d2, d10",
+            "vmull.s8 q7, d3, d10",
+            "vpadal.s16 q14, q6",
+            "vpadal.s16 q15, q7",
+            "subs {singles}, {singles}, #1",
+            "bne 4b",
+            "5:",
+            "vpadd.i32 d0, d16, d17",
+            "vpadd.i32 d1, d18, d19",
+            "vpadd.i32 d2, d20, d21",
+            "vpadd.i32 d3, d22, d23",
+            "vpadd.i32 d4, d24, d25",
+            "vpadd.i32 d5, d26, d27",
+            "vpadd.i32 d6, d28, d29",
+            "vpadd.i32 d7, d30, d31",
+            "vst1.32 {{d0-d3}}, [{sums}]!",
+            "vst1.32 {{d4-d7}}, [{sums}]",
+            "vpop {{d16-d31}}",
+            w = inout(reg) w => _,
+            ws = in(reg) ws,
+            x0 = inout(reg) x0 => _,
+            x1 = inout(reg) x1 => _,
+            pairs = inout(reg) pairs => _,
+            singles = inout(reg) singles => _,
+            sums = inout(reg) sums.as_mut_ptr() => _,
+        );
+    }
+}
+
+/// `sum_q (x[r][q] - 128) . w[q][o]` for 4 rows and 4 outputs, in `sums[r * 4 + o]`, as
+/// [`tile_2x8`] (weights d0-d3, rows' quads d4-d11, products q6-q7, accumulators q8-q15).
+///
+/// # Safety
+/// Each row must hold `2 * pairs + singles` quads; the 16 bytes at `w + q * ws` must be
+/// readable for each of them.
+#[inline]
+unsafe fn tile_4x4(
+    x: [*const u8; 4],
+    w: *const i8,
+    ws: usize,
+    (pairs, singles): (usize, usize),
+    sums: &mut [i32; 16],
+) {
+    // SAFETY: as for `tile_2x8`.
+    unsafe {
+        neon_asm!(
+            "vpush {{d16-d31}}",
+            "vmov.i32 q8, #0",
+            "vmov.i32 q9, #0",
+            "vmov.i32 q10, #0",
+            "vmov.i32 q11, #0",
+            "vmov.i32 q12, #0",
+            "vmov.i32 q13, #0",
+            "vmov.i32 q14, #0",
+            "vmov.i32 q15, #0",
+            "cmp {pairs}, #0",
+            "beq 3f",
+            "2:",
+            "vld1.8 {{d0-d1}}, [{w}], {ws}",
+            "vld1.8 {{d2-d3}}, [{w}], {ws}",
+            "vld1.32 {{d4[]}}, [{x0}]!",
+            "vld1.32 {{d5[]}}, [{x0}]!",
+            "vld1.32 {{d6[]}}, [{x1}]!",
+            "vld1.32 {{d7[]}}, [{x1}]!",
+            "vld1.32 {{d8[]}}, [{x2}]!",
+            "vld1.32 {{d9[]}}, [{x2}]!",
+            "vld1.32 {{d10[]}}, [{x3}]!",
+            "vld1.32 {{d11[]}}, [{x3}]!",
+            "vmov.i8 q6, #0x80",
+            "veor q2, q2, q6",
+            "veor q3, q3, q6",
+            "veor q4, q4, q6",
+            "veor q5, q5, q6",
+            "vmull.s8 q6, d0, d4",
+            "vmull.s8 q7, d1, d4",
+            "vmlal.s8 q6, d2, d5",
+            "vmlal.s8 q7, d3, d5",
+            "vpadal.s16 q8, q6",
+            "vpadal.s16 q9, q7",
+            "vmull.s8 q6, d0, d6",
+            "vmull.s8 q7, d1, d6",
+            "vmlal.s8 q6, d2, d7",
+            "vmlal.s8 q7, d3, d7",
+            "vpadal.s16 q10, q6",
+            "vpadal.s16 q11, q7",
+            "vmull.s8 q6, d0, d8",
+            "vmull.s8 q7, d1, d8",
+            "vmlal.s8 q6, d2, d9",
+            "vmlal.s8 q7, d3, d9",
+            "vpadal.s16 q12, q6",
+            "vpadal.s16 q13, q7",
+            "vmull.s8 q6, d0, d10",
+            "vmull.s8 q7, d1, d10",
+            "vmlal.s8 q6, d2, d11",
+            "vmlal.s8 q7, d3, d11",
+            "vpadal.s16 q14, q6",
+            "vpadal.s16 q15, q7",
+            "subs {pairs}, {pairs}, #1",
+            "bne 2b",
+            "3:",
+            "cmp {singles}, #0",
+            "beq 5f",
+            "4:",
+            "vld1.8 {{d0-d1}}, [{w}], {ws}",
+            "vld1.32 {{d4[]}}, [{x0}]!",
+            "vld1.32 {{d6[]}}, [{x1}]!",
+            "vld1.32 {{d8[]}}, [{x2}]!",
+            "vld1.32 {{d10[]}}, [{x3}]!",
+            "vmov.i8 d12, #0x80",
+            "veor d4, d4, d12",
+            "veor d6, d6, d12",
+            "veor d8, d8, d12",
+            "veor d10, d10, d12",
+            "vmull.s8 q6, d0, d4",
+            "vmull.s8 q7, d1, d4",
+            "vpadal.s16 q8, q6",
+            "vpadal.s16 q9, q7",
+            "vmull.s8 q6, d0, d6",
+            "vmull.s8 q7, d1, d6",
+            "vpadal.s16 q10, q6",
+            "vpadal.s16 q11, q7",
+            "vmull.s8 q6, d0, d8",
+            "vmull.s8 q7, d1, d8",
+            "vpadal.s16 q12, q6",
+            "vpadal.s16 q13, q7",
+            "vmull.s8 q6, d0, d10",
+            "vmull.s8 q7, d1, d10",
+            "vpadal.s16 q14, q6",
+            "vpadal.s16 q15, q7",
+            "subs {singles}, {singles}, #1",
+            "bne 4b",
+            "5:",
+            "vpadd.i32 d0, d16, d17",
+            "vpadd.i32 d1, d18, d19",
+            "vpadd.i32 d2, d20, d21",
+            "vpadd.i32 d3, d22, d23",
+            "vpadd.i32 d4, d24, d25",
+            "vpadd.i32 d5, d26, d27",
+            "vpadd.i32 d6, d28, d29",
+            "vpadd.i32 d7, d30, d31",
+            "vst1.32 {{d0-d3}}, [{sums}]!",
+            "vst1.32 {{d4-d7}}, [{sums}]",
+            "vpop {{d16-d31}}",
+            w = inout(reg) w => _,
+            ws = in(reg) ws,
+            x0 = inout(reg) x[0] => _,
+            x1 = inout(reg) x[1] => _,
+            x2 = inout(reg) x[2] => _,
+            x3 = inout(reg) x[3] => _,
+            pairs = inout(reg) pairs => _,
+            singles = inout(reg) singles => _,
+            sums = inout(reg) sums.as_mut_ptr() => _,
+        );
+    }
+}
+
+/// The per-call constants of [`requantize_row`]'s vector loop, loaded into q8-q15 (each
+/// replicated over 4 lanes), in this order.
+#[repr(C)]
+struct Consts {
+    neg_limit: f32,
+    limit: f32,
+    magic: f32,
+    magic_bits: i32,
+    zero: i32,
+    lo: i32,
+    hi: i32,
+    residual_zero: i32,
+    residual_multiplier: f32,
+}
+
+/// `out[o] = requantize(acc[o], multiplier[o], residual[o], (zero, lo, hi))` for every `o`
+/// ([`super::requant::requantize`], the accumulators' bias already in), 4 channels per step
+/// and the scalar definition for the last `len % 4`. The residual term is added when `rq` has
+/// one and `residual` is given, as the definition's `zip`.
+pub fn requantize_row(
+    acc: &[i32],
+    multiplier: &[f32],
+    rq: (i32, i32, i32, Option<(i32, f32)>),
+    residual: Option<&[u8]>,
+    out: &mut [u8],
+) {
+    let (zero, lo, hi, res_q) = rq;
+    let len = out.len();
+    assert!(acc.len() >= len && multiplier.len() >= len);
+    assert!(residual.is_none_or(|r| r.len() >= len));
+    let with_residual = res_q.zip(residual);
+    let (rz, rm) = res_q.unwrap_or((0, 0.0));
+    let c = Consts {
+        neg_limit: -LIMIT,
+        limit: LIMIT,
+        magic: MAGIC,
+        magic_bits: MAGIC.to_bits() as i32,
+        zero,
+        lo,
+        hi,
+        residual_zero: rz,
+        residual_multiplier: rm,
+    };
+    let steps = len / 4;
+    if steps > 0 {
+        let res = residual.map_or(std::ptr::null(), <[u8]>::as_ptr);
+        // SAFETY: `acc`, `multiplier`, `out` (and `residual` when it is read) hold at least
+        // `4 * steps` values (asserted above); `c` is 36 readable bytes; NEON is enabled for
+        // this build; every register written is declared.
+        unsafe {
+            if with_residual.is_some() {
+                requantize_residual_steps(
+                    acc.as_ptr(),
+                    multiplier.as_ptr(),
+                    res,
+                    out.as_mut_ptr(),
+                    steps,
+                    &c,
+                );
+            } else {
+                requantize_steps(
+                    acc.as_ptr(),
+                    multiplier.as_ptr(),
+                    out.as_mut_ptr(),
+                    steps,
+                    &c,
+                );
+            }
+        }
+    }
+    for o in 4 * steps..len {
+        let r = with_residual.map(|((rz, rm), res)| (res[o], rz, rm));
+        out[o] = super::requant::requantize(acc[o], multiplier[o], r, (zero, lo, hi));
+    }
+}
+
+/// The vector loop of [`requantize_row`] without a residual term: `steps` x 4 channels.
+///
+/// # Safety
+/// `acc` and `multiplier` must hold `4 * steps` values, `out` `4 * steps` writable bytes.
+#[inline]
+unsafe fn requantize_steps(acc: *const i32, m: *const f32, out: *mut u8, steps: usize, c: &Consts) {
+    // SAFETY: the caller guarantees the buffers; NEON is enabled; registers declared.
+    unsafe {
+        neon_asm!(
+            "vpush {{d16-d31}}",
+            "vld1.32 {{d0-d3}}, [{c}]",
+            "vdup.32 q8, d0[0]",
+            "vdup.32 q9, d0[1]",
+            "vdup.32 q10, d1[0]",
+            "vdup.32 q11, d1[1]",
+            "vdup.32 q12, d2[0]",
+            "vdup.32 q13, d2[1]",
+            "vdup.32 q14, d3[0]",
+            "2:",
+            "vld1.32 {{d0-d1}}, [{acc}]!",
+            "vld1.32 {{d2-d3}}, [{m}]!",
+            "vcvt.f32.s32 q0, q0",
+            "vmul.f32 q0, q0, q1",
+            "vmax.f32 q0, q0, q8",
+            "vmin.f32 q0, q0, q9",
+            "vceq.f32 q1, q0, q0",
+            "vadd.f32 q0, q0, q10",
+            "vsub.i32 q0, q0, q11",
+            "vand q0, q0, q1",
+            "vadd.i32 q0, q0, q12",
+            "vmax.s32 q0, q0, q13",
+            "vmin.s32 q0, q0, q14",
+            "vmovn.i32 d0, q0",
+            "vmovn.i16 d0, q0",
+            "vst1.32 {{d0[0]}}, [{out}]!",
+            "subs {steps}, {steps}, #1",
+            "bne 2b",
+            "vpop {{d16-d31}}",
+            c = in(reg) c as *const Consts,
+            acc = inout(reg) acc => _,
+            m = inout(reg) m => _,
+            out = inout(reg) out => _,
+            steps = inout(reg) steps => _,
+        );
+    }
+}
+
+/// The vector loop of [`requantize_row`] with the residual term.
+///
+/// # Safety
+/// As for [`requantize_steps`], and `res` must hold `4 * steps` bytes.
+#[inline]
+unsafe fn requantize_residual_steps(
+    acc: *const i32,
+    m: *const f32,
+    res: *const u8,
+    out: *mut u8,
+    steps: usize,
+    c: &Consts,
+) {
+    // SAFETY: the caller guarantees the buffers; NEON is enabled; registers declared.
+    unsafe {
+        neon_asm!(
+            "vpush {{d16-d31}}",
+            "vld1.32 {{d0-d3}}, [{c}]!",
+            "vld1.32 {{d4[]}}, [{c}]",
+            "vdup.32 q8, d0[0]",
+            "vdup.32 q9, d0[1]",
+            "vdup.32 q10, d1[0]",
+            "vdup.32 q11, d1[1]",
+            "vdup.32 q12, d2[0]",
+            "vdup.32 q13, d2[1]",
+            "vdup.32 q14, d3[0]",
+            "vdup.32 q15, d3[1]",
+            "vdup.32 q7, d4[0]",
+            "2:",
+            "vld1.32 {{d0-d1}}, [{acc}]!",
+            "vld1.32 {{d2-d3}}, [{m}]!",
+            "vld1.32 {{d4[0]}}, [{res}]!",
+            "vcvt.f32.s32 q0, q0",
+            "vmovl.u8 q2, d4",
+            "vmul.f32 q0, q0, q1",
+            "vmovl.u16 q2, d4",
+            "vsub.i32 q2, q2, q15",
+            "vcvt.f32.s32 q2, q2",
+            "vmul.f32 q2, q2, q7",
+            "vadd.f32 q0, q0, q2",
+            "vmax.f32 q0, q0, q8",
+            "vmin.f32 q0, q0, q9",
+            "vceq.f32 q1, q0, q0",
+            "vadd.f32 q0, q0, q10",
+            "vsub.i32 q0, q0, q11",
+            "vand q0, q0, q1",
+            "vadd.i32 q0, q0, q12",
+            "vmax.s32 q0, q0, q13",
+            "vmin.s32 q0, q0, q14",
+            "vmovn.i32 d0, q0",
+            "vmovn.i16 d0, q0",
+            "vst1.32 {{d0[0]}}, [{out}]!",
+            "subs {steps}, {steps}, #1",
+            "bne 2b",
+            "vpop {{d16-d31}}",
+            c = inout(reg) c as *const Consts => _,
+            acc = inout(reg) acc => _,
+            m = inout(reg) m => _,
+            res = inout(reg) res => _,
+            out = inout(reg) out => _,
+            steps = inout(reg) steps => _,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// The NEON requantization against the definition, byte for byte: accumulators over
+        /// the whole i32 range, scales as a quantizer makes them and (rarely) NaN, infinities,
+        /// zero and subnormals; zero points and bounds now and then far outside a byte; rows
+        /// of any length (the vector loop and the scalar tail).
+        #[test]
+        fn requantize_row_equals_the_definition(
+            len in 0usize..=41,
+            residual in any::<bool>(),
+            with_inputs in any::<bool>(),
+            seed in any::<u64>(),
+        ) {
+            prop_assume!(available());
+            let mut s = seed | 1;
+            let mut next = move || {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                s
+            };
+            let acc: Vec<i32> = (0..len)
+                .map(|_| match next() % 8 {
+                    0 => next() as i32,
+                    _ => next() as i32 >> 12,
+                })
+                .collect();
+            let multiplier: Vec<f32> = (0..len)
+                .map(|_| match next() % 64 {
+                    0 => f32::NAN,
+                    1 => f32::INFINITY,
+                    2 => f32::NEG_INFINITY,
+                    3 => 0.0,
+                    4 => 1e-40,
+                    k => (k as f32 - 32.0) * 1e-5 * (1 + next() % 1000) as f32,
+                })
+                .collect();
+            let wide = |v: u64| if seed % 8 == 0 { (v % (1 << 21)) as i32 - (1 << 20) } else { v as u8 as i32 };
+            let (a, b) = (wide(next()), wide(next()));
+            let (zero, lo, hi) = (wide(next()), a.min(b), a.max(b));
+            let res_q = residual.then(|| (next() as u8 as i32, (next() % 1000) as f32 * 1e-3));
+            let inputs: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let inputs = with_inputs.then_some(&inputs[..]);
+            let want: Vec<u8> = (0..len)
+                .map(|o| {
+                    let r = res_q.zip(inputs).map(|((rz, rm), x)| (x[o], rz, rm));
+                    super::super::requant::requantize(acc[o], multiplier[o], r, (zero, lo, hi))
+                })
+                .collect();
+            let mut got = vec![0xA5u8; len + 3];
+            requantize_row(&acc, &multiplier, (zero, lo, hi, res_q), inputs, &mut got[..len]);
+            prop_assert_eq!(&got[..len], &want[..]);
+            prop_assert_eq!(&got[len..], &[0xA5u8; 3][..]);
+        }
+    }
+}
