@@ -227,28 +227,15 @@ unsafe fn bias_back_4(w: *const i8, ws: usize, quads: usize) -> ([i32; 4], bool)
     (sums, mins.contains(&i8::MIN))
 }
 
-/// `sum_q (x[r][q] - 128) . w[q][o]` for rows `x0`, `x1` and 8 outputs (`w` at output `o` of
-/// quad 0, quads `ws` bytes apart), in `sums[r * 8 + o]`: `pairs` steps of two quads, then
-/// `singles` steps of one.
+/// The 2-row x 8-output tile in assembly: `sum_q (x[r][q] - 128) . w[q][o]` into
+/// `sums[r * 8 + o]`, `w` at output `o` of quad 0 (quads `ws` bytes apart), `pairs` steps of
+/// two quads, then `singles` steps of one. The caller's loads put quad `q` of row 0 in d8 and
+/// of row 1 in d10, and quad `q + 1` in d9 and d11 (only d8 and d10 in a single step).
 ///
 /// Registers: weights d0-d7 (two quads of 8 outputs), rows' quads d8-d11, products q6-q7,
 /// accumulators q8-q15 (row 0: q8-q11, two outputs each as `[o t01, o t23, o+1 t01, o+1 t23]`).
-///
-/// # Safety
-/// Each row must hold `2 * pairs + singles` quads; the 32 bytes at `w + q * ws` must be
-/// readable for each of them.
-#[inline]
-unsafe fn tile_2x8(
-    x0: *const u8,
-    x1: *const u8,
-    w: *const i8,
-    ws: usize,
-    (pairs, singles): (usize, usize),
-    sums: &mut [i32; 16],
-) {
-    // SAFETY: the caller guarantees the rows and weights; `sums` is 64 bytes; NEON is enabled
-    // for this build; every register written is declared.
-    unsafe {
+macro_rules! tile_2x8_asm {
+    ([$($pair:literal),*], [$($single:literal),*], $($operands:tt)*) => {
         neon_asm!(
             "vpush {{d16-d31}}",
             "vmov.i32 q8, #0",
@@ -264,10 +251,7 @@ unsafe fn tile_2x8(
             "2:",
             "vld1.8 {{d0-d3}}, [{w}], {ws}",
             "vld1.8 {{d4-d7}}, [{w}], {ws}",
-            "vld1.32 {{d8[]}}, [{x0}]!",
-            "vld1.32 {{d9[]}}, [{x0}]!",
-            "vld1.32 {{d10[]}}, [{x1}]!",
-            "vld1.32 {{d11[]}}, [{x1}]!",
+            $($pair,)*
             "vmov.i8 q6, #0x80",
             "veor q4, q4, q6",
             "veor q5, q5, q6",
@@ -302,8 +286,7 @@ unsafe fn tile_2x8(
             "beq 5f",
             "4:",
             "vld1.8 {{d0-d3}}, [{w}], {ws}",
-            "vld1.32 {{d8[]}}, [{x0}]!",
-            "vld1.32 {{d10[]}}, [{x1}]!",
+            $($single,)*
             "vmov.i8 d12, #0x80",
             "veor d8, d8, d12",
             "veor d10, d10, d12",
@@ -337,33 +320,16 @@ unsafe fn tile_2x8(
             "vst1.32 {{d0-d3}}, [{sums}]!",
             "vst1.32 {{d4-d7}}, [{sums}]",
             "vpop {{d16-d31}}",
-            w = inout(reg) w => _,
-            ws = in(reg) ws,
-            x0 = inout(reg) x0 => _,
-            x1 = inout(reg) x1 => _,
-            pairs = inout(reg) pairs => _,
-            singles = inout(reg) singles => _,
-            sums = inout(reg) sums.as_mut_ptr() => _,
-        );
-    }
+            $($operands)*
+        )
+    };
 }
 
-/// `sum_q (x[r][q] - 128) . w[q][o]` for 4 rows and 4 outputs, in `sums[r * 4 + o]`, as
-/// [`tile_2x8`] (weights d0-d3, rows' quads d4-d11, products q6-q7, accumulators q8-q15).
-///
-/// # Safety
-/// Each row must hold `2 * pairs + singles` quads; the 16 bytes at `w + q * ws` must be
-/// readable for each of them.
-#[inline]
-unsafe fn tile_4x4(
-    x: [*const u8; 4],
-    w: *const i8,
-    ws: usize,
-    (pairs, singles): (usize, usize),
-    sums: &mut [i32; 16],
-) {
-    // SAFETY: as for `tile_2x8`.
-    unsafe {
+/// The 4-row x 4-output tile in assembly, as [`tile_2x8_asm!`] with `sums[r * 4 + o]`: the
+/// caller's loads put quad `q` of row `r` in d(4 + 2r) and quad `q + 1` in d(5 + 2r).
+/// Registers: weights d0-d3, rows' quads d4-d11, products q6-q7, accumulators q8-q15.
+macro_rules! tile_4x4_asm {
+    ([$($pair:literal),*], [$($single:literal),*], $($operands:tt)*) => {
         neon_asm!(
             "vpush {{d16-d31}}",
             "vmov.i32 q8, #0",
@@ -379,14 +345,7 @@ unsafe fn tile_4x4(
             "2:",
             "vld1.8 {{d0-d1}}, [{w}], {ws}",
             "vld1.8 {{d2-d3}}, [{w}], {ws}",
-            "vld1.32 {{d4[]}}, [{x0}]!",
-            "vld1.32 {{d5[]}}, [{x0}]!",
-            "vld1.32 {{d6[]}}, [{x1}]!",
-            "vld1.32 {{d7[]}}, [{x1}]!",
-            "vld1.32 {{d8[]}}, [{x2}]!",
-            "vld1.32 {{d9[]}}, [{x2}]!",
-            "vld1.32 {{d10[]}}, [{x3}]!",
-            "vld1.32 {{d11[]}}, [{x3}]!",
+            $($pair,)*
             "vmov.i8 q6, #0x80",
             "veor q2, q2, q6",
             "veor q3, q3, q6",
@@ -423,10 +382,7 @@ unsafe fn tile_4x4(
             "beq 5f",
             "4:",
             "vld1.8 {{d0-d1}}, [{w}], {ws}",
-            "vld1.32 {{d4[]}}, [{x0}]!",
-            "vld1.32 {{d6[]}}, [{x1}]!",
-            "vld1.32 {{d8[]}}, [{x2}]!",
-            "vld1.32 {{d10[]}}, [{x3}]!",
+            $($single,)*
             "vmov.i8 d12, #0x80",
             "veor d4, d4, d12",
             "veor d6, d6, d12",
@@ -462,6 +418,80 @@ unsafe fn tile_4x4(
             "vst1.32 {{d0-d3}}, [{sums}]!",
             "vst1.32 {{d4-d7}}, [{sums}]",
             "vpop {{d16-d31}}",
+            $($operands)*
+        )
+    };
+}
+
+/// [`tile_2x8_asm!`] on two patch rows read in sequence.
+///
+/// # Safety
+/// Each row must hold `2 * pairs + singles` quads; the 32 bytes at `w + q * ws` must be
+/// readable for each of them.
+#[inline]
+unsafe fn tile_2x8(
+    x0: *const u8,
+    x1: *const u8,
+    w: *const i8,
+    ws: usize,
+    (pairs, singles): (usize, usize),
+    sums: &mut [i32; 16],
+) {
+    // SAFETY: the caller guarantees the rows and weights; `sums` is 64 bytes; NEON is
+    // available (the module's kernels are offered only then); every register written is
+    // declared or saved.
+    unsafe {
+        tile_2x8_asm!(
+            [
+                "vld1.32 {{d8[]}}, [{x0}]!",
+                "vld1.32 {{d9[]}}, [{x0}]!",
+                "vld1.32 {{d10[]}}, [{x1}]!",
+                "vld1.32 {{d11[]}}, [{x1}]!"
+            ],
+            ["vld1.32 {{d8[]}}, [{x0}]!", "vld1.32 {{d10[]}}, [{x1}]!"],
+            w = inout(reg) w => _,
+            ws = in(reg) ws,
+            x0 = inout(reg) x0 => _,
+            x1 = inout(reg) x1 => _,
+            pairs = inout(reg) pairs => _,
+            singles = inout(reg) singles => _,
+            sums = inout(reg) sums.as_mut_ptr() => _,
+        );
+    }
+}
+
+/// [`tile_4x4_asm!`] on four patch rows read in sequence.
+///
+/// # Safety
+/// Each row must hold `2 * pairs + singles` quads; the 16 bytes at `w + q * ws` must be
+/// readable for each of them.
+#[inline]
+unsafe fn tile_4x4(
+    x: [*const u8; 4],
+    w: *const i8,
+    ws: usize,
+    (pairs, singles): (usize, usize),
+    sums: &mut [i32; 16],
+) {
+    // SAFETY: as for `tile_2x8`.
+    unsafe {
+        tile_4x4_asm!(
+            [
+                "vld1.32 {{d4[]}}, [{x0}]!",
+                "vld1.32 {{d5[]}}, [{x0}]!",
+                "vld1.32 {{d6[]}}, [{x1}]!",
+                "vld1.32 {{d7[]}}, [{x1}]!",
+                "vld1.32 {{d8[]}}, [{x2}]!",
+                "vld1.32 {{d9[]}}, [{x2}]!",
+                "vld1.32 {{d10[]}}, [{x3}]!",
+                "vld1.32 {{d11[]}}, [{x3}]!"
+            ],
+            [
+                "vld1.32 {{d4[]}}, [{x0}]!",
+                "vld1.32 {{d6[]}}, [{x1}]!",
+                "vld1.32 {{d8[]}}, [{x2}]!",
+                "vld1.32 {{d10[]}}, [{x3}]!"
+            ],
             w = inout(reg) w => _,
             ws = in(reg) ws,
             x0 = inout(reg) x[0] => _,
@@ -472,6 +502,208 @@ unsafe fn tile_4x4(
             singles = inout(reg) singles => _,
             sums = inout(reg) sums.as_mut_ptr() => _,
         );
+    }
+}
+
+/// [`tile_2x8_asm!`] on two pixels of a direct convolution: step `i`'s quad of pixel 0 at
+/// `x0 + steps[i]`, of pixel 1 `ps` bytes further (0: the same pixel twice).
+///
+/// # Safety
+/// `steps` must hold `2 * pairs + singles` offsets, each quad (and the one `ps` further)
+/// readable; the 32 bytes at `w + i * ws` readable for each step.
+#[inline]
+unsafe fn direct_2x8(
+    (x0, ps, steps): (*const u8, usize, *const usize),
+    w: *const i8,
+    ws: usize,
+    (pairs, singles): (usize, usize),
+    sums: &mut [i32; 16],
+) {
+    // SAFETY: as for `tile_2x8`, with the caller's step offsets.
+    unsafe {
+        tile_2x8_asm!(
+            [
+                "ldr {t}, [{steps}], #4",
+                "add {t}, {t}, {x0}",
+                "vld1.32 {{d8[]}}, [{t}], {ps}",
+                "vld1.32 {{d10[]}}, [{t}]",
+                "ldr {t}, [{steps}], #4",
+                "add {t}, {t}, {x0}",
+                "vld1.32 {{d9[]}}, [{t}], {ps}",
+                "vld1.32 {{d11[]}}, [{t}]"
+            ],
+            [
+                "ldr {t}, [{steps}], #4",
+                "add {t}, {t}, {x0}",
+                "vld1.32 {{d8[]}}, [{t}], {ps}",
+                "vld1.32 {{d10[]}}, [{t}]"
+            ],
+            w = inout(reg) w => _,
+            ws = in(reg) ws,
+            x0 = in(reg) x0,
+            ps = in(reg) ps,
+            steps = inout(reg) steps => _,
+            t = out(reg) _,
+            pairs = inout(reg) pairs => _,
+            singles = inout(reg) singles => _,
+            sums = inout(reg) sums.as_mut_ptr() => _,
+        );
+    }
+}
+
+/// [`tile_4x4_asm!`] on four pixels of a direct convolution, `ps` bytes apart (0: one pixel
+/// four times), as [`direct_2x8`].
+///
+/// # Safety
+/// As for [`direct_2x8`], with four pixels and 16 bytes of weights per step.
+#[inline]
+unsafe fn direct_4x4(
+    (x0, ps, steps): (*const u8, usize, *const usize),
+    w: *const i8,
+    ws: usize,
+    (pairs, singles): (usize, usize),
+    sums: &mut [i32; 16],
+) {
+    // SAFETY: as for `tile_2x8`, with the caller's step offsets.
+    unsafe {
+        tile_4x4_asm!(
+            [
+                "ldr {t}, [{steps}], #4",
+                "add {t}, {t}, {x0}",
+                "vld1.32 {{d4[]}}, [{t}], {ps}",
+                "vld1.32 {{d6[]}}, [{t}], {ps}",
+                "vld1.32 {{d8[]}}, [{t}], {ps}",
+                "vld1.32 {{d10[]}}, [{t}]",
+                "ldr {t}, [{steps}], #4",
+                "add {t}, {t}, {x0}",
+                "vld1.32 {{d5[]}}, [{t}], {ps}",
+                "vld1.32 {{d7[]}}, [{t}], {ps}",
+                "vld1.32 {{d9[]}}, [{t}], {ps}",
+                "vld1.32 {{d11[]}}, [{t}]"
+            ],
+            [
+                "ldr {t}, [{steps}], #4",
+                "add {t}, {t}, {x0}",
+                "vld1.32 {{d4[]}}, [{t}], {ps}",
+                "vld1.32 {{d6[]}}, [{t}], {ps}",
+                "vld1.32 {{d8[]}}, [{t}], {ps}",
+                "vld1.32 {{d10[]}}, [{t}]"
+            ],
+            w = inout(reg) w => _,
+            ws = in(reg) ws,
+            x0 = in(reg) x0,
+            ps = in(reg) ps,
+            steps = inout(reg) steps => _,
+            t = out(reg) _,
+            pairs = inout(reg) pairs => _,
+            singles = inout(reg) singles => _,
+            sums = inout(reg) sums.as_mut_ptr() => _,
+        );
+    }
+}
+
+/// Steps a direct kernel walks in one go (their offsets live on the stack); longer windows
+/// (deep dense convolutions) are taken in several, each adding its sums.
+const MAX_STEPS: usize = 256;
+
+/// NEON twin of [`super::generic::direct_u8`]: blocks of 8 output channels of one group (4
+/// where a group has 4), 2 (4) pixels at a time, walking the window as a list of steps (tap,
+/// input quad), each step's offset from the pixel computed once per call; the weights of a
+/// block follow one another at a fixed stride ([`super::DirectShape::weight_at`]).
+pub fn direct_u8_armv7(
+    s: &super::DirectShape,
+    xp: &[u8],
+    pixels: usize,
+    w: &[i8],
+    acc: &mut [i32],
+) {
+    assert!(s.fits(pixels, xp.len(), w.len(), acc.len()));
+    let (k, cinq) = (s.kernel, s.cin / 4);
+    let total = k * k * cinq;
+    let ps = s.stride * s.in_c;
+    let mut offsets = [0usize; MAX_STEPS];
+    for first in (0..total).step_by(MAX_STEPS) {
+        let len = MAX_STEPS.min(total - first);
+        for (i, off) in offsets[..len].iter_mut().enumerate() {
+            let (tap, q) = ((first + i) / cinq, (first + i) % cinq);
+            *off = tap / k * s.row + tap % k * s.in_c + 4 * q;
+        }
+        let mut o = 0;
+        while o < s.out_c {
+            let same_block = |n: usize| {
+                o + n <= s.out_c && o / s.cout == (o + n - 1) / s.cout && o / 16 == (o + n - 1) / 16
+            };
+            let width = if same_block(8) {
+                8
+            } else if same_block(4) {
+                4
+            } else {
+                1
+            };
+            let x = xp[o / s.cout * s.cin..].as_ptr();
+            if width == 1 {
+                for p in 0..pixels {
+                    let mut sum = 0i32;
+                    for (i, &off) in offsets[..len].iter().enumerate() {
+                        let (tap, q) = ((first + i) / cinq, (first + i) % cinq);
+                        let wq = &w[s.weight_at(tap, q, o)..][..4];
+                        let xq = &xp[p * ps + o / s.cout * s.cin + off..][..4];
+                        sum += xq
+                            .iter()
+                            .zip(wq)
+                            .map(|(&a, &b)| a as i32 * b as i32)
+                            .sum::<i32>();
+                    }
+                    acc[p * s.out_c + o] += sum;
+                }
+                o += 1;
+                continue;
+            }
+            let ws = 4 * 16.min(s.out_c - o / 16 * 16);
+            let (tap, q) = (first / cinq, first % cinq);
+            let wb = w[s.weight_at(tap, q, o)..].as_ptr();
+            // SAFETY: the window's steps from `first` are inside `w` (`fits`), at `ws` bytes
+            // from one another for the block's outputs (`weight_at`), the block within one
+            // block of 16 (`same_block`).
+            let (back, min) = unsafe {
+                if width == 8 {
+                    bias_back_8(wb, ws, len)
+                } else {
+                    let (b, m) = bias_back_4(wb, ws, len);
+                    ([b[0], b[1], b[2], b[3], 0, 0, 0, 0], m)
+                }
+            };
+            let walk = steps(len, min);
+            let tile = if width == 8 { 2 } else { 4 };
+            let mut p = 0;
+            while p < pixels {
+                // Whole tiles of pixels, then one pixel at a time (repeated over the tile).
+                let (n, step) = if p + tile <= pixels {
+                    (tile, ps)
+                } else {
+                    (1, 0)
+                };
+                let mut sums = [0i32; 16];
+                // SAFETY: pixels p..p + n and their windows are inside `xp` (`fits`); a
+                // repeated pixel reads the same bytes; the steps and weights as above.
+                unsafe {
+                    let at = (x.add(p * ps), step, offsets.as_ptr());
+                    if width == 8 {
+                        direct_2x8(at, wb, ws, walk, &mut sums);
+                    } else {
+                        direct_4x4(at, wb, ws, walk, &mut sums);
+                    }
+                }
+                for (dp, sp) in sums.chunks_exact(width).take(n).enumerate() {
+                    let a = &mut acc[(p + dp) * s.out_c + o..][..width];
+                    for ((a, &sum), &b) in a.iter_mut().zip(sp).zip(&back) {
+                        *a += sum + b;
+                    }
+                }
+                p += n;
+            }
+            o += width;
+        }
     }
 }
 
@@ -667,6 +899,50 @@ unsafe fn requantize_residual_steps(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Windows longer than [`MAX_STEPS`] (taken in several walks, each adding its sums), on
+    /// dense shapes whose outputs end in blocks of 4 and single channels, with -128 weights
+    /// in some blocks; the kernel property tests in `kernels` stay below it.
+    #[test]
+    fn deep_windows_equal_the_definition() {
+        if !available() {
+            return;
+        }
+        for (cin, out_c, kernel, pixels, seed) in [
+            (120, 21, 3, 5, 1u64),
+            (64, 16, 5, 3, 2),
+            (1028, 12, 1, 2, 3),
+        ] {
+            let in_c = cin + 4;
+            let row = (pixels + kernel) * in_c;
+            let s = crate::kernels::DirectShape {
+                in_c,
+                out_c,
+                cin,
+                cout: out_c,
+                kernel,
+                stride: 1,
+                row,
+            };
+            let mut x = seed;
+            let mut next = move || {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (x >> 33) as u32
+            };
+            let xp: Vec<u8> = (0..kernel * row).map(|_| next() as u8).collect();
+            let w: Vec<i8> = (0..s.weights().unwrap())
+                .map(|i| if i % 997 == 0 { i8::MIN } else { next() as i8 })
+                .collect();
+            let start: Vec<i32> = (0..pixels * out_c).map(|_| next() as i32 >> 8).collect();
+            let mut want = start.clone();
+            crate::kernels::generic::direct_u8(&s, &xp, pixels, &w, &mut want);
+            let mut got = start;
+            direct_u8_armv7(&s, &xp, pixels, &w, &mut got);
+            assert_eq!(got, want, "cin {cin}, out_c {out_c}, kernel {kernel}");
+        }
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]

@@ -291,6 +291,8 @@ impl Isa {
             Isa::NeonI8 => Some(neon_direct::direct_u8_neon),
             #[cfg(target_arch = "aarch64")]
             Isa::NeonDot => Some(neon_dot_direct::direct_u8_sdot),
+            #[cfg(target_arch = "arm")]
+            Isa::Armv7Neon => Some(armv7::direct_u8_armv7),
             _ => None,
         }
     }
