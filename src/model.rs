@@ -70,12 +70,21 @@ pub enum Backend {
 
 impl Backend {
     /// The faster of the two on this CPU, as measured: the native kernels on x86_64 (about 10x
-    /// stock tract on resnext50_32x4d int8, `scripts/speed.sh`) and on aarch64 (under qemu,
-    /// per inference of the example model: 62 M instructions against stock tract's 88 M on a
-    /// Cortex-A72, 33 M against 106 M with the dot product), stock tract on armv7 (no NEON
-    /// twin there: the generic kernels execute 3.2x stock tract's instructions).
+    /// stock tract on resnext50_32x4d int8, `scripts/speed.sh`), on aarch64 (under qemu, per
+    /// inference of the example model: 62 M instructions against stock tract's 88 M on a
+    /// Cortex-A72, 33 M against 106 M with the dot product) and on armv7 with NEON (144 M
+    /// against 275 M on a Cortex-A15); stock tract on an armv7 CPU without NEON (the generic
+    /// kernels execute 3.2x stock tract's instructions).
     pub fn preferred() -> Backend {
-        if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+        #[cfg(target_arch = "arm")]
+        if !crate::kernels::armv7::available() {
+            return Backend::Stock;
+        }
+        if cfg!(any(
+            target_arch = "x86_64",
+            target_arch = "aarch64",
+            target_arch = "arm"
+        )) {
             Backend::Native
         } else {
             Backend::Stock
