@@ -503,14 +503,11 @@ impl PackedConv {
             && p == 0
             && g.groups == 1
             && cin == depth;
-        let mut patch16 = vec![
-            0i16;
-            if matches!(kernel, Kernel::I16(_)) {
-                MAX_ROWS * depth
-            } else {
-                0
-            }
-        ];
+        let n16 = if matches!(kernel, Kernel::I16(_)) {
+            MAX_ROWS * depth
+        } else {
+            0
+        };
         let p_end = p_start + out.len() / g.out_c;
         // Rows per kernel call. A kernel that requantizes its own tiles takes many at once, so
         // that each weight panel streams from memory once, not once per 32 rows: all of them
@@ -521,15 +518,14 @@ impl PackedConv {
             Some(_) if k == 1 => MAX_GATHERED.min(p_end - p_start).max(MAX_ROWS),
             _ => MAX_ROWS,
         };
-        let mut patch8 = vec![
-            0u8;
-            if matches!(kernel, Kernel::U8(_)) && !in_place {
-                block * depth
-            } else {
-                0
-            }
-        ];
-        let mut acc = vec![0i32; if fused.is_some() { 0 } else { MAX_ROWS * cout }];
+        let n8 = if matches!(kernel, Kernel::U8(_)) && !in_place {
+            block * depth
+        } else {
+            0
+        };
+        let mut scratch = SCRATCH.take();
+        let (patch16, patch8, acc) =
+            scratch.buffers(n16, n8, if fused.is_some() { 0 } else { MAX_ROWS * cout });
         let mut p0 = p_start;
         while p0 < p_end {
             let rows = block.min(p_end - p0);
@@ -629,6 +625,7 @@ impl PackedConv {
             }
             p0 += rows;
         }
+        SCRATCH.set(scratch);
     }
 
     /// Copies `x` into `xp` with a border of `pad` pixels holding the input zero point, the
@@ -707,6 +704,50 @@ fn in_chunks<T: Send>(
 thread_local! {
     /// The padded input of the direct kernels, kept between layers and runs.
     static PADDED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Each thread's patch rows and accumulators, kept between layers and runs (taken out
+    /// while a layer runs and put back), so that an inference allocates none once the
+    /// largest layer has run.
+    static SCRATCH: RefCell<Scratch> = const { RefCell::new(Scratch::new()) };
+}
+
+/// Working memory of the convolutions: patch rows of either family and i32 accumulators.
+/// What a layer finds there is left over from another; every value it reads it has written
+/// (a patch row's depth padding excepted, which meets zero weights).
+#[derive(Default)]
+struct Scratch {
+    patch16: Vec<i16>,
+    patch8: Vec<u8>,
+    acc: Vec<i32>,
+}
+
+impl Scratch {
+    const fn new() -> Self {
+        Scratch {
+            patch16: Vec::new(),
+            patch8: Vec::new(),
+            acc: Vec::new(),
+        }
+    }
+
+    /// The three buffers, at least `n16`, `n8` and `acc` long.
+    fn buffers(
+        &mut self,
+        n16: usize,
+        n8: usize,
+        acc: usize,
+    ) -> (&mut [i16], &mut [u8], &mut [i32]) {
+        fn at_least<T: Default + Clone>(v: &mut Vec<T>, n: usize) -> &mut [T] {
+            if v.len() < n {
+                v.resize(n, T::default());
+            }
+            &mut v[..n]
+        }
+        (
+            at_least(&mut self.patch16, n16),
+            at_least(&mut self.patch8, n8),
+            at_least(&mut self.acc, acc),
+        )
+    }
 }
 
 /// A convolution on the [`DirectU8`] path.
@@ -727,14 +768,16 @@ impl Direct<'_> {
         let g = &self.conv.geom;
         let (ow, c, s) = (g.out_w(), g.out_c, g.stride);
         let row = self.shape.row;
-        let mut acc = vec![
-            0i32;
+        let mut scratch = SCRATCH.take();
+        let (_, _, acc) = scratch.buffers(
+            0,
+            0,
             if self.fused.is_some() {
                 0
             } else {
                 MAX_ROWS * c
-            }
-        ];
+            },
+        );
         let p_end = p_start + out.len() / c;
         let mut p0 = p_start;
         while p0 < p_end {
@@ -774,6 +817,7 @@ impl Direct<'_> {
             }
             p0 += n;
         }
+        SCRATCH.set(scratch);
     }
 }
 
