@@ -75,9 +75,14 @@ pub fn dot_u8i8_armv7(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, 
                 } else {
                     x0
                 };
-                let mut sums = [0i32; 16];
+                let at = r * n + o0 + o;
+                let mut out = match r + 2 <= rows {
+                    true => TileOut::added(&mut acc[at..at + n + 8], n, &back),
+                    false => TileOut::sums(),
+                };
                 // SAFETY: both rows hold `quads` quads, the weights outputs o..o + 8 of every
-                // quad (asserted or sliced above); `sums` is 16 i32.
+                // quad (asserted or sliced above); the accumulators of both rows are inside the
+                // slice `out` was made from.
                 unsafe {
                     tile_2x8(
                         x0.as_ptr(),
@@ -85,14 +90,11 @@ pub fn dot_u8i8_armv7(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, 
                         wp.as_ptr().add(4 * o),
                         4 * width,
                         steps,
-                        &mut sums,
+                        &mut out,
                     )
                 };
-                for (dr, s) in sums.chunks_exact(8).take(rows - r).enumerate() {
-                    let a = &mut acc[(r + dr) * n + o0 + o..][..8];
-                    for ((a, &s), &b) in a.iter_mut().zip(s).zip(&back) {
-                        *a += s + b;
-                    }
+                if r + 2 > rows {
+                    add_row(&mut acc[at..at + 8], &out.sums[..8], &back);
                 }
                 r += 2;
             }
@@ -105,15 +107,20 @@ pub fn dot_u8i8_armv7(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, 
             let mut r = 0;
             while r < rows {
                 let x = std::array::from_fn(|dr| patch[(r + dr).min(rows - 1) * kq..].as_ptr());
-                let mut sums = [0i32; 16];
+                let at = r * n + o0 + o;
+                let full = r + 4 <= rows;
+                let mut out = match full {
+                    true => TileOut::added(&mut acc[at..at + 3 * n + 4], n, &back),
+                    false => TileOut::sums(),
+                };
                 // SAFETY: every row pointer is one of the patch's rows (the last repeated past
                 // the end), each `quads` quads long; the weights of outputs o..o + 4 of every
-                // quad are inside `wp`; `sums` is 16 i32.
-                unsafe { tile_4x4(x, wp.as_ptr().add(4 * o), 4 * width, steps, &mut sums) };
-                for (dr, s) in sums.chunks_exact(4).take(rows - r).enumerate() {
-                    let a = &mut acc[(r + dr) * n + o0 + o..][..4];
-                    for ((a, &s), &b) in a.iter_mut().zip(s).zip(&back) {
-                        *a += s + b;
+                // quad are inside `wp`; a full tile's accumulators are inside the slice `out`
+                // was made from.
+                unsafe { tile_4x4(x, wp.as_ptr().add(4 * o), 4 * width, steps, &mut out) };
+                if !full {
+                    for (dr, s) in out.sums.chunks_exact(4).take(rows - r).enumerate() {
+                        add_row(&mut acc[at + dr * n..][..4], s, &back);
                     }
                 }
                 r += 4;
@@ -134,6 +141,13 @@ pub fn dot_u8i8_armv7(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, 
     }
 }
 
+/// `acc[o] += sums[o] + back[o]` (a tile's row the assembly left in its sums).
+fn add_row(acc: &mut [i32], sums: &[i32], back: &[i32]) {
+    for ((a, &s), &b) in acc.iter_mut().zip(sums).zip(back) {
+        *a += s + b;
+    }
+}
+
 /// How a tile walks `quads` quads: `(pairs, singles)`, two at a time with an odd last one
 /// alone, or (weights holding -128, whose two products can overflow i16) one at a time.
 fn steps(quads: usize, has_min: bool) -> (usize, usize) {
@@ -141,6 +155,46 @@ fn steps(quads: usize, has_min: bool) -> (usize, usize) {
         (0, quads)
     } else {
         (quads / 2, quads % 2)
+    }
+}
+
+/// Where a tile's sums go: with `acc` null, into `sums` (row by row); else added, with
+/// `back[o]`, to the accumulators of its rows at `acc`, `ldc` bytes apart (every row of the
+/// tile must be one of the call's). The assembly reads `acc`, `ldc` and `back` at offsets 64,
+/// 68 and 72.
+#[repr(C)]
+struct TileOut {
+    sums: [i32; 16],
+    acc: *mut i32,
+    ldc: usize,
+    back: *const i32,
+}
+
+const _: () = assert!(
+    std::mem::offset_of!(TileOut, acc) == 64
+        && std::mem::offset_of!(TileOut, ldc) == 68
+        && std::mem::offset_of!(TileOut, back) == 72
+);
+
+impl TileOut {
+    /// Sums left in [`TileOut::sums`].
+    fn sums() -> Self {
+        TileOut {
+            sums: [0; 16],
+            acc: std::ptr::null_mut(),
+            ldc: 0,
+            back: std::ptr::null(),
+        }
+    }
+
+    /// Sums added to the accumulators from `acc` on (rows `ldc` values apart), with `back`.
+    fn added(acc: &mut [i32], ldc: usize, back: &[i32]) -> Self {
+        TileOut {
+            sums: [0; 16],
+            acc: acc.as_mut_ptr(),
+            ldc: 4 * ldc,
+            back: back.as_ptr(),
+        }
     }
 }
 
@@ -227,9 +281,9 @@ unsafe fn bias_back_4(w: *const i8, ws: usize, quads: usize) -> ([i32; 4], bool)
     (sums, mins.contains(&i8::MIN))
 }
 
-/// The 2-row x 8-output tile in assembly: `sum_q (x[r][q] - 128) . w[q][o]` into
-/// `sums[r * 8 + o]`, `w` at output `o` of quad 0 (quads `ws` bytes apart), `pairs` steps of
-/// two quads, then `singles` steps of one. The caller's loads put quad `q` of row 0 in d8 and
+/// The 2-row x 8-output tile in assembly: `sum_q (x[r][q] - 128) . w[q][o]`, `w` at output `o`
+/// of quad 0 (quads `ws` bytes apart), `pairs` steps of two quads, then `singles` steps of
+/// one; into `out` as [`TileOut`] says (`sums[r * 8 + o]`). The caller's loads put quad `q` of row 0 in d8 and
 /// of row 1 in d10, and quad `q + 1` in d9 and d11 (only d8 and d10 in a single step).
 ///
 /// Registers: weights d0-d7 (two quads of 8 outputs), rows' quads d8-d11, products q6-q7,
@@ -317,15 +371,36 @@ macro_rules! tile_2x8_asm {
             "vpadd.i32 d5, d26, d27",
             "vpadd.i32 d6, d28, d29",
             "vpadd.i32 d7, d30, d31",
-            "vst1.32 {{d0-d3}}, [{sums}]!",
-            "vst1.32 {{d4-d7}}, [{sums}]",
+            "ldr {pairs}, [{out}, #64]",
+            "cmp {pairs}, #0",
+            "beq 6f",
+            "ldr {singles}, [{out}, #68]",
+            "ldr {w}, [{out}, #72]",
+            "vld1.32 {{d16-d19}}, [{w}]",
+            "vadd.i32 q0, q0, q8",
+            "vadd.i32 q1, q1, q9",
+            "vadd.i32 q2, q2, q8",
+            "vadd.i32 q3, q3, q9",
+            "vld1.32 {{d16-d19}}, [{pairs}]",
+            "vadd.i32 q0, q0, q8",
+            "vadd.i32 q1, q1, q9",
+            "vst1.32 {{d0-d3}}, [{pairs}], {singles}",
+            "vld1.32 {{d16-d19}}, [{pairs}]",
+            "vadd.i32 q2, q2, q8",
+            "vadd.i32 q3, q3, q9",
+            "vst1.32 {{d4-d7}}, [{pairs}]",
+            "b 7f",
+            "6:",
+            "vst1.32 {{d0-d3}}, [{out}]!",
+            "vst1.32 {{d4-d7}}, [{out}]",
+            "7:",
             "vpop {{d16-d31}}",
             $($operands)*
         )
     };
 }
 
-/// The 4-row x 4-output tile in assembly, as [`tile_2x8_asm!`] with `sums[r * 4 + o]`: the
+/// The 4-row x 4-output tile in assembly, as [`tile_2x8_asm!`] (`sums[r * 4 + o]`): the
 /// caller's loads put quad `q` of row `r` in d(4 + 2r) and quad `q + 1` in d(5 + 2r).
 /// Registers: weights d0-d3, rows' quads d4-d11, products q6-q7, accumulators q8-q15.
 macro_rules! tile_4x4_asm {
@@ -415,8 +490,33 @@ macro_rules! tile_4x4_asm {
             "vpadd.i32 d5, d26, d27",
             "vpadd.i32 d6, d28, d29",
             "vpadd.i32 d7, d30, d31",
-            "vst1.32 {{d0-d3}}, [{sums}]!",
-            "vst1.32 {{d4-d7}}, [{sums}]",
+            "ldr {pairs}, [{out}, #64]",
+            "cmp {pairs}, #0",
+            "beq 6f",
+            "ldr {singles}, [{out}, #68]",
+            "ldr {w}, [{out}, #72]",
+            "vld1.32 {{d16-d17}}, [{w}]",
+            "vadd.i32 q0, q0, q8",
+            "vadd.i32 q1, q1, q8",
+            "vadd.i32 q2, q2, q8",
+            "vadd.i32 q3, q3, q8",
+            "vld1.32 {{d18-d19}}, [{pairs}]",
+            "vadd.i32 q0, q0, q9",
+            "vst1.32 {{d0-d1}}, [{pairs}], {singles}",
+            "vld1.32 {{d18-d19}}, [{pairs}]",
+            "vadd.i32 q1, q1, q9",
+            "vst1.32 {{d2-d3}}, [{pairs}], {singles}",
+            "vld1.32 {{d18-d19}}, [{pairs}]",
+            "vadd.i32 q2, q2, q9",
+            "vst1.32 {{d4-d5}}, [{pairs}], {singles}",
+            "vld1.32 {{d18-d19}}, [{pairs}]",
+            "vadd.i32 q3, q3, q9",
+            "vst1.32 {{d6-d7}}, [{pairs}]",
+            "b 7f",
+            "6:",
+            "vst1.32 {{d0-d3}}, [{out}]!",
+            "vst1.32 {{d4-d7}}, [{out}]",
+            "7:",
             "vpop {{d16-d31}}",
             $($operands)*
         )
@@ -435,7 +535,7 @@ unsafe fn tile_2x8(
     w: *const i8,
     ws: usize,
     (pairs, singles): (usize, usize),
-    sums: &mut [i32; 16],
+    out: &mut TileOut,
 ) {
     // SAFETY: the caller guarantees the rows and weights; `sums` is 64 bytes; NEON is
     // available (the module's kernels are offered only then); every register written is
@@ -455,7 +555,7 @@ unsafe fn tile_2x8(
             x1 = inout(reg) x1 => _,
             pairs = inout(reg) pairs => _,
             singles = inout(reg) singles => _,
-            sums = inout(reg) sums.as_mut_ptr() => _,
+            out = inout(reg) out as *mut TileOut => _,
         );
     }
 }
@@ -471,7 +571,7 @@ unsafe fn tile_4x4(
     w: *const i8,
     ws: usize,
     (pairs, singles): (usize, usize),
-    sums: &mut [i32; 16],
+    out: &mut TileOut,
 ) {
     // SAFETY: as for `tile_2x8`.
     unsafe {
@@ -500,7 +600,7 @@ unsafe fn tile_4x4(
             x3 = inout(reg) x[3] => _,
             pairs = inout(reg) pairs => _,
             singles = inout(reg) singles => _,
-            sums = inout(reg) sums.as_mut_ptr() => _,
+            out = inout(reg) out as *mut TileOut => _,
         );
     }
 }
@@ -517,7 +617,7 @@ unsafe fn direct_2x8(
     w: *const i8,
     ws: usize,
     (pairs, singles): (usize, usize),
-    sums: &mut [i32; 16],
+    out: &mut TileOut,
 ) {
     // SAFETY: as for `tile_2x8`, with the caller's step offsets.
     unsafe {
@@ -546,7 +646,7 @@ unsafe fn direct_2x8(
             t = out(reg) _,
             pairs = inout(reg) pairs => _,
             singles = inout(reg) singles => _,
-            sums = inout(reg) sums.as_mut_ptr() => _,
+            out = inout(reg) out as *mut TileOut => _,
         );
     }
 }
@@ -562,7 +662,7 @@ unsafe fn direct_4x4(
     w: *const i8,
     ws: usize,
     (pairs, singles): (usize, usize),
-    sums: &mut [i32; 16],
+    out: &mut TileOut,
 ) {
     // SAFETY: as for `tile_2x8`, with the caller's step offsets.
     unsafe {
@@ -597,7 +697,7 @@ unsafe fn direct_4x4(
             t = out(reg) _,
             pairs = inout(reg) pairs => _,
             singles = inout(reg) singles => _,
-            sums = inout(reg) sums.as_mut_ptr() => _,
+            out = inout(reg) out as *mut TileOut => _,
         );
     }
 }
@@ -683,22 +783,26 @@ pub fn direct_u8_armv7(
                 } else {
                     (1, 0)
                 };
-                let mut sums = [0i32; 16];
+                let at = p * s.out_c + o;
+                let mut out = match n {
+                    1 => TileOut::sums(),
+                    _ => {
+                        TileOut::added(&mut acc[at..at + (n - 1) * s.out_c + width], s.out_c, &back)
+                    }
+                };
                 // SAFETY: pixels p..p + n and their windows are inside `xp` (`fits`); a
-                // repeated pixel reads the same bytes; the steps and weights as above.
+                // repeated pixel reads the same bytes; the steps and weights as above; a whole
+                // tile's accumulators are inside the slice `out` was made from.
                 unsafe {
-                    let at = (x.add(p * ps), step, offsets.as_ptr());
+                    let from = (x.add(p * ps), step, offsets.as_ptr());
                     if width == 8 {
-                        direct_2x8(at, wb, ws, walk, &mut sums);
+                        direct_2x8(from, wb, ws, walk, &mut out);
                     } else {
-                        direct_4x4(at, wb, ws, walk, &mut sums);
+                        direct_4x4(from, wb, ws, walk, &mut out);
                     }
                 }
-                for (dp, sp) in sums.chunks_exact(width).take(n).enumerate() {
-                    let a = &mut acc[(p + dp) * s.out_c + o..][..width];
-                    for ((a, &sum), &b) in a.iter_mut().zip(sp).zip(&back) {
-                        *a += sum + b;
-                    }
+                if n == 1 {
+                    add_row(&mut acc[at..at + width], &out.sums[..width], &back);
                 }
                 p += n;
             }
