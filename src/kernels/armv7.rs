@@ -19,7 +19,7 @@
 //! in replicated by one `vld1.32 {dN[]}`. A block of outputs whose weights hold -128 takes one
 //! quad at a time (`vmull` then `vpadal`), as does an odd last quad.
 //!
-//! [`requantize_row`] is [`super::requant::requantize`] on 4 lanes: `vcvt.f32.s32`, `vmul.f32`,
+//! [`requantize_rows`] is [`super::requant::requantize`] on 4 lanes: `vcvt.f32.s32`, `vmul.f32`,
 //! the residual's `vmul` and `vadd`, the clamp to +-2^22 (`vmax` / `vmin`), then the same
 //! rounding as the definition: `+ 1.5 * 2^23` in f32 (NEON rounds to nearest, ties to even),
 //! and the float's bits less those of 1.5 * 2^23 are the integer; NaN lanes (`vceq` of a value
@@ -811,7 +811,7 @@ pub fn direct_u8_armv7(
     }
 }
 
-/// The per-call constants of [`requantize_row`]'s vector loop, loaded into q8-q15 (each
+/// The per-call constants of [`requantize_rows`]'s vector loop, loaded into q8-q15 (each
 /// replicated over 4 lanes), in this order.
 #[repr(C)]
 struct Consts {
@@ -826,11 +826,13 @@ struct Consts {
     residual_multiplier: f32,
 }
 
-/// `out[o] = requantize(acc[o], multiplier[o], residual[o], (zero, lo, hi))` for every `o`
-/// ([`super::requant::requantize`], the accumulators' bias already in), 4 channels per step
-/// and the scalar definition for the last `len % 4`. The residual term is added when `rq` has
-/// one and `residual` is given, as the definition's `zip`.
-pub fn requantize_row(
+/// Rows of requantized outputs: `out[r * width + o] = requantize(acc[r * width + o],
+/// multiplier[o], residual[r * width + o], (zero, lo, hi))` for the `width = multiplier.len()`
+/// channels of each whole row in `out` ([`super::requant::requantize`], the accumulators' bias
+/// already in), 4 channels per step and the scalar definition for a row's last `width % 4`.
+/// The residual term is added when `rq` has one and `residual` is given, as the definition's
+/// `zip`. One call of the assembly for all rows when the width is a multiple of 4.
+pub fn requantize_rows(
     acc: &[i32],
     multiplier: &[f32],
     rq: (i32, i32, i32, Option<(i32, f32)>),
@@ -838,8 +840,8 @@ pub fn requantize_row(
     out: &mut [u8],
 ) {
     let (zero, lo, hi, res_q) = rq;
-    let len = out.len();
-    assert!(acc.len() >= len && multiplier.len() >= len);
+    let (len, width) = (out.len(), multiplier.len());
+    assert!(width > 0 && len.is_multiple_of(width) && acc.len() >= len);
     assert!(residual.is_none_or(|r| r.len() >= len));
     let with_residual = res_q.zip(residual);
     let (rz, rm) = res_q.unwrap_or((0, 0.0));
@@ -854,148 +856,164 @@ pub fn requantize_row(
         residual_zero: rz,
         residual_multiplier: rm,
     };
-    let steps = len / 4;
-    if steps > 0 {
-        let res = residual.map_or(std::ptr::null(), <[u8]>::as_ptr);
-        // SAFETY: `acc`, `multiplier`, `out` (and `residual` when it is read) hold at least
-        // `4 * steps` values (asserted above); `c` is 36 readable bytes; NEON is enabled for
-        // this build; every register written is declared.
-        unsafe {
-            if with_residual.is_some() {
-                requantize_residual_steps(
-                    acc.as_ptr(),
-                    multiplier.as_ptr(),
-                    res,
-                    out.as_mut_ptr(),
-                    steps,
-                    &c,
-                );
-            } else {
+    let (rows, steps) = (len / width, width / 4);
+    // Whole rows in one go when they follow one another step by step, else row by row.
+    let (calls, rows_per_call) = if width.is_multiple_of(4) {
+        (1, rows)
+    } else {
+        (rows, 1)
+    };
+    if steps > 0 && rows > 0 {
+        for call in 0..calls {
+            let at = call * rows_per_call * width;
+            let res = residual.map_or(std::ptr::null(), |r| r[at..].as_ptr());
+            let bufs = (acc[at..].as_ptr(), res, out[at..].as_mut_ptr());
+            // SAFETY: from `at`, `acc`, `out` (and `residual`, read only when given) hold
+            // `rows_per_call` rows of `width >= 4 * steps` values, `multiplier` `4 * steps`
+            // (asserted above); `c` is 36 readable bytes; NEON is available (the caller's
+            // check); every register written is declared or saved.
+            unsafe {
                 requantize_steps(
-                    acc.as_ptr(),
+                    bufs,
                     multiplier.as_ptr(),
-                    out.as_mut_ptr(),
-                    steps,
+                    (rows_per_call, steps),
                     &c,
+                    with_residual.is_some(),
                 );
             }
         }
     }
-    for o in 4 * steps..len {
-        let r = with_residual.map(|((rz, rm), res)| (res[o], rz, rm));
-        out[o] = super::requant::requantize(acc[o], multiplier[o], r, (zero, lo, hi));
+    if !width.is_multiple_of(4) {
+        for r in 0..rows {
+            for o in 4 * steps..width {
+                let at = r * width + o;
+                let res = with_residual.map(|((rz, rm), res)| (res[at], rz, rm));
+                out[at] = super::requant::requantize(acc[at], multiplier[o], res, (zero, lo, hi));
+            }
+        }
     }
 }
 
-/// The vector loop of [`requantize_row`] without a residual term: `steps` x 4 channels.
+/// The vector loops of [`requantize_rows`]: `rows` rows of `steps` x 4 channels, `(acc,
+/// residual, out)` advancing step by step from row to row, `m` starting over each row; the
+/// residual term when `residual_term`.
 ///
 /// # Safety
-/// `acc` and `multiplier` must hold `4 * steps` values, `out` `4 * steps` writable bytes.
+/// `acc` and `out` must hold `rows * steps * 4` values, `m` `steps * 4`, `residual` (when
+/// `residual_term`) `rows * steps * 4` bytes; `rows` and `steps` at least 1.
 #[inline]
-unsafe fn requantize_steps(acc: *const i32, m: *const f32, out: *mut u8, steps: usize, c: &Consts) {
-    // SAFETY: the caller guarantees the buffers; NEON is enabled; registers declared.
-    unsafe {
-        neon_asm!(
-            "vpush {{d16-d31}}",
-            "vld1.32 {{d0-d3}}, [{c}]",
-            "vdup.32 q8, d0[0]",
-            "vdup.32 q9, d0[1]",
-            "vdup.32 q10, d1[0]",
-            "vdup.32 q11, d1[1]",
-            "vdup.32 q12, d2[0]",
-            "vdup.32 q13, d2[1]",
-            "vdup.32 q14, d3[0]",
-            "2:",
-            "vld1.32 {{d0-d1}}, [{acc}]!",
-            "vld1.32 {{d2-d3}}, [{m}]!",
-            "vcvt.f32.s32 q0, q0",
-            "vmul.f32 q0, q0, q1",
-            "vmax.f32 q0, q0, q8",
-            "vmin.f32 q0, q0, q9",
-            "vceq.f32 q1, q0, q0",
-            "vadd.f32 q0, q0, q10",
-            "vsub.i32 q0, q0, q11",
-            "vand q0, q0, q1",
-            "vadd.i32 q0, q0, q12",
-            "vmax.s32 q0, q0, q13",
-            "vmin.s32 q0, q0, q14",
-            "vmovn.i32 d0, q0",
-            "vmovn.i16 d0, q0",
-            "vst1.32 {{d0[0]}}, [{out}]!",
-            "subs {steps}, {steps}, #1",
-            "bne 2b",
-            "vpop {{d16-d31}}",
-            c = in(reg) c as *const Consts,
-            acc = inout(reg) acc => _,
-            m = inout(reg) m => _,
-            out = inout(reg) out => _,
-            steps = inout(reg) steps => _,
-        );
-    }
-}
-
-/// The vector loop of [`requantize_row`] with the residual term.
-///
-/// # Safety
-/// As for [`requantize_steps`], and `res` must hold `4 * steps` bytes.
-#[inline]
-unsafe fn requantize_residual_steps(
-    acc: *const i32,
+unsafe fn requantize_steps(
+    (acc, residual, out): (*const i32, *const u8, *mut u8),
     m: *const f32,
-    res: *const u8,
-    out: *mut u8,
-    steps: usize,
+    (rows, steps): (usize, usize),
     c: &Consts,
+    residual_term: bool,
 ) {
-    // SAFETY: the caller guarantees the buffers; NEON is enabled; registers declared.
+    // SAFETY: the caller guarantees the buffers and counts; NEON is available (the caller's
+    // check); every register written is declared or saved.
     unsafe {
-        neon_asm!(
-            "vpush {{d16-d31}}",
-            "vld1.32 {{d0-d3}}, [{c}]!",
-            "vld1.32 {{d4[]}}, [{c}]",
-            "vdup.32 q8, d0[0]",
-            "vdup.32 q9, d0[1]",
-            "vdup.32 q10, d1[0]",
-            "vdup.32 q11, d1[1]",
-            "vdup.32 q12, d2[0]",
-            "vdup.32 q13, d2[1]",
-            "vdup.32 q14, d3[0]",
-            "vdup.32 q15, d3[1]",
-            "vdup.32 q7, d4[0]",
-            "2:",
-            "vld1.32 {{d0-d1}}, [{acc}]!",
-            "vld1.32 {{d2-d3}}, [{m}]!",
-            "vld1.32 {{d4[0]}}, [{res}]!",
-            "vcvt.f32.s32 q0, q0",
-            "vmovl.u8 q2, d4",
-            "vmul.f32 q0, q0, q1",
-            "vmovl.u16 q2, d4",
-            "vsub.i32 q2, q2, q15",
-            "vcvt.f32.s32 q2, q2",
-            "vmul.f32 q2, q2, q7",
-            "vadd.f32 q0, q0, q2",
-            "vmax.f32 q0, q0, q8",
-            "vmin.f32 q0, q0, q9",
-            "vceq.f32 q1, q0, q0",
-            "vadd.f32 q0, q0, q10",
-            "vsub.i32 q0, q0, q11",
-            "vand q0, q0, q1",
-            "vadd.i32 q0, q0, q12",
-            "vmax.s32 q0, q0, q13",
-            "vmin.s32 q0, q0, q14",
-            "vmovn.i32 d0, q0",
-            "vmovn.i16 d0, q0",
-            "vst1.32 {{d0[0]}}, [{out}]!",
-            "subs {steps}, {steps}, #1",
-            "bne 2b",
-            "vpop {{d16-d31}}",
-            c = inout(reg) c as *const Consts => _,
-            acc = inout(reg) acc => _,
-            m = inout(reg) m => _,
-            res = inout(reg) res => _,
-            out = inout(reg) out => _,
-            steps = inout(reg) steps => _,
-        );
+        if residual_term {
+            neon_asm!(
+                "vpush {{d16-d31}}",
+                "vld1.32 {{d0-d3}}, [{c}]!",
+                "vld1.32 {{d4[]}}, [{c}]",
+                "vdup.32 q8, d0[0]",
+                "vdup.32 q9, d0[1]",
+                "vdup.32 q10, d1[0]",
+                "vdup.32 q11, d1[1]",
+                "vdup.32 q12, d2[0]",
+                "vdup.32 q13, d2[1]",
+                "vdup.32 q14, d3[0]",
+                "vdup.32 q15, d3[1]",
+                "vdup.32 q7, d4[0]",
+                "2:",
+                "mov {m}, {m0}",
+                "mov {n}, {steps}",
+                "3:",
+                "vld1.32 {{d0-d1}}, [{acc}]!",
+                "vld1.32 {{d2-d3}}, [{m}]!",
+                "vld1.32 {{d4[0]}}, [{res}]!",
+                "vcvt.f32.s32 q0, q0",
+                "vmovl.u8 q2, d4",
+                "vmul.f32 q0, q0, q1",
+                "vmovl.u16 q2, d4",
+                "vsub.i32 q2, q2, q15",
+                "vcvt.f32.s32 q2, q2",
+                "vmul.f32 q2, q2, q7",
+                "vadd.f32 q0, q0, q2",
+                "vmax.f32 q0, q0, q8",
+                "vmin.f32 q0, q0, q9",
+                "vceq.f32 q1, q0, q0",
+                "vadd.f32 q0, q0, q10",
+                "vsub.i32 q0, q0, q11",
+                "vand q0, q0, q1",
+                "vadd.i32 q0, q0, q12",
+                "vmax.s32 q0, q0, q13",
+                "vmin.s32 q0, q0, q14",
+                "vmovn.i32 d0, q0",
+                "vmovn.i16 d0, q0",
+                "vst1.32 {{d0[0]}}, [{out}]!",
+                "subs {n}, {n}, #1",
+                "bne 3b",
+                "subs {rows}, {rows}, #1",
+                "bne 2b",
+                "vpop {{d16-d31}}",
+                c = inout(reg) c as *const Consts => _,
+                acc = inout(reg) acc => _,
+                m0 = in(reg) m,
+                m = out(reg) _,
+                res = inout(reg) residual => _,
+                out = inout(reg) out => _,
+                steps = in(reg) steps,
+                n = out(reg) _,
+                rows = inout(reg) rows => _,
+            );
+        } else {
+            neon_asm!(
+                "vpush {{d16-d31}}",
+                "vld1.32 {{d0-d3}}, [{c}]",
+                "vdup.32 q8, d0[0]",
+                "vdup.32 q9, d0[1]",
+                "vdup.32 q10, d1[0]",
+                "vdup.32 q11, d1[1]",
+                "vdup.32 q12, d2[0]",
+                "vdup.32 q13, d2[1]",
+                "vdup.32 q14, d3[0]",
+                "2:",
+                "mov {m}, {m0}",
+                "mov {n}, {steps}",
+                "3:",
+                "vld1.32 {{d0-d1}}, [{acc}]!",
+                "vld1.32 {{d2-d3}}, [{m}]!",
+                "vcvt.f32.s32 q0, q0",
+                "vmul.f32 q0, q0, q1",
+                "vmax.f32 q0, q0, q8",
+                "vmin.f32 q0, q0, q9",
+                "vceq.f32 q1, q0, q0",
+                "vadd.f32 q0, q0, q10",
+                "vsub.i32 q0, q0, q11",
+                "vand q0, q0, q1",
+                "vadd.i32 q0, q0, q12",
+                "vmax.s32 q0, q0, q13",
+                "vmin.s32 q0, q0, q14",
+                "vmovn.i32 d0, q0",
+                "vmovn.i16 d0, q0",
+                "vst1.32 {{d0[0]}}, [{out}]!",
+                "subs {n}, {n}, #1",
+                "bne 3b",
+                "subs {rows}, {rows}, #1",
+                "bne 2b",
+                "vpop {{d16-d31}}",
+                c = in(reg) c as *const Consts,
+                acc = inout(reg) acc => _,
+                m0 = in(reg) m,
+                m = out(reg) _,
+                out = inout(reg) out => _,
+                steps = in(reg) steps,
+                n = out(reg) _,
+                rows = inout(reg) rows => _,
+            );
+        }
     }
 }
 
@@ -1054,10 +1072,11 @@ mod tests {
         /// The NEON requantization against the definition, byte for byte: accumulators over
         /// the whole i32 range, scales as a quantizer makes them and (rarely) NaN, infinities,
         /// zero and subnormals; zero points and bounds now and then far outside a byte; rows
-        /// of any length (the vector loop and the scalar tail).
+        /// of any width (the vector loop and the scalar tail), several at a time.
         #[test]
-        fn requantize_row_equals_the_definition(
-            len in 0usize..=41,
+        fn requantize_rows_equal_the_definition(
+            width in 1usize..=41,
+            rows in 0usize..=3,
             residual in any::<bool>(),
             with_inputs in any::<bool>(),
             seed in any::<u64>(),
@@ -1070,13 +1089,14 @@ mod tests {
                 s ^= s << 17;
                 s
             };
+            let len = rows * width;
             let acc: Vec<i32> = (0..len)
                 .map(|_| match next() % 8 {
                     0 => next() as i32,
                     _ => next() as i32 >> 12,
                 })
                 .collect();
-            let multiplier: Vec<f32> = (0..len)
+            let multiplier: Vec<f32> = (0..width)
                 .map(|_| match next() % 64 {
                     0 => f32::NAN,
                     1 => f32::INFINITY,
@@ -1095,11 +1115,11 @@ mod tests {
             let want: Vec<u8> = (0..len)
                 .map(|o| {
                     let r = res_q.zip(inputs).map(|((rz, rm), x)| (x[o], rz, rm));
-                    super::super::requant::requantize(acc[o], multiplier[o], r, (zero, lo, hi))
+                    super::super::requant::requantize(acc[o], multiplier[o % width], r, (zero, lo, hi))
                 })
                 .collect();
             let mut got = vec![0xA5u8; len + 3];
-            requantize_row(&acc, &multiplier, (zero, lo, hi, res_q), inputs, &mut got[..len]);
+            requantize_rows(&acc, &multiplier, (zero, lo, hi, res_q), inputs, &mut got[..len]);
             prop_assert_eq!(&got[..len], &want[..]);
             prop_assert_eq!(&got[len..], &[0xA5u8; 3][..]);
         }

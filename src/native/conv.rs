@@ -168,7 +168,7 @@ impl Requant {
     /// so that the compiler vectorizes it; the same f32 operations, so the same bits. On x86_64
     /// the same code is also compiled for AVX-512 and AVX2 and picked at run time (without
     /// them, SSE2 has neither 32-bit min/max nor more than 4 lanes); on armv7 with NEON,
-    /// [`crate::kernels::armv7::requantize_row`] (the baseline there has no vector unit).
+    /// [`crate::kernels::armv7::requantize_rows`] (the baseline there has no vector unit).
     pub fn apply_row(
         &self,
         acc: &[i32],
@@ -193,9 +193,37 @@ impl Requant {
         if crate::kernels::armv7::available() {
             let (zero, lo, hi) = self.bounds();
             let rq = (zero, lo, hi, self.residual);
-            return crate::kernels::armv7::requantize_row(acc, multiplier, rq, residual, out);
+            let m = &multiplier[..out.len()];
+            return crate::kernels::armv7::requantize_rows(acc, m, rq, residual, out);
         }
         self.apply_row_body(acc, multiplier, residual, out)
+    }
+
+    /// [`Self::apply_row`] over consecutive rows of `multiplier.len()` channels (`acc`, the
+    /// residual input and `out` each holding whole rows one after another).
+    pub fn apply_rows(
+        &self,
+        acc: &[i32],
+        multiplier: &[f32],
+        residual: Option<&[u8]>,
+        out: &mut [u8],
+    ) {
+        let width = multiplier.len();
+        #[cfg(target_arch = "arm")]
+        if crate::kernels::armv7::available() {
+            // One call for all rows: the per-call setup weighs on rows of a few channels.
+            let (zero, lo, hi) = self.bounds();
+            let rq = (zero, lo, hi, self.residual);
+            return crate::kernels::armv7::requantize_rows(acc, multiplier, rq, residual, out);
+        }
+        for (r, (a, o)) in acc
+            .chunks_exact(width)
+            .zip(out.chunks_exact_mut(width))
+            .enumerate()
+        {
+            let res = residual.map(|rv| &rv[r * width..(r + 1) * width]);
+            self.apply_row(a, multiplier, res, o);
+        }
     }
 
     /// # Safety
@@ -674,6 +702,14 @@ impl PackedConv {
         let g = &self.geom;
         let width = channels.len();
         let m = &self.requant.multiplier[channels.clone()];
+        if width == g.out_c {
+            // Whole output rows, one after another in `out` as in `acc`.
+            let at = p0 * g.out_c;
+            let local = at - p_start * g.out_c;
+            let dst = &mut out[local..local + acc.len()];
+            let res = residual.map(|rv| &rv[at..at + acc.len()]);
+            return self.requant.apply_rows(acc, m, res, dst);
+        }
         for (r, a) in acc.chunks_exact(width).enumerate() {
             let at = (p0 + r) * g.out_c + channels.start;
             let local = at - p_start * g.out_c;
@@ -805,16 +841,13 @@ impl Direct<'_> {
                 a.copy_from_slice(self.bias);
             }
             (self.kernel)(&self.shape, &xp[base..], n, self.w, acc);
-            for (r, a) in acc.chunks_exact(c).enumerate() {
-                let at = (p0 + r) * c;
-                let local = at - p_start * c;
-                self.conv.requant.apply_row(
-                    a,
-                    &self.conv.requant.multiplier,
-                    residual.map(|rv| &rv[at..at + c]),
-                    &mut out[local..local + c],
-                );
-            }
+            let (at, local) = (p0 * c, (p0 - p_start) * c);
+            self.conv.requant.apply_rows(
+                acc,
+                &self.conv.requant.multiplier,
+                residual.map(|rv| &rv[at..at + n * c]),
+                &mut out[local..local + n * c],
+            );
             p0 += n;
         }
         SCRATCH.set(scratch);
