@@ -885,10 +885,10 @@ pub fn requantize_rows(
     }
     if !width.is_multiple_of(4) {
         for r in 0..rows {
-            for o in 4 * steps..width {
+            for (o, &m) in multiplier.iter().enumerate().skip(4 * steps) {
                 let at = r * width + o;
                 let res = with_residual.map(|((rz, rm), res)| (res[at], rz, rm));
-                out[at] = super::requant::requantize(acc[at], multiplier[o], res, (zero, lo, hi));
+                out[at] = super::requant::requantize(acc[at], m, res, (zero, lo, hi));
             }
         }
     }

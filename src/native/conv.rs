@@ -642,7 +642,7 @@ impl PackedConv {
                 let acc = &mut acc[..rows * cout];
                 match (kernel, &self.packed) {
                     (Kernel::I16(dot), PackedWeights::I16(w)) => {
-                        dot(rows, &patch16, depth, &w[weights], cout, acc);
+                        dot(rows, patch16, depth, &w[weights], cout, acc);
                     }
                     (Kernel::U8(dot), PackedWeights::U8 { w, .. }) => {
                         dot(rows, rows_patch, depth, &w[weights], cout, acc);
