@@ -28,6 +28,7 @@
 
 use super::requant::{LIMIT, MAGIC};
 use std::arch::asm;
+use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
 /// Whether this CPU has NEON (Linux's `HWCAP_NEON` in the auxiliary vector).
@@ -94,7 +95,9 @@ pub fn dot_u8i8_armv7(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, 
                     )
                 };
                 if r + 2 > rows {
-                    add_row(&mut acc[at..at + 8], &out.sums[..8], &back);
+                    // SAFETY: the tile ran on `out`, made by `TileOut::sums`.
+                    let sums = unsafe { out.left() };
+                    add_row(&mut acc[at..at + 8], &sums[..8], &back);
                 }
                 r += 2;
             }
@@ -119,7 +122,9 @@ pub fn dot_u8i8_armv7(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, 
                 // was made from.
                 unsafe { tile_4x4(x, wp.as_ptr().add(4 * o), 4 * width, steps, &mut out) };
                 if !full {
-                    for (dr, s) in out.sums.chunks_exact(4).take(rows - r).enumerate() {
+                    // SAFETY: the tile ran on `out`, made by `TileOut::sums`.
+                    let sums = unsafe { out.left() };
+                    for (dr, s) in sums.chunks_exact(4).take(rows - r).enumerate() {
                         add_row(&mut acc[at + dr * n..][..4], s, &back);
                     }
                 }
@@ -162,9 +167,10 @@ fn steps(quads: usize, has_min: bool) -> (usize, usize) {
 /// `back[o]`, to the accumulators of its rows at `acc`, `ldc` bytes apart (every row of the
 /// tile must be one of the call's). The assembly reads `acc`, `ldc` and `back` at offsets 64,
 /// 68 and 72.
+/// (`sums` starts uninitialized: zeroing it was a `memset` call per tile.)
 #[repr(C)]
 struct TileOut {
-    sums: [i32; 16],
+    sums: MaybeUninit<[i32; 16]>,
     acc: *mut i32,
     ldc: usize,
     back: *const i32,
@@ -180,7 +186,7 @@ impl TileOut {
     /// Sums left in [`TileOut::sums`].
     fn sums() -> Self {
         TileOut {
-            sums: [0; 16],
+            sums: MaybeUninit::uninit(),
             acc: std::ptr::null_mut(),
             ldc: 0,
             back: std::ptr::null(),
@@ -190,11 +196,20 @@ impl TileOut {
     /// Sums added to the accumulators from `acc` on (rows `ldc` values apart), with `back`.
     fn added(acc: &mut [i32], ldc: usize, back: &[i32]) -> Self {
         TileOut {
-            sums: [0; 16],
+            sums: MaybeUninit::uninit(),
             acc: acc.as_mut_ptr(),
             ldc: 4 * ldc,
             back: back.as_ptr(),
         }
+    }
+
+    /// The sums a tile made with [`TileOut::sums`] left.
+    ///
+    /// # Safety
+    /// A tile must have run on `self`, made by [`TileOut::sums`].
+    unsafe fn left(&self) -> &[i32; 16] {
+        // SAFETY: the caller guarantees a tile stored its 16 sums there (`acc` null).
+        unsafe { self.sums.assume_init_ref() }
     }
 }
 
@@ -721,12 +736,16 @@ pub fn direct_u8_armv7(
     let (k, cinq) = (s.kernel, s.cin / 4);
     let total = k * k * cinq;
     let ps = s.stride * s.in_c;
-    let mut offsets = [0usize; MAX_STEPS];
+    // Uninitialized beyond each walk's steps (zeroing it was a `memset` call per call).
+    let mut offsets = [MaybeUninit::<usize>::uninit(); MAX_STEPS];
+    let offset = |step: usize| {
+        let (tap, q) = (step / cinq, step % cinq);
+        tap / k * s.row + tap % k * s.in_c + 4 * q
+    };
     for first in (0..total).step_by(MAX_STEPS) {
         let len = MAX_STEPS.min(total - first);
         for (i, off) in offsets[..len].iter_mut().enumerate() {
-            let (tap, q) = ((first + i) / cinq, (first + i) % cinq);
-            *off = tap / k * s.row + tap % k * s.in_c + 4 * q;
+            off.write(offset(first + i));
         }
         let mut o = 0;
         while o < s.out_c {
@@ -744,8 +763,9 @@ pub fn direct_u8_armv7(
             if width == 1 {
                 for p in 0..pixels {
                     let mut sum = 0i32;
-                    for (i, &off) in offsets[..len].iter().enumerate() {
+                    for i in 0..len {
                         let (tap, q) = ((first + i) / cinq, (first + i) % cinq);
+                        let off = offset(first + i);
                         let wq = &w[s.weight_at(tap, q, o)..][..4];
                         let xq = &xp[p * ps + o / s.cout * s.cin + off..][..4];
                         sum += xq
@@ -791,10 +811,11 @@ pub fn direct_u8_armv7(
                     }
                 };
                 // SAFETY: pixels p..p + n and their windows are inside `xp` (`fits`); a
-                // repeated pixel reads the same bytes; the steps and weights as above; a whole
-                // tile's accumulators are inside the slice `out` was made from.
+                // repeated pixel reads the same bytes; the tile reads the walk's `len` offsets,
+                // all written above; the weights as above; a whole tile's accumulators are
+                // inside the slice `out` was made from.
                 unsafe {
-                    let from = (x.add(p * ps), step, offsets.as_ptr());
+                    let from = (x.add(p * ps), step, offsets.as_ptr() as *const usize);
                     if width == 8 {
                         direct_2x8(from, wb, ws, walk, &mut out);
                     } else {
@@ -802,7 +823,9 @@ pub fn direct_u8_armv7(
                     }
                 }
                 if n == 1 {
-                    add_row(&mut acc[at..at + width], &out.sums[..width], &back);
+                    // SAFETY: the tile ran on `out`, made by `TileOut::sums`.
+                    let sums = unsafe { out.left() };
+                    add_row(&mut acc[at..at + width], &sums[..width], &back);
                 }
                 p += n;
             }
