@@ -20,6 +20,8 @@
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
+#[cfg(target_arch = "x86_64")]
+pub mod amx;
 #[cfg(target_arch = "arm")]
 pub mod armv7;
 pub mod generic;
@@ -226,6 +228,8 @@ pub enum Isa {
     Avx2,
     /// x86_64 AVX-VNNI or AVX-512 VNNI on 256-bit vectors (`vpdpbusd`), u8 quads.
     Vnni,
+    /// x86_64 AMX-INT8 (`tdpbusd`) for the pointwise convolutions, AVX-512 VNNI elsewhere.
+    Amx,
     /// aarch64 NEON (`smlal`), i16 pairs.
     Neon,
     /// aarch64 NEON 8-bit multiplies (`smull` + `sadalp`), u8 quads.
@@ -243,6 +247,7 @@ impl Isa {
             Isa::GenericU8 => "generic-u8",
             Isa::Avx2 => "avx2",
             Isa::Vnni => "vnni",
+            Isa::Amx => "amx",
             Isa::Neon => "neon",
             Isa::NeonI8 => "neon-i8",
             Isa::NeonDot => "neon-dot",
@@ -265,6 +270,9 @@ impl Isa {
             if x86_64::has_vnni() {
                 v.push(Isa::Vnni);
             }
+            if amx::available() {
+                v.push(Isa::Amx);
+            }
         }
         #[cfg(target_arch = "aarch64")]
         {
@@ -286,7 +294,7 @@ impl Isa {
         match self {
             Isa::GenericU8 => Some(generic::direct_u8),
             #[cfg(target_arch = "x86_64")]
-            Isa::Vnni if x86_64::has_vnni_512() => Some(x86_64::direct_u8_vnni),
+            Isa::Vnni | Isa::Amx if x86_64::has_vnni_512() => Some(x86_64::direct_u8_vnni),
             #[cfg(target_arch = "aarch64")]
             Isa::NeonI8 => Some(neon_direct::direct_u8_neon),
             #[cfg(target_arch = "aarch64")]
@@ -301,7 +309,7 @@ impl Isa {
     pub fn direct_requant(self) -> Option<DirectU8Requant> {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Isa::Vnni if x86_64::has_vnni_512() => Some(x86_64::direct_u8_requant_vnni),
+            Isa::Vnni | Isa::Amx if x86_64::has_vnni_512() => Some(x86_64::direct_u8_requant_vnni),
             #[cfg(target_arch = "aarch64")]
             Isa::NeonI8 => Some(neon_direct::direct_u8_requant_neon),
             #[cfg(target_arch = "aarch64")]
@@ -318,6 +326,8 @@ impl Isa {
             Isa::Vnni if x86_64::has_vnni_512() && n.is_multiple_of(PANEL) => {
                 Some(x86_64::dot_u8i8_requant_vnni)
             }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Amx if n.is_multiple_of(PANEL) => Some(amx::dot_u8i8_requant_amx),
             #[cfg(target_arch = "aarch64")]
             Isa::NeonI8 => Some(aarch64::dot_u8i8_requant_neon),
             #[cfg(target_arch = "aarch64")]
@@ -337,7 +347,7 @@ impl Isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => Kernel::I16(x86_64::dot_i16_avx2),
             #[cfg(target_arch = "x86_64")]
-            Isa::Vnni => Kernel::U8(x86_64::dot_u8i8_vnni),
+            Isa::Vnni | Isa::Amx => Kernel::U8(x86_64::dot_u8i8_vnni),
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => Kernel::I16(aarch64::dot_i16_neon),
             #[cfg(target_arch = "aarch64")]
@@ -407,8 +417,8 @@ pub fn set_threads(n: usize) {
 }
 
 /// The kernel set this process uses: the best the CPU has, unless `RESNEXT_EDGE_KERNELS` names
-/// another it has (`generic`, `generic-u8`, `avx2`, `vnni`, `neon`, `neon-i8`, `neon-dot`,
-/// `armv7-neon`).
+/// another it has (`generic`, `generic-u8`, `avx2`, `vnni`, `amx`, `neon`, `neon-i8`,
+/// `neon-dot`, `armv7-neon`).
 pub fn selected() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
     *ISA.get_or_init(|| {

@@ -518,7 +518,7 @@ unsafe fn fused_tile<const R: usize>(f: &Fused, r0: usize, o: usize, next: *cons
 
 /// The constants of [`super::requant::requantize`] on 16 lanes.
 #[derive(Clone, Copy)]
-struct Requant16 {
+pub(super) struct Requant16 {
     zero: __m512i,
     lo: __m512i,
     hi: __m512i,
@@ -530,7 +530,10 @@ impl Requant16 {
     /// # Safety
     /// AVX-512 F must be available.
     #[inline(always)]
-    unsafe fn new((zero, lo, hi): (i32, i32, i32), residual: Option<(i32, f32)>) -> Self {
+    pub(super) unsafe fn new(
+        (zero, lo, hi): (i32, i32, i32),
+        residual: Option<(i32, f32)>,
+    ) -> Self {
         // SAFETY: the caller's preconditions.
         unsafe {
             Requant16 {
@@ -552,7 +555,7 @@ impl Requant16 {
     /// # Safety
     /// AVX-512 F/BW must be available.
     #[inline(always)]
-    unsafe fn apply(&self, sum: __m512i, m: __m512, res: Option<__m128i>) -> __m128i {
+    pub(super) unsafe fn apply(&self, sum: __m512i, m: __m512, res: Option<__m128i>) -> __m128i {
         use super::requant::LIMIT;
         // SAFETY: the caller's preconditions; register operations only.
         unsafe {

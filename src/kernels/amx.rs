@@ -1,0 +1,306 @@
+//! Intel AMX (Advanced Matrix Extensions) twin of the requantizing dot kernel: the pointwise
+//! convolutions on the tile unit, where one `tdpbusd` multiplies a 16 x 64 block of u8 inputs
+//! by a 64 x 16 block of i8 weights into 16 x 16 i32 sums (16384 multiply-adds; a 512-bit
+//! `vpdpbusd` does 64).
+//!
+//! The AMX intrinsics are not stable Rust, so the tile loop is one block of inline assembly.
+//! Blocks of 32 pixels x 32 outputs (a weight panel, [`super::PANEL`]): four accumulator tiles,
+//! per 16 quads of depth two input tiles (the pixels' rows, `kq` bytes apart, read in place) and
+//! two weight tiles (the panel's `[quad][32][4]` rows are 128 bytes: a tile of 16 outputs is 64
+//! bytes of each, `tileloadd` with a 128-byte stride), four `tdpbusd`. The sums go to a stack
+//! buffer and are requantized there with the AVX-512 VNNI kernel's code. Depths that are not a
+//! multiple of 64 bytes, widths that are not whole panels, and the rows past the last 16 run on
+//! the AVX-512 VNNI kernel.
+//!
+//! Linux hands out the tile registers on request (`arch_prctl(ARCH_REQ_XCOMP_PERM)`, once per
+//! process, in [`available`]); each call loads the tile configuration in its own thread and
+//! releases the tiles at the end.
+
+use super::requant::Requantize;
+use super::x86_64::{dot_u8i8_requant_vnni, has_vnni_512, Requant16};
+use std::arch::asm;
+use std::arch::x86_64::*;
+use std::sync::OnceLock;
+
+/// Whether the CPU has AMX-INT8 and the kernel lets this process use the tile registers
+/// (asked for here, once), with AVX-512 VNNI for the rest of the kernel.
+pub fn available() -> bool {
+    static AMX: OnceLock<bool> = OnceLock::new();
+    *AMX.get_or_init(|| {
+        // CPUID leaf 7: EDX bit 24 AMX-TILE, bit 25 AMX-INT8.
+        let edx = __cpuid_count(7, 0).edx;
+        let cpu = edx & (1 << 24) != 0 && edx & (1 << 25) != 0;
+        const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+        const XFEATURE_XTILEDATA: libc::c_long = 18;
+        // SAFETY: arch_prctl with this request only changes the process's permissions.
+        cpu && has_vnni_512()
+            && unsafe {
+                libc::syscall(
+                    libc::SYS_arch_prctl,
+                    ARCH_REQ_XCOMP_PERM,
+                    XFEATURE_XTILEDATA,
+                )
+            } == 0
+    })
+}
+
+/// The tile configuration (palette 1): tiles 0-7 each 16 rows of 64 bytes.
+#[repr(C, align(64))]
+struct TileConfig {
+    palette: u8,
+    start_row: u8,
+    reserved: [u8; 14],
+    colsb: [u16; 16],
+    rows: [u8; 16],
+}
+
+const CONFIG: TileConfig = TileConfig {
+    palette: 1,
+    start_row: 0,
+    reserved: [0; 14],
+    colsb: [64, 64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0],
+    rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
+};
+
+/// AMX twin of [`super::generic::dot_u8i8_requant`] (see the module): the AVX-512 VNNI kernel
+/// where AMX does not apply.
+#[allow(clippy::too_many_arguments)]
+pub fn dot_u8i8_requant_amx(
+    rows: usize,
+    patch: &[u8],
+    kq: usize,
+    w: &[i8],
+    n: usize,
+    rq: &Requantize,
+    residual: Option<&[u8]>,
+    out: &mut [u8],
+    ldo: usize,
+) {
+    assert!(super::fits_requant(
+        rows,
+        (patch, kq),
+        w,
+        n,
+        rq,
+        residual,
+        out,
+        ldo
+    ));
+    let full = rows / 16 * 16;
+    if !available() || !kq.is_multiple_of(64) || !n.is_multiple_of(super::PANEL) || full == 0 {
+        return dot_u8i8_requant_vnni(rows, patch, kq, w, n, rq, residual, out, ldo);
+    }
+    // SAFETY: AMX and AVX-512 are available (checked above); `fits_requant` holds for `rows`
+    // (asserted above), so for the first `full` rows too; kq is a multiple of 64 and n of 32.
+    unsafe { amx_rows(full, (patch, kq), w, n, rq, residual, (out, ldo)) };
+    if full < rows {
+        let res = residual.map(|r| &r[full * ldo..]);
+        let rest = &patch[full * kq..];
+        dot_u8i8_requant_vnni(
+            rows - full,
+            rest,
+            kq,
+            w,
+            n,
+            rq,
+            res,
+            &mut out[full * ldo..],
+            ldo,
+        );
+    }
+}
+
+/// Rows `0..rows` (a multiple of 16) of [`dot_u8i8_requant_amx`], panel by panel, in blocks of
+/// 32 rows (the last one 16 if need be).
+///
+/// # Safety
+/// AMX-INT8 (permission granted) and AVX-512 F/BW/VL/VNNI must be available; the buffers as
+/// `fits_requant` checks them for `rows` rows; `kq` a multiple of 64, `n` of 32.
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni,avx512vl")]
+unsafe fn amx_rows(
+    rows: usize,
+    (patch, kq): (&[u8], usize),
+    w: &[i8],
+    n: usize,
+    rq: &Requantize,
+    residual: Option<&[u8]>,
+    (out, ldo): (&mut [u8], usize),
+) {
+    let requant = Requant16::new(
+        (rq.zero, rq.lo, rq.hi),
+        rq.residual.filter(|_| residual.is_some()),
+    );
+    // The sums of one block: 32 rows of 32 outputs.
+    let mut sums = [0i32; 32 * 32];
+    // SAFETY: AMX is available (the caller); the configuration is 64 readable bytes.
+    unsafe { asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly)) };
+    for o in (0..n).step_by(32) {
+        let panel = w[o * kq..(o + 32) * kq].as_ptr();
+        let mut r0 = 0;
+        while r0 < rows {
+            let block = if r0 + 32 <= rows { 32 } else { 16 };
+            let x = patch[r0 * kq..(r0 + block) * kq].as_ptr();
+            // SAFETY: `block` rows of kq bytes from `x`, the panel's kq * 32 weights, and the
+            // 4 KB of `sums`; kq / 64 steps of 16 quads; tiles configured above.
+            unsafe { block_sums(x, kq, panel, block == 32, &mut sums) };
+            for r in 0..block {
+                let at = (r0 + r) * ldo + o;
+                for h in 0..2 {
+                    // SAFETY: lanes 16 h.. of the block's row r; outputs o + 16 h.. of the
+                    // biases and multipliers (o + 32 <= n); bytes at..at + 32 of the output
+                    // and residual rows (fits_requant).
+                    unsafe {
+                        let acc = _mm512_loadu_si512(sums.as_ptr().add(r * 32 + 16 * h).cast());
+                        let bias = _mm512_loadu_si512(rq.bias.as_ptr().add(o + 16 * h).cast());
+                        let m = _mm512_loadu_ps(rq.multiplier.as_ptr().add(o + 16 * h));
+                        let res = residual
+                            .map(|res| _mm_loadu_si128(res.as_ptr().add(at + 16 * h).cast()));
+                        let y = requant.apply(_mm512_add_epi32(acc, bias), m, res);
+                        _mm_storeu_si128(out.as_mut_ptr().add(at + 16 * h).cast(), y);
+                    }
+                }
+            }
+            r0 += block;
+        }
+    }
+    // SAFETY: AMX is available; releasing the tiles has no operands.
+    unsafe { asm!("tilerelease", options(nostack, nomem)) };
+}
+
+/// The sums of one block into `sums` (rows 128 bytes apart): 32 rows (`two`) or 16, from `x`
+/// (rows `kq` bytes apart), times the 32-output panel `w` (`[kq / 4][32][4]`).
+///
+/// Tiles: 0-3 sums (rows 0-15 / 16-31 x outputs 0-15 / 16-31), 4-5 inputs, 6-7 weights.
+///
+/// # Safety
+/// The tiles configured as [`CONFIG`] in this thread; `x` readable for the rows' kq bytes each,
+/// `w` for `kq * 32` bytes; `kq` a non-zero multiple of 64.
+#[inline(always)]
+unsafe fn block_sums(x: *const u8, kq: usize, w: *const i8, two: bool, sums: &mut [i32; 1024]) {
+    let steps = kq / 64;
+    let c = sums.as_mut_ptr();
+    // SAFETY: the caller's preconditions: each step reads 16 rows x 64 bytes of input from `x`
+    // (+ 16 rows further when `two`), 16 rows x 128 bytes of weights; the stores write 32 (or 16)
+    // rows of 128 bytes into `sums`. The tile registers are not the compiler's.
+    unsafe {
+        if two {
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                "2:",
+                "tileloadd tmm4, [{x} + {kq}*1]",
+                "tileloadd tmm5, [{x2} + {kq}*1]",
+                "tileloadd tmm6, [{w} + {ws}*1]",
+                "tileloadd tmm7, [{w} + {ws}*1 + 64]",
+                "tdpbusd tmm0, tmm4, tmm6",
+                "tdpbusd tmm1, tmm4, tmm7",
+                "tdpbusd tmm2, tmm5, tmm6",
+                "tdpbusd tmm3, tmm5, tmm7",
+                "add {x}, 64",
+                "add {x2}, 64",
+                "add {w}, 2048",
+                "dec {steps}",
+                "jnz 2b",
+                "tilestored [{c} + {ws}*1], tmm0",
+                "tilestored [{c} + {ws}*1 + 64], tmm1",
+                "tilestored [{c} + {ws}*1 + 2048], tmm2",
+                "tilestored [{c} + {ws}*1 + 2112], tmm3",
+                x = inout(reg) x => _,
+                x2 = inout(reg) x.add(16 * kq) => _,
+                w = inout(reg) w => _,
+                kq = in(reg) kq,
+                ws = in(reg) 128usize,
+                steps = inout(reg) steps => _,
+                c = in(reg) c,
+                options(nostack),
+            );
+        } else {
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "2:",
+                "tileloadd tmm4, [{x} + {kq}*1]",
+                "tileloadd tmm6, [{w} + {ws}*1]",
+                "tileloadd tmm7, [{w} + {ws}*1 + 64]",
+                "tdpbusd tmm0, tmm4, tmm6",
+                "tdpbusd tmm1, tmm4, tmm7",
+                "add {x}, 64",
+                "add {w}, 2048",
+                "dec {steps}",
+                "jnz 2b",
+                "tilestored [{c} + {ws}*1], tmm0",
+                "tilestored [{c} + {ws}*1 + 64], tmm1",
+                x = inout(reg) x => _,
+                w = inout(reg) w => _,
+                kq = in(reg) kq,
+                ws = in(reg) 128usize,
+                steps = inout(reg) steps => _,
+                c = in(reg) c,
+                options(nostack),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// The AMX kernel against the definition on the shapes it takes (depths of whole 64
+        /// bytes, 16 rows or more: blocks of 32 and 16 rows and the AVX-512 rest), with gaps
+        /// between output rows and a residual now and then.
+        #[test]
+        fn amx_equals_the_definition(
+            rows in 1usize..=83,
+            steps in 1usize..=5,
+            panels in 1usize..=3,
+            gap in 0usize..=3,
+            residual in any::<bool>(),
+            seed in any::<u64>(),
+        ) {
+            prop_assume!(available());
+            let (kq, n) = (64 * steps, 32 * panels);
+            let ldo = n + gap;
+            let mut s = seed | 1;
+            let mut next = move || {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                s
+            };
+            let patch: Vec<u8> = (0..rows * kq).map(|_| next() as u8).collect();
+            let w: Vec<i8> = (0..kq * n).map(|_| next() as i8).collect();
+            let bias: Vec<i32> = (0..n).map(|_| next() as i32 >> 12).collect();
+            let multiplier: Vec<f32> = (0..n)
+                .map(|_| match next() % 64 {
+                    0 => f32::NAN,
+                    1 => f32::INFINITY,
+                    k => (k as f32 - 32.0) * 1e-5 * (1 + next() % 1000) as f32,
+                })
+                .collect();
+            let (a, b) = (next() as u8 as i32, next() as u8 as i32);
+            let rq = Requantize {
+                bias: &bias,
+                multiplier: &multiplier,
+                zero: next() as u8 as i32,
+                lo: a.min(b),
+                hi: a.max(b),
+                residual: residual.then(|| (next() as u8 as i32, (next() % 1000) as f32 * 1e-3)),
+            };
+            let len = (rows - 1) * ldo + n;
+            let res: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let res = residual.then_some(&res[..]);
+            let mut want = vec![0xC3u8; len + 3];
+            super::super::generic::dot_u8i8_requant(rows, &patch, kq, &w, n, &rq, res, &mut want[..len], ldo);
+            let mut got = vec![0xC3u8; len + 3];
+            dot_u8i8_requant_amx(rows, &patch, kq, &w, n, &rq, res, &mut got[..len], ldo);
+            prop_assert_eq!(got, want);
+        }
+    }
+}
