@@ -264,7 +264,9 @@ mod tests {
             residual in any::<bool>(),
             seed in any::<u64>(),
         ) {
-            prop_assume!(available());
+            if !available() {
+                return Ok(()); // nothing to compare on this CPU
+            }
             let (kq, n) = (64 * steps, 32 * panels);
             let ldo = n + gap;
             let mut s = seed | 1;

@@ -1104,7 +1104,9 @@ mod tests {
             with_inputs in any::<bool>(),
             seed in any::<u64>(),
         ) {
-            prop_assume!(available());
+            if !available() {
+                return Ok(()); // nothing to compare on this CPU
+            }
             let mut s = seed | 1;
             let mut next = move || {
                 s ^= s << 13;
