@@ -23,7 +23,7 @@ pub fn layer(node: &TypedNode) -> Option<Layer> {
     if let Some(c) = op.downcast_ref::<NativeConv>() {
         Some(Layer {
             kind: c.kind(),
-            kernel: format!("native {}", kernels::selected().name()),
+            kernel: format!("native {}", conv_kernels(&c.conv.geom).name()),
             macs: Some(c.conv.geom.macs()),
         })
     } else if op.downcast_ref::<NativeMaxPool>().is_some() {
@@ -35,7 +35,7 @@ pub fn layer(node: &TypedNode) -> Option<Layer> {
     } else if let Some(h) = op.downcast_ref::<NativeHead>() {
         Some(Layer {
             kind: "average pool + fully connected".into(),
-            kernel: format!("native {}", kernels::selected().name()),
+            kernel: format!("native {}", without_amx(kernels::selected()).name()),
             macs: Some(h.macs()),
         })
     } else if op.downcast_ref::<NativeQuantize>().is_some() {
@@ -52,5 +52,26 @@ pub fn layer(node: &TypedNode) -> Option<Layer> {
             kernel: "stock tract".into(),
             macs: None,
         })
+    }
+}
+
+/// The kernel set a convolution runs on: the selected one, except that the AMX kernel takes only
+/// dense convolutions with whole 64-byte depths and 32-output panels (the pointwise ones of a
+/// ResNeXt); the others run on its AVX-512 VNNI kernels.
+fn conv_kernels(g: &crate::native::conv::ConvGeometry) -> kernels::Isa {
+    let isa = kernels::selected();
+    let amx = g.groups == 1 && g.depth_quads().is_multiple_of(64) && g.out_c.is_multiple_of(32);
+    if amx {
+        isa
+    } else {
+        without_amx(isa)
+    }
+}
+
+/// `vnni` for `amx` (the kernels of everything but the AMX tiles).
+fn without_amx(isa: kernels::Isa) -> kernels::Isa {
+    match isa {
+        kernels::Isa::Amx => kernels::Isa::Vnni,
+        other => other,
     }
 }
