@@ -269,13 +269,7 @@ mod tests {
             }
             let (kq, n) = (64 * steps, 32 * panels);
             let ldo = n + gap;
-            let mut s = seed | 1;
-            let mut next = move || {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                s
-            };
+            let mut next = super::super::tests::xorshift(seed);
             let patch: Vec<u8> = (0..rows * kq).map(|_| next() as u8).collect();
             let w: Vec<i8> = (0..kq * n).map(|_| next() as i8).collect();
             let bias: Vec<i32> = (0..n).map(|_| next() as i32 >> 12).collect();

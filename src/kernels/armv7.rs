@@ -1107,13 +1107,7 @@ mod tests {
             if !available() {
                 return Ok(()); // nothing to compare on this CPU
             }
-            let mut s = seed | 1;
-            let mut next = move || {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                s
-            };
+            let mut next = super::super::tests::xorshift(seed);
             let len = rows * width;
             let acc: Vec<i32> = (0..len)
                 .map(|_| match next() % 8 {

@@ -455,7 +455,7 @@ mod tests {
     use proptest::prelude::*;
 
     /// A reproducible stream of pseudo-random words from a proptest seed.
-    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    pub(super) fn xorshift(seed: u64) -> impl FnMut() -> u64 {
         let mut s = seed | 1;
         move || {
             s ^= s << 13;
