@@ -8,9 +8,9 @@
 //! per 16 quads of depth two input tiles (the pixels' rows, `kq` bytes apart, read in place) and
 //! two weight tiles (the panel's `[quad][32][4]` rows are 128 bytes: a tile of 16 outputs is 64
 //! bytes of each, `tileloadd` with a 128-byte stride), four `tdpbusd`. The sums go to a stack
-//! buffer and are requantized there with the AVX-512 VNNI kernel's code. Depths that are not a
-//! multiple of 64 bytes, widths that are not whole panels, and the rows past the last 16 run on
-//! the AVX-512 VNNI kernel.
+//! buffer and are requantized there with the AVX-512 VNNI kernel's code; the rows past the last
+//! 16 take tiles configured that short. Depths that are not a multiple of 64 bytes and widths
+//! that are not whole panels run on the AVX-512 VNNI kernel.
 //!
 //! Linux hands out the tile registers on request (`arch_prctl(ARCH_REQ_XCOMP_PERM)`, once per
 //! process, in [`available`]); each call loads the tile configuration in its own thread and
@@ -45,6 +45,7 @@ pub fn available() -> bool {
 }
 
 /// The tile configuration (palette 1): tiles 0-7 each 16 rows of 64 bytes.
+#[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct TileConfig {
     palette: u8,
@@ -86,32 +87,18 @@ pub fn dot_u8i8_requant_amx(
         out,
         ldo
     ));
-    let full = rows / 16 * 16;
-    if !available() || !kq.is_multiple_of(64) || !n.is_multiple_of(super::PANEL) || full == 0 {
+    if !available() || !kq.is_multiple_of(64) || !n.is_multiple_of(super::PANEL) {
         return dot_u8i8_requant_vnni(rows, patch, kq, w, n, rq, residual, out, ldo);
     }
     // SAFETY: AMX and AVX-512 are available (checked above); `fits_requant` holds for `rows`
-    // (asserted above), so for the first `full` rows too; kq is a multiple of 64 and n of 32.
-    unsafe { amx_rows(full, (patch, kq), w, n, rq, residual, (out, ldo)) };
-    if full < rows {
-        let res = residual.map(|r| &r[full * ldo..]);
-        let rest = &patch[full * kq..];
-        dot_u8i8_requant_vnni(
-            rows - full,
-            rest,
-            kq,
-            w,
-            n,
-            rq,
-            res,
-            &mut out[full * ldo..],
-            ldo,
-        );
-    }
+    // (asserted above); kq is a multiple of 64 and n of 32.
+    unsafe { amx_rows(rows, (patch, kq), w, n, rq, residual, (out, ldo)) };
 }
 
-/// Rows `0..rows` (a multiple of 16) of [`dot_u8i8_requant_amx`], panel by panel, in blocks of
-/// 32 rows (the last one 16 if need be).
+/// Rows `0..rows` of [`dot_u8i8_requant_amx`], panel by panel, in blocks of 32 rows (the last
+/// one 16 if need be), then the last `rows % 16` rows of every panel with the input and sum
+/// tiles configured that short (they were on the AVX-512 kernel, which streamed every panel's
+/// weights once more for them: at two threads a 49-pixel layer's ranges are 16 + 9 rows).
 ///
 /// # Safety
 /// AMX-INT8 (permission granted) and AVX-512 F/BW/VL/VNNI must be available; the buffers as
@@ -132,35 +119,56 @@ unsafe fn amx_rows(
     );
     // The sums of one block: 32 rows of 32 outputs.
     let mut sums = [0i32; 32 * 32];
+    // Requantizes `block` rows of `sums` into rows r0.. and outputs o..o + 32.
+    let mut put = |sums: &[i32; 1024], r0: usize, block: usize, o: usize| {
+        for r in 0..block {
+            let at = (r0 + r) * ldo + o;
+            for h in 0..2 {
+                // SAFETY: AVX-512 is enabled here; lanes 16 h.. of the block's row r; outputs
+                // o + 16 h.. of the biases and multipliers (o + 32 <= n); bytes at..at + 32 of
+                // the output and residual rows (fits_requant, r0 + r < rows).
+                unsafe {
+                    let acc = _mm512_loadu_si512(sums.as_ptr().add(r * 32 + 16 * h).cast());
+                    let bias = _mm512_loadu_si512(rq.bias.as_ptr().add(o + 16 * h).cast());
+                    let m = _mm512_loadu_ps(rq.multiplier.as_ptr().add(o + 16 * h));
+                    let res =
+                        residual.map(|res| _mm_loadu_si128(res.as_ptr().add(at + 16 * h).cast()));
+                    let y = requant.apply(_mm512_add_epi32(acc, bias), m, res);
+                    _mm_storeu_si128(out.as_mut_ptr().add(at + 16 * h).cast(), y);
+                }
+            }
+        }
+    };
+    let (full, tail) = (rows / 16 * 16, rows % 16);
     // SAFETY: AMX is available (the caller); the configuration is 64 readable bytes.
     unsafe { asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly)) };
     for o in (0..n).step_by(32) {
         let panel = w[o * kq..(o + 32) * kq].as_ptr();
         let mut r0 = 0;
-        while r0 < rows {
-            let block = if r0 + 32 <= rows { 32 } else { 16 };
+        while r0 < full {
+            let block = if r0 + 32 <= full { 32 } else { 16 };
             let x = patch[r0 * kq..(r0 + block) * kq].as_ptr();
             // SAFETY: `block` rows of kq bytes from `x`, the panel's kq * 32 weights, and the
             // 4 KB of `sums`; kq / 64 steps of 16 quads; tiles configured above.
             unsafe { block_sums(x, kq, panel, block == 32, &mut sums) };
-            for r in 0..block {
-                let at = (r0 + r) * ldo + o;
-                for h in 0..2 {
-                    // SAFETY: lanes 16 h.. of the block's row r; outputs o + 16 h.. of the
-                    // biases and multipliers (o + 32 <= n); bytes at..at + 32 of the output
-                    // and residual rows (fits_requant).
-                    unsafe {
-                        let acc = _mm512_loadu_si512(sums.as_ptr().add(r * 32 + 16 * h).cast());
-                        let bias = _mm512_loadu_si512(rq.bias.as_ptr().add(o + 16 * h).cast());
-                        let m = _mm512_loadu_ps(rq.multiplier.as_ptr().add(o + 16 * h));
-                        let res = residual
-                            .map(|res| _mm_loadu_si128(res.as_ptr().add(at + 16 * h).cast()));
-                        let y = requant.apply(_mm512_add_epi32(acc, bias), m, res);
-                        _mm_storeu_si128(out.as_mut_ptr().add(at + 16 * h).cast(), y);
-                    }
-                }
-            }
+            put(&sums, r0, block, o);
             r0 += block;
+        }
+    }
+    if tail > 0 {
+        let mut short = CONFIG;
+        for t in [0, 1, 4] {
+            short.rows[t] = tail as u8;
+        }
+        // SAFETY: AMX is available; the configuration is 64 readable bytes.
+        unsafe { asm!("ldtilecfg [{}]", in(reg) &short, options(nostack, readonly)) };
+        for o in (0..n).step_by(32) {
+            let panel = w[o * kq..(o + 32) * kq].as_ptr();
+            let x = patch[full * kq..rows * kq].as_ptr();
+            // SAFETY: the input tile is configured `tail` rows of 64 bytes: `tail` rows of kq
+            // bytes from `x`; the weights and `sums` as above (`tail` rows stored).
+            unsafe { block_sums(x, kq, panel, false, &mut sums) };
+            put(&sums, full, tail, o);
         }
     }
     // SAFETY: AMX is available; releasing the tiles has no operands.
