@@ -87,11 +87,12 @@ pub fn dot_u8i8_requant_amx(
         out,
         ldo
     ));
-    if !available() || !kq.is_multiple_of(64) || !n.is_multiple_of(super::PANEL) {
+    if !available() || kq == 0 || !kq.is_multiple_of(64) || !n.is_multiple_of(super::PANEL) {
         return dot_u8i8_requant_vnni(rows, patch, kq, w, n, rq, residual, out, ldo);
     }
     // SAFETY: AMX and AVX-512 are available (checked above); `fits_requant` holds for `rows`
-    // (asserted above); kq is a multiple of 64 and n of 32.
+    // (asserted above); kq is a non-zero multiple of 64 (the tile loop runs at least once) and
+    // n a multiple of 32.
     unsafe { amx_rows(rows, (patch, kq), w, n, rq, residual, (out, ldo)) };
 }
 
@@ -102,7 +103,8 @@ pub fn dot_u8i8_requant_amx(
 ///
 /// # Safety
 /// AMX-INT8 (permission granted) and AVX-512 F/BW/VL/VNNI must be available; the buffers as
-/// `fits_requant` checks them for `rows` rows; `kq` a multiple of 64, `n` of 32.
+/// `fits_requant` checks them for `rows` rows; `kq` a non-zero multiple of 64, `n` a multiple
+/// of 32.
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni,avx512vl")]
 unsafe fn amx_rows(
     rows: usize,
@@ -181,7 +183,8 @@ unsafe fn amx_rows(
 /// Tiles: 0-3 sums (rows 0-15 / 16-31 x outputs 0-15 / 16-31), 4-5 inputs, 6-7 weights.
 ///
 /// # Safety
-/// The tiles configured as [`CONFIG`] in this thread; `x` readable for the rows' kq bytes each,
+/// The tiles configured in this thread as [`CONFIG`], or with the input and sum tiles shorter
+/// (then as many rows are read and stored); `x` readable for the rows' kq bytes each,
 /// `w` for `kq * 32` bytes; `kq` a non-zero multiple of 64.
 #[inline(always)]
 unsafe fn block_sums(x: *const u8, kq: usize, w: *const i8, two: bool, sums: &mut [i32; 1024]) {
@@ -285,6 +288,9 @@ mod tests {
                 .map(|_| match next() % 64 {
                     0 => f32::NAN,
                     1 => f32::INFINITY,
+                    2 => f32::NEG_INFINITY,
+                    3 => 0.0,
+                    4 => 1e-40,
                     k => (k as f32 - 32.0) * 1e-5 * (1 + next() % 1000) as f32,
                 })
                 .collect();
@@ -299,7 +305,9 @@ mod tests {
             };
             let len = (rows - 1) * ldo + n;
             let res: Vec<u8> = (0..len).map(|_| next() as u8).collect();
-            let res = residual.then_some(&res[..]);
+            // Now and then the call's residual inputs and the requantization's residual
+            // disagree (the definition adds the term only when both are there).
+            let res = (residual != (seed % 16 == 5)).then_some(&res[..]);
             let mut want = vec![0xC3u8; len + 3];
             super::super::generic::dot_u8i8_requant(rows, &patch, kq, &w, n, &rq, res, &mut want[..len], ldo);
             let mut got = vec![0xC3u8; len + 3];

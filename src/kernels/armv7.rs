@@ -58,6 +58,7 @@ macro_rules! neon_asm {
 
 /// NEON twin of [`super::generic::dot_u8i8`].
 pub fn dot_u8i8_armv7(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, acc: &mut [i32]) {
+    assert!(available(), "the armv7 NEON kernels need NEON");
     assert!(kq.is_multiple_of(4));
     assert!(super::fits(rows, kq, n, patch.len(), w.len(), acc.len()));
     let quads = kq / 4;
@@ -217,13 +218,12 @@ impl TileOut {
 /// `ws` bytes apart), and whether any of those weights is -128.
 ///
 /// # Safety
-/// The 32 bytes at `w + q * ws` must be readable for every `q < quads`.
+/// NEON must be available; the 32 bytes at `w + q * ws` must be readable for every `q < quads`.
 #[inline]
 unsafe fn bias_back_8(w: *const i8, ws: usize, quads: usize) -> ([i32; 8], bool) {
     let mut sums = [0i32; 8];
     let mut mins = [0i8; 16];
-    // SAFETY: the caller guarantees the weights; `sums` and `mins` are 32 and 16 bytes; NEON
-    // is enabled for this build (the module's cfg); every register written is declared.
+    // SAFETY: the caller guarantees the weights; `sums` and `mins` are 32 and 16 bytes; NEON is available (the public entry asserted it); every register written is declared.
     unsafe {
         neon_asm!(
             "vpush {{d16-d31}}",
@@ -261,7 +261,7 @@ unsafe fn bias_back_8(w: *const i8, ws: usize, quads: usize) -> ([i32; 8], bool)
 /// [`bias_back_8`] for outputs `o..o + 4` (16 bytes per quad).
 ///
 /// # Safety
-/// The 16 bytes at `w + q * ws` must be readable for every `q < quads`.
+/// NEON must be available; the 16 bytes at `w + q * ws` must be readable for every `q < quads`.
 #[inline]
 unsafe fn bias_back_4(w: *const i8, ws: usize, quads: usize) -> ([i32; 4], bool) {
     let mut sums = [0i32; 4];
@@ -541,8 +541,8 @@ macro_rules! tile_4x4_asm {
 /// [`tile_2x8_asm!`] on two patch rows read in sequence.
 ///
 /// # Safety
-/// Each row must hold `2 * pairs + singles` quads; the 32 bytes at `w + q * ws` must be
-/// readable for each of them.
+/// NEON must be available; each row must hold `2 * pairs + singles` quads; the 32 bytes at
+/// `w + q * ws` must be readable for each of them.
 #[inline]
 unsafe fn tile_2x8(
     x0: *const u8,
@@ -553,7 +553,7 @@ unsafe fn tile_2x8(
     out: &mut TileOut,
 ) {
     // SAFETY: the caller guarantees the rows and weights; `sums` is 64 bytes; NEON is
-    // available (the module's kernels are offered only then); every register written is
+    // available (the public entry asserted it); every register written is
     // declared or saved.
     unsafe {
         tile_2x8_asm!(
@@ -578,8 +578,8 @@ unsafe fn tile_2x8(
 /// [`tile_4x4_asm!`] on four patch rows read in sequence.
 ///
 /// # Safety
-/// Each row must hold `2 * pairs + singles` quads; the 16 bytes at `w + q * ws` must be
-/// readable for each of them.
+/// NEON must be available; each row must hold `2 * pairs + singles` quads; the 16 bytes at
+/// `w + q * ws` must be readable for each of them.
 #[inline]
 unsafe fn tile_4x4(
     x: [*const u8; 4],
@@ -624,8 +624,8 @@ unsafe fn tile_4x4(
 /// `x0 + steps[i]`, of pixel 1 `ps` bytes further (0: the same pixel twice).
 ///
 /// # Safety
-/// `steps` must hold `2 * pairs + singles` offsets, each quad (and the one `ps` further)
-/// readable; the 32 bytes at `w + i * ws` readable for each step.
+/// NEON must be available; `steps` must hold `2 * pairs + singles` offsets, each quad (and the one
+/// `ps` further) readable; the 32 bytes at `w + i * ws` readable for each step.
 #[inline]
 unsafe fn direct_2x8(
     (x0, ps, steps): (*const u8, usize, *const usize),
@@ -670,7 +670,8 @@ unsafe fn direct_2x8(
 /// four times), as [`direct_2x8`].
 ///
 /// # Safety
-/// As for [`direct_2x8`], with four pixels and 16 bytes of weights per step.
+/// NEON must be available; as for [`direct_2x8`], with four pixels and 16 bytes of weights per
+/// step.
 #[inline]
 unsafe fn direct_4x4(
     (x0, ps, steps): (*const u8, usize, *const usize),
@@ -732,7 +733,11 @@ pub fn direct_u8_armv7(
     w: &[i8],
     acc: &mut [i32],
 ) {
+    assert!(available(), "the armv7 NEON kernels need NEON");
     assert!(s.fits(pixels, xp.len(), w.len(), acc.len()));
+    if pixels == 0 {
+        return;
+    }
     let (k, cinq) = (s.kernel, s.cin / 4);
     let total = k * k * cinq;
     let ps = s.stride * s.in_c;
@@ -862,6 +867,7 @@ pub fn requantize_rows(
     residual: Option<&[u8]>,
     out: &mut [u8],
 ) {
+    assert!(available(), "the armv7 NEON kernels need NEON");
     let (zero, lo, hi, res_q) = rq;
     let (len, width) = (out.len(), multiplier.len());
     assert!(width > 0 && len.is_multiple_of(width) && acc.len() >= len);
@@ -893,8 +899,7 @@ pub fn requantize_rows(
             let bufs = (acc[at..].as_ptr(), res, out[at..].as_mut_ptr());
             // SAFETY: from `at`, `acc`, `out` (and `residual`, read only when given) hold
             // `rows_per_call` rows of `width >= 4 * steps` values, `multiplier` `4 * steps`
-            // (asserted above); `c` is 36 readable bytes; NEON is available (the caller's
-            // check); every register written is declared or saved.
+            // (asserted above); `c` is 36 readable bytes; NEON is available (asserted above); every register written is declared or saved.
             unsafe {
                 requantize_steps(
                     bufs,
@@ -922,8 +927,8 @@ pub fn requantize_rows(
 /// residual term when `residual_term`.
 ///
 /// # Safety
-/// `acc` and `out` must hold `rows * steps * 4` values, `m` `steps * 4`, `residual` (when
-/// `residual_term`) `rows * steps * 4` bytes; `rows` and `steps` at least 1.
+/// NEON must be available; `acc` and `out` must hold `rows * steps * 4` values, `m` `steps * 4`,
+/// `residual` (when `residual_term`) `rows * steps * 4` bytes; `rows` and `steps` at least 1.
 #[inline]
 unsafe fn requantize_steps(
     (acc, residual, out): (*const i32, *const u8, *mut u8),
@@ -932,8 +937,8 @@ unsafe fn requantize_steps(
     c: &Consts,
     residual_term: bool,
 ) {
-    // SAFETY: the caller guarantees the buffers and counts; NEON is available (the caller's
-    // check); every register written is declared or saved.
+    // SAFETY: the caller guarantees the buffers and counts; NEON is available (`requantize_rows`
+    // asserted it); every register written is declared or saved.
     unsafe {
         if residual_term {
             neon_asm!(

@@ -611,8 +611,8 @@ impl PackedConv {
                                 }
                             }
                         }
-                        // The depth's padding (never written: zeros from the allocation)
-                        // meets zero weights.
+                        // The depth's padding (never written here: whatever an earlier layer
+                        // left in the scratch buffer) meets zero weights.
                     }
                 }
                 let weights = (c0 * depth)..(c0 + cout) * depth;
