@@ -264,8 +264,9 @@ mod tests {
         #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
         /// The AMX kernel against the definition on the shapes it takes (depths of whole 64
-        /// bytes, 16 rows or more: blocks of 32 and 16 rows and the AVX-512 rest), with gaps
-        /// between output rows and a residual now and then.
+        /// bytes; any row count: blocks of 32 and 16 rows and the short tiles of the last
+        /// rows), with gaps between output rows, a residual now and then, and residual inputs
+        /// that disagree with the requantization's now and then.
         #[test]
         fn amx_equals_the_definition(
             rows in 1usize..=83,
