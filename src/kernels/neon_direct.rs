@@ -14,11 +14,12 @@
 //!
 //! The requantizing twin hands the tile's sums to [`super::neon_sink`] and stores bytes.
 
-use super::aarch64::{mla, mul};
+use super::aarch64::mul;
 use super::neon_sink::{AccSink, RequantSink, Sink, SinkExt};
 use super::requant::Requantize;
 use super::DirectShape;
 use std::arch::aarch64::*;
+use std::arch::asm;
 
 /// Window steps (taps x input quads of a group) a call precomputes. Beyond that (dense
 /// convolutions of more than 1024 input channels per window; the convolution gives dense ones
@@ -78,7 +79,9 @@ impl Steps {
     fn of(s: &DirectShape) -> Option<Steps> {
         let quads = s.cin / 4;
         let len = s.kernel * s.kernel * quads;
-        if !s.supported() || len > MAX_STEPS || !(s.cout == s.out_c || s.cout.is_multiple_of(4)) {
+        // Whole vectors of 4 outputs only: a dense convolution of other widths (which the
+        // convolution gives to the dot kernels anyway) runs the generic kernel.
+        if !s.supported() || len > MAX_STEPS || !s.out_c.is_multiple_of(4) {
             return None;
         }
         let mut offsets = [0; MAX_STEPS];
@@ -115,75 +118,57 @@ unsafe fn run(
             let width = 16.min(s.out_c - b0);
             let wb = w.add(b0 * steps.len() * 4);
             let chan = |o: usize| o / s.cout * s.cin;
-            let mut o = 0;
-            while o + 8 <= width {
+            for o in (0..width).step_by(8) {
+                // A block's last 4 outputs run the tile with their vector repeated.
+                let vectors = ((width - o) / 4).min(2);
+                let last = o + 4 * (vectors - 1);
                 let tile = Tile {
                     xp,
                     pstride,
                     steps,
-                    chan: [chan(b0 + o), chan(b0 + o + 4)],
-                    w: wb.add(o * 4),
+                    chan: [chan(b0 + o), chan(b0 + last)],
+                    w: wb,
+                    wv: [4 * o, 4 * last],
                     wstride: width * 4,
                 };
-                tile.run(b0 + o, pixels, sink);
-                o += 8;
-            }
-            if o + 4 <= width {
-                let tile = Tile {
-                    xp,
-                    pstride,
-                    steps,
-                    chan: [chan(b0 + o)],
-                    w: wb.add(o * 4),
-                    wstride: width * 4,
-                };
-                tile.run(b0 + o, pixels, sink);
-                o += 4;
-            }
-            // A dense convolution's last channels (fewer than 4).
-            for o in b0 + o..b0 + width {
-                for p in 0..pixels {
-                    let x = xp.add(p * pstride + chan(o));
-                    let mut sum = 0i32;
-                    for (i, &off) in steps.iter().enumerate() {
-                        let wq = wb.add((i * width + o - b0) * 4);
-                        for t in 0..4 {
-                            sum += *x.add(off + t) as i32 * *wq.add(t) as i32;
-                        }
-                    }
-                    sink.put1(p, o, sum);
-                }
+                tile.run((b0 + o, vectors), pixels, sink);
             }
         }
     }
 }
 
-/// `V` vectors of 4 output channels (one group each) over the window steps: their weights
-/// `wstride` bytes apart from step to step, their input quads at `chan[v]` from each step's
-/// offset.
-struct Tile<'a, const V: usize> {
+/// Two vectors of 4 output channels (one group each) over the window steps: their weights at
+/// `w + wv[v]`, `wstride` bytes apart from step to step, their input quads at `chan[v]` from
+/// each step's offset. A block's last 4 outputs are one vector twice.
+struct Tile<'a> {
     xp: *const u8,
     pstride: usize,
     steps: &'a [usize],
     chan: [usize; V],
     w: *const i8,
+    wv: [usize; V],
     wstride: usize,
 }
 
-impl<const V: usize> Tile<'_, V> {
-    /// Every pixel, in tiles of [`TILE_PIXELS`], for channels from `o`.
+/// Vectors of 4 outputs per tile.
+const V: usize = 2;
+
+impl Tile<'_> {
+    /// Every pixel, in tiles of [`TILE_PIXELS`], for the first `vectors` (1 or 2) vectors of
+    /// channels from `o`.
     ///
     /// # Safety
     /// As for [`run`].
     #[inline(always)]
-    unsafe fn run(&self, o: usize, pixels: usize, sink: &impl Sink) {
+    unsafe fn run(&self, (o, vectors): (usize, usize), pixels: usize, sink: &impl Sink) {
         // SAFETY: the caller's preconditions.
         unsafe {
             let (back, low) = self.bias_back();
             // Vectors in one group share their input quads; in 4-channel groups (the only
             // shape where a tile's two vectors are not in one group) they are the next 4 bytes.
-            let spread = self.chan[V - 1] != self.chan[0];
-            assert!(!spread || (V == 2 && self.chan[1] == self.chan[0] + 4));
+            let spread = self.chan[1] != self.chan[0];
+            assert!(!spread || self.chan[1] == self.chan[0] + 4);
+            let o = (o, vectors);
             match (low, spread) {
                 (false, false) => self.pixels::<true, false>(o, pixels, back, sink),
                 (false, true) => self.pixels::<true, true>(o, pixels, back, sink),
@@ -193,28 +178,30 @@ impl<const V: usize> Tile<'_, V> {
         }
     }
 
+    /// Every pixel, in tiles of [`TILE_PIXELS`]; a last 1-3 pixels run the same tile with the
+    /// last pixel repeated, and only the real pixels and vectors reach the sink.
+    ///
     /// # Safety
     /// As for [`run`].
     #[inline(always)]
     unsafe fn pixels<const PAIRED: bool, const SPREAD: bool>(
         &self,
-        o: usize,
+        (o, vectors): (usize, usize),
         pixels: usize,
         back: [int32x4_t; V],
         sink: &impl Sink,
     ) {
-        // SAFETY: the caller's preconditions; pixels p..p + R < pixels.
+        // SAFETY: the caller's preconditions; the tile's pixels are clamped below `pixels`.
         unsafe {
-            let mut p = 0;
-            while p + TILE_PIXELS <= pixels {
-                sink.put_all(p, o, self.sums::<4, PAIRED, SPREAD>(p), back);
-                p += TILE_PIXELS;
-            }
-            match pixels - p {
-                3 => sink.put_all(p, o, self.sums::<3, PAIRED, SPREAD>(p), back),
-                2 => sink.put_all(p, o, self.sums::<2, PAIRED, SPREAD>(p), back),
-                1 => sink.put_all(p, o, self.sums::<1, PAIRED, SPREAD>(p), back),
-                _ => {}
+            for p in (0..pixels).step_by(TILE_PIXELS) {
+                let at = std::array::from_fn(|r| (p + r).min(pixels - 1) * self.pstride);
+                let sums = self.sums::<PAIRED, SPREAD>(at);
+                let rows = (pixels - p).min(TILE_PIXELS);
+                if vectors == 2 {
+                    sink.put_rows(p, rows, o, sums, back);
+                } else {
+                    sink.put_rows(p, rows, o, sums.map(|s| [s[0]]), [back[0]]);
+                }
             }
         }
     }
@@ -231,8 +218,8 @@ impl<const V: usize> Tile<'_, V> {
             let mut s = [vdupq_n_s32(0); V];
             let mut low = vdupq_n_s8(0);
             for i in 0..self.steps.len() {
-                for (v, sv) in s.iter_mut().enumerate() {
-                    let wv = vld1q_s8(self.w.add(i * self.wstride + 16 * v));
+                for (sv, &wv) in s.iter_mut().zip(&self.wv) {
+                    let wv = vld1q_s8(self.w.add(i * self.wstride + wv));
                     *sv = vpadalq_s16(*sv, vpaddlq_s8(wv));
                     low = vminq_s8(low, wv);
                 }
@@ -241,9 +228,11 @@ impl<const V: usize> Tile<'_, V> {
         }
     }
 
-    /// The input quads of pixel `p` at step offset `off`, one per vector, as i8 `x - 128`
-    /// over 16 lanes: one quad for all (`SPREAD` false), or (4-channel groups, `V` = 2) the
-    /// next 4 bytes for the second vector, from one 8-byte load.
+    /// The input quads of the pixel at byte `p` for step offset `off`, one per vector, as i8
+    /// `x - 128` over 16 lanes (load and replicate, `ld1r`): one quad for both (`SPREAD`
+    /// false), or (4-channel groups) the next 4 bytes for the second vector. Two `ld1r` and
+    /// two `eor` cost the A72's second NEON pipe (the `sadalp`s' one) less than one 8-byte
+    /// load, `eor` and two `dup`s.
     ///
     /// # Safety
     /// The quads must lie inside the input.
@@ -251,40 +240,47 @@ impl<const V: usize> Tile<'_, V> {
     unsafe fn x<const SPREAD: bool>(&self, p: usize, off: usize) -> [int8x16_t; V] {
         // SAFETY: the caller guarantees the 4 V bytes are in bounds; NEON is baseline.
         unsafe {
-            let at = self.xp.add(p * self.pstride + off + self.chan[0]);
-            if SPREAD {
-                let d = vreinterpret_u32_u8(veor_u8(vld1_u8(at), vdup_n_u8(0x80)));
-                let (x0, x1) = (vdupq_lane_u32::<0>(d), vdupq_lane_u32::<1>(d));
-                std::array::from_fn(|v| vreinterpretq_s8_u32(if v == 0 { x0 } else { x1 }))
-            } else {
-                let q = (at as *const u32).read_unaligned();
-                let x = veorq_u8(vreinterpretq_u8_u32(vdupq_n_u32(q)), vdupq_n_u8(0x80));
-                [vreinterpretq_s8_u8(x); V]
-            }
+            let at = self.xp.add(p + off + self.chan[0]);
+            let quad = |at: *const u8| {
+                let q: uint8x16_t;
+                // SAFETY: the caller guarantees the 4 bytes; `ld1r` takes any alignment.
+                // (Written out: from a `u32` read and `vdupq_n_u32`, LLVM merged the two
+                // quads' loads into one `ldp` and then `dup`ed each.)
+                asm!(
+                    "ld1r {{{q:v}.4s}}, [{at}]",
+                    q = out(vreg) q,
+                    at = in(reg) at,
+                    options(pure, readonly, nostack, preserves_flags)
+                );
+                vreinterpretq_s8_u8(veorq_u8(q, vdupq_n_u8(0x80)))
+            };
+            let x0 = quad(at);
+            [x0, if SPREAD { quad(at.add(4)) } else { x0 }]
         }
     }
 
-    /// The sums `sum x * w - 128 * sum w` of pixels `p0..p0 + R`: one loop over the steps
-    /// (in pairs, an odd last step after the loop: inside it, LLVM moved the accumulators
-    /// around), the accumulators in registers.
+    /// The sums `sum x * w - 128 * sum w` of the 4 pixels at bytes `at` of the input (a
+    /// clamped tile repeats one): one loop over the steps (in pairs, an odd last step after
+    /// the loop: inside it, LLVM moved the accumulators around), the accumulators in
+    /// registers.
     ///
     /// # Safety
-    /// Pixels `p0..p0 + R` must be the call's.
+    /// The pixels must be the call's.
     #[inline(always)]
-    unsafe fn sums<const R: usize, const PAIRED: bool, const SPREAD: bool>(
+    unsafe fn sums<const PAIRED: bool, const SPREAD: bool>(
         &self,
-        p0: usize,
-    ) -> [[int32x4_t; V]; R] {
+        at: [usize; TILE_PIXELS],
+    ) -> [[int32x4_t; V]; TILE_PIXELS] {
         // SAFETY: the caller's preconditions; NEON is baseline.
         unsafe {
-            let mut a = [[[vdupq_n_s32(0); 2]; V]; R];
+            let mut a = [[[vdupq_n_s32(0); 2]; V]; TILE_PIXELS];
             let steps = self.steps;
             let mut i = 0;
             if !PAIRED {
-                while i < steps.len() {
+                for &off in steps {
                     let w0 = self.w(i);
-                    for (r, ar) in a.iter_mut().enumerate() {
-                        let x = self.x::<SPREAD>(p0 + r, steps[i]);
+                    for (ar, &p) in a.iter_mut().zip(&at) {
+                        let x = self.x::<SPREAD>(p, off);
                         for v in 0..V {
                             ar[v][0] = vpadalq_s16(ar[v][0], mul::<0>(x[v], w0[v]));
                             ar[v][1] = vpadalq_s16(ar[v][1], mul::<1>(x[v], w0[v]));
@@ -293,18 +289,12 @@ impl<const V: usize> Tile<'_, V> {
                     i += 1;
                 }
             } else {
-                while i + 2 <= steps.len() {
+                let base = at.map(|p| self.xp.add(p + self.chan[0]));
+                let flip = vdupq_n_u8(0x80);
+                for pair in steps.chunks_exact(2) {
                     let (w0, w1) = (self.w(i), self.w(i + 1));
-                    let (o0, o1) = (steps[i], steps[i + 1]);
-                    for (r, ar) in a.iter_mut().enumerate() {
-                        let (x0, x1) = (self.x::<SPREAD>(p0 + r, o0), self.x::<SPREAD>(p0 + r, o1));
-                        for v in 0..V {
-                            let (x0, x1) = (x0[v], x1[v]);
-                            ar[v][0] =
-                                vpadalq_s16(ar[v][0], mla::<0>(mul::<0>(x0, w0[v]), x1, w1[v]));
-                            ar[v][1] =
-                                vpadalq_s16(ar[v][1], mla::<1>(mul::<1>(x0, w0[v]), x1, w1[v]));
-                        }
+                    for (ar, &b) in a.iter_mut().zip(&base) {
+                        paired_step::<SPREAD>(ar, (b, pair[0], pair[1]), (w0, w1), flip);
                     }
                     i += 2;
                 }
@@ -312,8 +302,8 @@ impl<const V: usize> Tile<'_, V> {
             let mut sums = a.map(|ar| ar.map(|av| vpaddq_s32(av[0], av[1])));
             if PAIRED && i < steps.len() {
                 let w0 = self.w(i);
-                for (r, sr) in sums.iter_mut().enumerate() {
-                    let x = self.x::<SPREAD>(p0 + r, steps[i]);
+                for (sr, &p) in sums.iter_mut().zip(&at) {
+                    let x = self.x::<SPREAD>(p, steps[i]);
                     for (v, sv) in sr.iter_mut().enumerate() {
                         let lo = vpaddlq_s16(mul::<0>(x[v], w0[v]));
                         let hi = vpaddlq_s16(mul::<1>(x[v], w0[v]));
@@ -332,6 +322,89 @@ impl<const V: usize> Tile<'_, V> {
     #[inline(always)]
     unsafe fn w(&self, i: usize) -> [int8x16_t; V] {
         // SAFETY: the caller's preconditions; NEON is baseline.
-        std::array::from_fn(|v| unsafe { vld1q_s8(self.w.add(i * self.wstride + 16 * v)) })
+        std::array::from_fn(|v| unsafe { vld1q_s8(self.w.add(i * self.wstride + self.wv[v])) })
+    }
+}
+
+/// Two steps of one pixel into its accumulators `a[v][half]`: the pixel's quads at
+/// `x + off0` and `x + off1` (and, `SPREAD`, the next 4 bytes of each for the second vector)
+/// as `x - 128` over 16 lanes, `smull` of the first step, `smlal` of the second into i16,
+/// `sadalp` into the i32 accumulators. One block of assembly: as intrinsics, LLVM spent
+/// `mov`s and stack spills on the 4 x 4 accumulators of a tile (the A72 loop of 4-channel
+/// groups ran at 63 % of its peak).
+///
+/// # Safety
+/// The 4 (`SPREAD`: 8) bytes at `x + off0` and `x + off1` must be readable; the weights must
+/// avoid -128 (two products then fit an i16).
+#[inline(always)]
+unsafe fn paired_step<const SPREAD: bool>(
+    a: &mut [[int32x4_t; 2]; V],
+    (x, off0, off1): (*const u8, usize, usize),
+    (w0, w1): ([int8x16_t; V], [int8x16_t; V]),
+    flip: uint8x16_t,
+) {
+    // The first vector's quads in registers t2 / t3 (step 0 / 1), the second's in `$a` / `$b`
+    // (t4 / t5 when spread, else t2 / t3 again); t0 / t1 hold the loads, then the i16 products.
+    macro_rules! step {
+        ($width:literal, $dups:literal, $a:literal, $b:literal, $($spread:tt)*) => {
+            asm!(
+                concat!("ldr {t0:", $width, "}, [{x}, {o0}]"),
+                concat!("ldr {t1:", $width, "}, [{x}, {o1}]"),
+                "eor {t0:v}.8b, {t0:v}.8b, {flip:v}.8b",
+                "eor {t1:v}.8b, {t1:v}.8b, {flip:v}.8b",
+                $dups,
+                "smull {t0:v}.8h, {t2:v}.8b, {w00:v}.8b",
+                "smlal {t0:v}.8h, {t3:v}.8b, {w10:v}.8b",
+                "sadalp {a00:v}.4s, {t0:v}.8h",
+                "smull2 {t1:v}.8h, {t2:v}.16b, {w00:v}.16b",
+                "smlal2 {t1:v}.8h, {t3:v}.16b, {w10:v}.16b",
+                "sadalp {a01:v}.4s, {t1:v}.8h",
+                concat!("smull {t0:v}.8h, {", $a, ":v}.8b, {w01:v}.8b"),
+                concat!("smlal {t0:v}.8h, {", $b, ":v}.8b, {w11:v}.8b"),
+                "sadalp {a10:v}.4s, {t0:v}.8h",
+                concat!("smull2 {t1:v}.8h, {", $a, ":v}.16b, {w01:v}.16b"),
+                concat!("smlal2 {t1:v}.8h, {", $b, ":v}.16b, {w11:v}.16b"),
+                "sadalp {a11:v}.4s, {t1:v}.8h",
+                x = in(reg) x,
+                o0 = in(reg) off0,
+                o1 = in(reg) off1,
+                flip = in(vreg) flip,
+                w00 = in(vreg) w0[0],
+                w01 = in(vreg) w0[1],
+                w10 = in(vreg) w1[0],
+                w11 = in(vreg) w1[1],
+                a00 = inout(vreg) a[0][0],
+                a01 = inout(vreg) a[0][1],
+                a10 = inout(vreg) a[1][0],
+                a11 = inout(vreg) a[1][1],
+                t0 = out(vreg) _,
+                t1 = out(vreg) _,
+                t2 = out(vreg) _,
+                t3 = out(vreg) _,
+                $($spread)*
+                options(pure, readonly, nostack, preserves_flags)
+            )
+        };
+    }
+    // SAFETY: the caller guarantees the input bytes; the rest is register arithmetic.
+    unsafe {
+        if SPREAD {
+            step!(
+                "d",
+                "dup {t2:v}.4s, {t0:v}.s[0]\n dup {t3:v}.4s, {t1:v}.s[0]\n \
+                 dup {t4:v}.4s, {t0:v}.s[1]\n dup {t5:v}.4s, {t1:v}.s[1]",
+                "t4",
+                "t5",
+                t4 = out(vreg) _,
+                t5 = out(vreg) _,
+            );
+        } else {
+            step!(
+                "s",
+                "dup {t2:v}.4s, {t0:v}.s[0]\n dup {t3:v}.4s, {t1:v}.s[0]",
+                "t2",
+                "t3",
+            );
+        }
     }
 }

@@ -13,7 +13,7 @@
 //! with the `dotprod` feature.
 
 use super::aarch64::bias_back;
-use super::neon_sink::{AccSink, RequantSink, Sink, SinkExt};
+use super::neon_sink::{AccSink, RequantSink, Sink};
 use super::requant::Requantize;
 use std::arch::aarch64::*;
 use std::arch::asm;
@@ -106,6 +106,12 @@ pub(super) unsafe fn sdot<const L: i32>(a: int32x4_t, w: int8x16_t, x: int8x16_t
 
 /// One panel of `n` outputs, the first of them output `o0` of the sink's rows.
 ///
+/// Every product goes through the one 4 x 16 tile ([`Tile::sums`]): a last block of 4, 8 or 12
+/// outputs runs it with its last vector's weights repeated, a last 1-3 rows with the last row
+/// repeated (as XNNPACK's micro-kernels clamp their row pointers), and only the real rows and
+/// vectors reach the sink. The 1-3 outputs a panel leaves past its last whole vector run the
+/// tile too, see [`partial_vector`].
+///
 /// # Safety
 /// The CPU must have `dotprod`; `patch` must hold `rows * kq` values, `w` `kq * n`, and the
 /// sink rows of outputs `o0..o0 + n`.
@@ -118,147 +124,232 @@ unsafe fn panel(
     n: usize,
     (sink, o0): (&impl Sink, usize),
 ) {
+    if rows == 0 {
+        return;
+    }
     let quads = kq / 4;
+    let whole = n / 4 * 4;
     // SAFETY (every intrinsic and pointer below): NEON is baseline, `dotprod` the caller's
-    // guarantee; each access stays inside the bounds stated above, as the loop conditions
-    // ensure.
+    // guarantee; rows are clamped to `rows - 1`, vectors to the block's last whole one, so
+    // every load stays inside the bounds stated above.
     unsafe {
-        let mut o = 0;
-        while o + 16 <= n {
-            let back = std::array::from_fn(|v| bias_back(w, n, o + 4 * v, quads).0);
-            rows_of::<4>((rows, patch, kq), (w, n, o), back, (sink, o0 + o));
-            o += 16;
-        }
-        if o + 8 <= n {
-            let back = std::array::from_fn(|v| bias_back(w, n, o + 4 * v, quads).0);
-            rows_of::<2>((rows, patch, kq), (w, n, o), back, (sink, o0 + o));
-            o += 8;
-        }
-        if o + 4 <= n {
-            let back = [bias_back(w, n, o, quads).0];
-            rows_of::<1>((rows, patch, kq), (w, n, o), back, (sink, o0 + o));
-            o += 4;
-        }
-        while o < n {
-            for r in 0..rows {
-                let mut s = 0i32;
-                for k in 0..kq {
-                    s += *patch.add(r * kq + k) as i32
-                        * *w.add(((k / 4) * n + o) * 4 + k % 4) as i32;
-                }
-                sink.put1(r, o0 + o, s);
+        for o in (0..whole).step_by(16) {
+            let vectors = ((whole - o) / 4).min(4);
+            let vector = |v: usize| o + 4 * v.min(vectors - 1);
+            let back = std::array::from_fn(|v| bias_back(w, n, vector(v), quads).0);
+            let tile = Tile {
+                w,
+                wq: 4 * n,
+                wv: std::array::from_fn(|v| 4 * vector(v)),
+            };
+            for r0 in (0..rows).step_by(4) {
+                let x = clamped_rows(patch, kq, r0, rows);
+                let sums = tile.sums(x, quads);
+                put_tile(
+                    sink,
+                    (r0, (rows - r0).min(4)),
+                    (o0 + o, vectors),
+                    sums,
+                    back,
+                );
             }
-            o += 1;
+        }
+        if whole < n {
+            partial_vector((rows, patch, kq), (w, n, whole), (sink, o0));
         }
     }
 }
 
-/// Every row of outputs `o..o + 4 V` into `sink`, in tiles of 4 rows.
+/// Rows `r0..r0 + 4` of the patch, those past the last row replaced by it.
 ///
 /// # Safety
-/// As for [`panel`], with outputs `o..o + 4 V` inside the panel.
+/// `r0 < rows`, and the patch must hold `rows` rows of `kq`.
 #[inline(always)]
-unsafe fn rows_of<const V: usize>(
-    (rows, patch, kq): (usize, *const u8, usize),
-    (w, n, o): (*const i8, usize, usize),
-    back: [int32x4_t; V],
-    (sink, o_sink): (&impl Sink, usize),
+unsafe fn clamped_rows(patch: *const u8, kq: usize, r0: usize, rows: usize) -> [*const u8; 4] {
+    // SAFETY: every row index is below `rows` (the caller's preconditions).
+    std::array::from_fn(|r| unsafe { patch.add((r0 + r).min(rows - 1) * kq) })
+}
+
+/// A tile's sums, with `128 * sum w` added back, into rows `p0..p0 + rows` and the first
+/// `vectors` vectors of outputs from `o`.
+///
+/// # Safety
+/// As for [`Sink::put`], for those rows and outputs.
+#[inline(always)]
+unsafe fn put_tile(
+    sink: &impl Sink,
+    (p0, rows): (usize, usize),
+    (o, vectors): (usize, usize),
+    sums: [[int32x4_t; 4]; 4],
+    back: [int32x4_t; 4],
 ) {
-    let t = Tile { patch, kq, w, n, o };
-    // SAFETY: the caller's preconditions; tiles stay inside `rows`.
+    // SAFETY: the caller's preconditions; NEON is baseline.
     unsafe {
-        let mut r0 = 0;
-        while r0 + 4 <= rows {
-            sink.put_all(r0, o_sink, t.sums::<4, V>(r0), back);
-            r0 += 4;
-        }
-        match rows - r0 {
-            3 => sink.put_all(r0, o_sink, t.sums::<3, V>(r0), back),
-            2 => sink.put_all(r0, o_sink, t.sums::<2, V>(r0), back),
-            1 => sink.put_all(r0, o_sink, t.sums::<1, V>(r0), back),
-            _ => {}
+        for (r, s) in sums.into_iter().enumerate().take(rows) {
+            let s: [int32x4_t; 4] = std::array::from_fn(|v| vaddq_s32(s[v], back[v]));
+            match vectors {
+                4 => sink.put(p0 + r, o, s),
+                3 => sink.put(p0 + r, o, [s[0], s[1], s[2]]),
+                2 => sink.put(p0 + r, o, [s[0], s[1]]),
+                _ => sink.put(p0 + r, o, [s[0]]),
+            }
         }
     }
 }
 
-/// The operands of a tile: outputs `o..` of a panel of `n`.
+/// The last `n - o` (1..=3) outputs of a panel, on the 4 x 16 tile: one vector of 4 outputs
+/// whose lanes past `n` read the next quad's first outputs (garbage, never put), except in the
+/// last quad, whose weights come zero-padded from the stack.
+///
+/// # Safety
+/// As for [`panel`], with `n - 4 < o < n`.
+#[inline(always)]
+unsafe fn partial_vector(
+    (rows, patch, kq): (usize, *const u8, usize),
+    (w, n, o): (*const i8, usize, usize),
+    (sink, o0): (&impl Sink, usize),
+) {
+    let quads = kq / 4;
+    let lanes = n - o;
+    // SAFETY: NEON is baseline, `dotprod` the caller's; quads before the last read 16 bytes
+    // from output `o` of their row of `n`, which ends inside the next quad's row; the last
+    // quad's `lanes` outputs are copied into a 16-byte buffer.
+    unsafe {
+        let mut last = [0i8; 16];
+        let mut back = [0i32; 4];
+        if quads > 0 {
+            let at = w.add(((quads - 1) * n + o) * 4);
+            std::ptr::copy_nonoverlapping(at, last.as_mut_ptr(), 4 * lanes);
+            for (l, b) in back.iter_mut().enumerate().take(lanes) {
+                let sum: i32 = (0..kq)
+                    .map(|k| *w.add(((k / 4) * n + o + l) * 4 + k % 4) as i32)
+                    .sum();
+                *b = 128 * sum;
+            }
+        }
+        let tile = Tile {
+            w: w.add(4 * o),
+            wq: 4 * n,
+            wv: [0; 4],
+        };
+        let last_tile = Tile {
+            w: last.as_ptr(),
+            wq: 0,
+            wv: [0; 4],
+        };
+        for r0 in (0..rows).step_by(4) {
+            let x = clamped_rows(patch, kq, r0, rows);
+            let mut sums = tile.sums(x, quads.saturating_sub(1));
+            if quads > 0 {
+                let x = x.map(|row| row.add(4 * (quads - 1)));
+                last_tile.quad(&mut sums, x, 0);
+            }
+            for (r, s) in sums.iter().enumerate().take((rows - r0).min(4)) {
+                let mut lane = [0i32; 4];
+                vst1q_s32(lane.as_mut_ptr(), s[0]);
+                for l in 0..lanes {
+                    sink.put1(r0 + r, o0 + o + l, lane[l] + back[l]);
+                }
+            }
+        }
+    }
+}
+
+/// The weights of a 4 x 16 tile: quad `q`'s vector `v` (4 outputs x 4 bytes) at
+/// `w + q * wq + wv[v]`.
 struct Tile {
-    patch: *const u8,
-    kq: usize,
     w: *const i8,
-    n: usize,
-    o: usize,
+    wq: usize,
+    wv: [usize; 4],
 }
 
 impl Tile {
-    /// Weights of quad `q`, outputs `o + 4 v..o + 4 v + 4`.
+    /// The weight vectors of quad `q`.
     ///
     /// # Safety
-    /// The quad and outputs must be inside the panel.
+    /// The quad's vectors must be inside the weights.
     #[inline(always)]
-    unsafe fn w<const V: usize>(&self, q: usize) -> [int8x16_t; V] {
+    unsafe fn w(&self, q: usize) -> [int8x16_t; 4] {
         // SAFETY: the caller's preconditions; NEON is baseline.
-        std::array::from_fn(|v| unsafe { vld1q_s8(self.w.add((q * self.n + self.o + 4 * v) * 4)) })
+        std::array::from_fn(|v| unsafe { vld1q_s8(self.w.add(q * self.wq + self.wv[v])) })
     }
 
-    /// The sums `sum x * w - 128 * sum w` of rows `r0..r0 + R` (1..=4), outputs
-    /// `o..o + 4 V`: 4 quads per step, then the last 0..=3 one by one.
+    /// Adds quad `q` of the rows at `x` (one quad each, broadcast) times its weights into `a`.
     ///
     /// # Safety
-    /// The CPU must have `dotprod` and the caller be compiled with it; rows `r0..r0 + R` and
-    /// the tile's outputs must be inside the buffers.
+    /// The CPU must have `dotprod` and the caller be compiled with it; the 4 bytes at each
+    /// `x[r]` and the quad's weights must be readable.
     #[inline(always)]
-    unsafe fn sums<const R: usize, const V: usize>(&self, r0: usize) -> [[int32x4_t; V]; R] {
-        let quads = self.kq / 4;
+    unsafe fn quad(&self, a: &mut [[int32x4_t; 4]; 4], x: [*const u8; 4], q: usize) {
         let flip = vdupq_n_u8(0x80);
-        // SAFETY: the caller's preconditions; loads stay inside rows r0..r0 + R and `quads`.
+        // SAFETY: the caller's preconditions.
         unsafe {
-            let row = |r: usize, q: usize| self.patch.add((r0 + r) * self.kq + 4 * q);
-            let mut a = [[vdupq_n_s32(0); V]; R];
+            let w = self.w(q);
+            for (ar, xr) in a.iter_mut().zip(x) {
+                let word = (xr as *const u32).read_unaligned();
+                let xr =
+                    vreinterpretq_s8_u8(veorq_u8(vreinterpretq_u8_u32(vdupq_n_u32(word)), flip));
+                for (av, &wv) in ar.iter_mut().zip(&w) {
+                    *av = sdot::<0>(*av, wv, xr);
+                }
+            }
+        }
+    }
+
+    /// The sums `sum x * w - 128 * sum w` of the 4 rows at `x` over `quads` quads, 16 outputs:
+    /// 4 quads per step (one 16-byte load and `eor` per row; quad `j` of it by the indexed
+    /// `sdot`), then the last 0..=3 quads one by one in straight-line code.
+    ///
+    /// # Safety
+    /// The CPU must have `dotprod` and the caller be compiled with it; each row must hold
+    /// `quads` quads and the weights `quads` quads of the tile's vectors.
+    #[inline(always)]
+    unsafe fn sums(&self, x: [*const u8; 4], quads: usize) -> [[int32x4_t; 4]; 4] {
+        let flip = vdupq_n_u8(0x80);
+        // SAFETY: the caller's preconditions; loads stay inside the rows' `quads` quads.
+        unsafe {
+            let mut a = [[vdupq_n_s32(0); 4]; 4];
             let mut q = 0;
             while q + 4 <= quads {
-                let x: [int8x16_t; R] = std::array::from_fn(|r| {
-                    vreinterpretq_s8_u8(veorq_u8(vld1q_u8(row(r, q)), flip))
+                let xq: [int8x16_t; 4] = std::array::from_fn(|r| {
+                    vreinterpretq_s8_u8(veorq_u8(vld1q_u8(x[r].add(4 * q)), flip))
                 });
-                let w0 = self.w::<V>(q);
-                for (ar, &xr) in a.iter_mut().zip(&x) {
+                let w0 = self.w(q);
+                for (ar, &xr) in a.iter_mut().zip(&xq) {
                     for (av, &wv) in ar.iter_mut().zip(&w0) {
                         *av = sdot::<0>(*av, wv, xr);
                     }
                 }
-                let w1 = self.w::<V>(q + 1);
-                for (ar, &xr) in a.iter_mut().zip(&x) {
+                let w1 = self.w(q + 1);
+                for (ar, &xr) in a.iter_mut().zip(&xq) {
                     for (av, &wv) in ar.iter_mut().zip(&w1) {
                         *av = sdot::<1>(*av, wv, xr);
                     }
                 }
-                let w2 = self.w::<V>(q + 2);
-                for (ar, &xr) in a.iter_mut().zip(&x) {
+                let w2 = self.w(q + 2);
+                for (ar, &xr) in a.iter_mut().zip(&xq) {
                     for (av, &wv) in ar.iter_mut().zip(&w2) {
                         *av = sdot::<2>(*av, wv, xr);
                     }
                 }
-                let w3 = self.w::<V>(q + 3);
-                for (ar, &xr) in a.iter_mut().zip(&x) {
+                let w3 = self.w(q + 3);
+                for (ar, &xr) in a.iter_mut().zip(&xq) {
                     for (av, &wv) in ar.iter_mut().zip(&w3) {
                         *av = sdot::<3>(*av, wv, xr);
                     }
                 }
                 q += 4;
             }
-            while q < quads {
-                let wq = self.w::<V>(q);
-                for (r, ar) in a.iter_mut().enumerate() {
-                    let word = (row(r, q) as *const u32).read_unaligned();
-                    let xr = vreinterpretq_s8_u8(veorq_u8(
-                        vreinterpretq_u8_u32(vdupq_n_u32(word)),
-                        flip,
-                    ));
-                    for (av, &wv) in ar.iter_mut().zip(&wq) {
-                        *av = sdot::<0>(*av, wv, xr);
-                    }
-                }
-                q += 1;
+            // At most three quads: unrolled, no loop.
+            let at = |q: usize| x.map(|row| row.add(4 * q));
+            if q < quads {
+                self.quad(&mut a, at(q), q);
+            }
+            if q + 1 < quads {
+                self.quad(&mut a, at(q + 1), q + 1);
+            }
+            if q + 2 < quads {
+                self.quad(&mut a, at(q + 2), q + 2);
             }
             a
         }

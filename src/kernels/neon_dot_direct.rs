@@ -9,8 +9,8 @@
 //!   quads are the 16 bytes in a row: vector `v` takes lane `v`;
 //! * 8 channels per group: 2 groups of 8 bytes, each 2 quads: vector `v`, quad `q` takes lane
 //!   `2 (v / 2) + q`;
-//! * one group for the block (16 or more channels per group): the group's quads 4 at a time,
-//!   quad `j` of the load for every vector (a last 1-3 quads broadcast one by one).
+//! * one group for the block (a multiple of 16 channels per group): the group's quads 4 at a
+//!   time, quad `j` of the load for every vector.
 //!
 //! Shapes with a block narrower than 16 (dense convolutions of other widths) go to the `smull`
 //! kernels.
@@ -69,10 +69,17 @@ struct Taps {
 }
 
 impl Taps {
-    /// The taps of `s`, if the tiles take its shape: supported, whole blocks of 16 outputs.
+    /// The taps of `s`, if the tiles take its shape: supported, whole blocks of 16 outputs,
+    /// and a group read 16 bytes at a time where a block is one group (ResNeXt's wide groups
+    /// have 16, 32 or 64 channels; narrower odd widths, 12 say, go to the `smull` kernels).
     fn of(s: &DirectShape) -> Option<Taps> {
         let len = s.kernel * s.kernel;
-        if !s.supported() || !s.out_c.is_multiple_of(16) || len > MAX_TAPS {
+        let one_group = layout(s) == ONE_GROUP;
+        if !s.supported()
+            || !s.out_c.is_multiple_of(16)
+            || len > MAX_TAPS
+            || (one_group && !s.cin.is_multiple_of(16))
+        {
             return None;
         }
         let mut offsets = [0; MAX_TAPS];
@@ -87,6 +94,15 @@ impl Taps {
 const GROUPS4: u8 = 0;
 const GROUPS8: u8 = 1;
 const ONE_GROUP: u8 = 2;
+
+/// How the tiles of `s` read their inputs (see the module's doc).
+fn layout(s: &DirectShape) -> u8 {
+    match (s.cin, s.cout) {
+        _ if s.cout.is_multiple_of(16) || s.cout == s.out_c => ONE_GROUP,
+        (4, 4) => GROUPS4,
+        _ => GROUPS8,
+    }
+}
 
 /// Every output of `pixels` pixels.
 ///
@@ -104,11 +120,7 @@ unsafe fn run(
 ) {
     let quads = s.cin / 4;
     let steps = taps.len * quads;
-    let layout = match (s.cin, s.cout) {
-        _ if s.cout.is_multiple_of(16) || s.cout == s.out_c => ONE_GROUP,
-        (4, 4) => GROUPS4,
-        _ => GROUPS8,
-    };
+    let layout = layout(s);
     // SAFETY (every pointer below): blocks stay inside `out_c`, their weights inside `w`, and
     // tiles inside `pixels` (the caller's preconditions).
     unsafe {
@@ -142,7 +154,8 @@ struct Tile<'a> {
 }
 
 impl Tile<'_> {
-    /// Every pixel, in tiles of 4.
+    /// Every pixel, in tiles of 4; a last 1-3 pixels run the same tile with the last pixel
+    /// repeated, and only the real ones reach the sink.
     ///
     /// # Safety
     /// As for [`run`] (whose `dotprod` feature this inlines into).
@@ -154,18 +167,11 @@ impl Tile<'_> {
         back: [int32x4_t; 4],
         sink: &impl Sink,
     ) {
-        // SAFETY: the caller's preconditions; pixels p..p + R < pixels.
+        // SAFETY: the caller's preconditions; the tile's pixels are clamped below `pixels`.
         unsafe {
-            let mut p = 0;
-            while p + 4 <= pixels {
-                sink.put_all(p, o, self.sums::<4, L>(p), back);
-                p += 4;
-            }
-            match pixels - p {
-                3 => sink.put_all(p, o, self.sums::<3, L>(p), back),
-                2 => sink.put_all(p, o, self.sums::<2, L>(p), back),
-                1 => sink.put_all(p, o, self.sums::<1, L>(p), back),
-                _ => {}
+            for p in (0..pixels).step_by(4) {
+                let at = std::array::from_fn(|r| (p + r).min(pixels - 1) * self.pstride);
+                sink.put_rows(p, (pixels - p).min(4), o, self.sums::<L>(at), back);
             }
         }
     }
@@ -180,41 +186,28 @@ impl Tile<'_> {
         std::array::from_fn(|v| unsafe { vld1q_s8(self.w.add((i * 16 + 4 * v) * 4)) })
     }
 
-    /// 16 input bytes of pixel `p` from offset `off`, as i8 `x - 128`.
+    /// 16 input bytes of the pixel at byte `at` from offset `off`, as i8 `x - 128`.
     ///
     /// # Safety
     /// The 16 bytes must lie inside the input.
     #[inline(always)]
-    unsafe fn x16(&self, p: usize, off: usize) -> int8x16_t {
+    unsafe fn x16(&self, at: usize, off: usize) -> int8x16_t {
         // SAFETY: the caller's preconditions; NEON is baseline.
         unsafe {
-            let v = vld1q_u8(self.xp.add(p * self.pstride + off));
+            let v = vld1q_u8(self.xp.add(at + off));
             vreinterpretq_s8_u8(veorq_u8(v, vdupq_n_u8(0x80)))
         }
     }
 
-    /// The quad of pixel `p` at offset `off`, as i8 `x - 128` in lane 0 (and every other).
+    /// The sums `sum x * w - 128 * sum w` of the 4 pixels at bytes `at` of the input (a
+    /// clamped tile repeats one), the 16 outputs.
     ///
     /// # Safety
-    /// The 4 bytes must lie inside the input.
+    /// The pixels must be the call's; the CPU must have `dotprod` and the caller be compiled
+    /// with it.
     #[inline(always)]
-    unsafe fn x4(&self, p: usize, off: usize) -> int8x16_t {
-        // SAFETY: the caller's preconditions; NEON is baseline.
-        unsafe {
-            let q = (self.xp.add(p * self.pstride + off) as *const u32).read_unaligned();
-            let v = vreinterpretq_u8_u32(vdupq_n_u32(q));
-            vreinterpretq_s8_u8(veorq_u8(v, vdupq_n_u8(0x80)))
-        }
-    }
-
-    /// The sums `sum x * w - 128 * sum w` of pixels `p0..p0 + R`, the 16 outputs.
-    ///
-    /// # Safety
-    /// Pixels `p0..p0 + R` must be the call's; the CPU must have `dotprod` and the caller be
-    /// compiled with it.
-    #[inline(always)]
-    unsafe fn sums<const R: usize, const L: u8>(&self, p0: usize) -> [[int32x4_t; 4]; R] {
-        let mut a = [[vdupq_n_s32(0); 4]; R];
+    unsafe fn sums<const L: u8>(&self, at: [usize; 4]) -> [[int32x4_t; 4]; 4] {
+        let mut a = [[vdupq_n_s32(0); 4]; 4];
         // SAFETY: the caller's preconditions: each load is a window's bytes of the block's
         // groups (16 bytes: 4 groups of 4, 2 of 8, or 4 quads of one group), each weight a
         // step's.
@@ -223,8 +216,8 @@ impl Tile<'_> {
                 match L {
                     GROUPS4 => {
                         let w = self.w(t);
-                        for (r, ar) in a.iter_mut().enumerate() {
-                            let x = self.x16(p0 + r, off);
+                        for (ar, &p) in a.iter_mut().zip(&at) {
+                            let x = self.x16(p, off);
                             ar[0] = sdot::<0>(ar[0], w[0], x);
                             ar[1] = sdot::<1>(ar[1], w[1], x);
                             ar[2] = sdot::<2>(ar[2], w[2], x);
@@ -233,8 +226,8 @@ impl Tile<'_> {
                     }
                     GROUPS8 => {
                         let (w0, w1) = (self.w(2 * t), self.w(2 * t + 1));
-                        for (r, ar) in a.iter_mut().enumerate() {
-                            let x = self.x16(p0 + r, off);
+                        for (ar, &p) in a.iter_mut().zip(&at) {
+                            let x = self.x16(p, off);
                             ar[0] = sdot::<1>(sdot::<0>(ar[0], w0[0], x), w1[0], x);
                             ar[1] = sdot::<1>(sdot::<0>(ar[1], w0[1], x), w1[1], x);
                             ar[2] = sdot::<3>(sdot::<2>(ar[2], w0[2], x), w1[2], x);
@@ -242,13 +235,11 @@ impl Tile<'_> {
                         }
                     }
                     _ => {
-                        let mut q = 0;
-                        while q + 4 <= self.quads {
+                        for q in (0..self.quads).step_by(4) {
                             // The rows' loads first, then quad by quad (with all four quads'
                             // weights at once, LLVM kept the accumulators in memory).
                             let i = t * self.quads + q;
-                            let x: [int8x16_t; R] =
-                                std::array::from_fn(|r| self.x16(p0 + r, off + 4 * q));
+                            let x: [int8x16_t; 4] = at.map(|p| self.x16(p, off + 4 * q));
                             let w = self.w(i);
                             for (ar, &xr) in a.iter_mut().zip(&x) {
                                 for (av, &wv) in ar.iter_mut().zip(&w) {
@@ -273,17 +264,6 @@ impl Tile<'_> {
                                     *av = sdot::<3>(*av, wv, xr);
                                 }
                             }
-                            q += 4;
-                        }
-                        while q < self.quads {
-                            let w = self.w(t * self.quads + q);
-                            for (r, ar) in a.iter_mut().enumerate() {
-                                let x = self.x4(p0 + r, off + 4 * q);
-                                for (av, &wv) in ar.iter_mut().zip(&w) {
-                                    *av = sdot::<0>(*av, wv, x);
-                                }
-                            }
-                            q += 1;
                         }
                     }
                 }

@@ -217,9 +217,27 @@ pub(crate) trait SinkExt: Sink {
         sums: [[int32x4_t; V]; R],
         back: [int32x4_t; V],
     ) {
+        // SAFETY: the caller's preconditions.
+        unsafe { self.put_rows(p0, R, o, sums, back) }
+    }
+
+    /// The first `rows` rows of a tile's sums (the others are a clamped tile's repeats of its
+    /// last row), with the `128 * sum w` added back.
+    ///
+    /// # Safety
+    /// As for [`Sink::put`], for rows `p0..p0 + rows`.
+    #[inline(always)]
+    unsafe fn put_rows<const R: usize, const V: usize>(
+        &self,
+        p0: usize,
+        rows: usize,
+        o: usize,
+        sums: [[int32x4_t; V]; R],
+        back: [int32x4_t; V],
+    ) {
         // SAFETY: the caller's preconditions; NEON is baseline.
         unsafe {
-            for (r, s) in sums.into_iter().enumerate() {
+            for (r, s) in sums.into_iter().enumerate().take(rows) {
                 let mut s = s;
                 for (sv, b) in s.iter_mut().zip(back) {
                     *sv = vaddq_s32(*sv, b);
