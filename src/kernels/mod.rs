@@ -230,8 +230,6 @@ pub enum Isa {
     Vnni,
     /// x86_64 AMX-INT8 (`tdpbusd`) for the pointwise convolutions, AVX-512 VNNI elsewhere.
     Amx,
-    /// aarch64 NEON (`smlal`), i16 pairs.
-    Neon,
     /// aarch64 NEON 8-bit multiplies (`smull` + `sadalp`), u8 quads.
     NeonI8,
     /// aarch64 dot product (`sdot`, Armv8.2 `dotprod`), u8 quads.
@@ -248,7 +246,6 @@ impl Isa {
             Isa::Avx2 => "avx2",
             Isa::Vnni => "vnni",
             Isa::Amx => "amx",
-            Isa::Neon => "neon",
             Isa::NeonI8 => "neon-i8",
             Isa::NeonDot => "neon-dot",
             Isa::Armv7Neon => "armv7-neon",
@@ -276,7 +273,7 @@ impl Isa {
         }
         #[cfg(target_arch = "aarch64")]
         {
-            v.extend([Isa::Neon, Isa::NeonI8]);
+            v.push(Isa::NeonI8);
             if neon_dot::available() {
                 v.push(Isa::NeonDot);
             }
@@ -349,8 +346,6 @@ impl Isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Vnni | Isa::Amx => Kernel::U8(x86_64::dot_u8i8_vnni),
             #[cfg(target_arch = "aarch64")]
-            Isa::Neon => Kernel::I16(aarch64::dot_i16_neon),
-            #[cfg(target_arch = "aarch64")]
             Isa::NeonI8 => Kernel::U8(aarch64::dot_u8i8_neon),
             #[cfg(target_arch = "aarch64")]
             Isa::NeonDot => Kernel::U8(neon_dot::dot_u8i8_sdot),
@@ -417,7 +412,7 @@ pub fn set_threads(n: usize) {
 }
 
 /// The kernel set this process uses: the best the CPU has, unless `RESNEXT_EDGE_KERNELS` names
-/// another it has (`generic`, `generic-u8`, `avx2`, `vnni`, `amx`, `neon`, `neon-i8`,
+/// another it has (`generic`, `generic-u8`, `avx2`, `vnni`, `amx`, `neon-i8`,
 /// `neon-dot`, `armv7-neon`).
 pub fn selected() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
@@ -455,6 +450,27 @@ mod tests {
     use proptest::prelude::*;
 
     /// A reproducible stream of pseudo-random words from a proptest seed.
+    /// An input byte: random, except every eighth case (by seed) half of them 0, the input
+    /// whose `x - 128` times a -128 weight is the largest product, 16384 (with
+    /// [`clash_weight`]: two such products in one i16 lane overflow it).
+    fn clash_input(seed: u64, r: u64) -> u8 {
+        if seed % 8 == 4 && r.is_multiple_of(2) {
+            0
+        } else {
+            (r >> 1) as u8
+        }
+    }
+
+    /// A weight: random, except every eighth case (the same as [`clash_input`]'s) half of them
+    /// -128 (unless the test then raises its floor).
+    fn clash_weight(seed: u64, r: u64) -> i8 {
+        if seed % 8 == 4 && r.is_multiple_of(2) {
+            i8::MIN
+        } else {
+            (r >> 1) as i8
+        }
+    }
+
     pub(super) fn xorshift(seed: u64) -> impl FnMut() -> u64 {
         let mut s = seed | 1;
         move || {
@@ -503,11 +519,11 @@ mod tests {
         ) {
             let kq = 4 * quads;
             let mut next = xorshift(seed);
-            let patch: Vec<u8> = (0..rows * kq).map(|_| next() as u8).collect();
+            let patch: Vec<u8> = (0..rows * kq).map(|_| clash_input(seed, next())).collect();
             // Weights as the quantizer writes them, [-127, 127]; every fourth case the full
             // i8 range (ONNX allows -128; kernels that pair products must notice).
             let floor = if seed % 4 == 0 { -128 } else { -127 };
-            let w: Vec<i8> = (0..kq * n).map(|_| (next() as i8).max(floor)).collect();
+            let w: Vec<i8> = (0..kq * n).map(|_| clash_weight(seed, next()).max(floor)).collect();
             let guard = 3;
             let start: Vec<i32> = (0..rows * n + 2 * guard).map(|_| next() as i32 >> 8).collect();
             let mut want = start.clone();
@@ -535,9 +551,9 @@ mod tests {
             let (kq, n) = (4 * quads, PANEL * panels - short);
             let ldo = n + gap;
             let mut next = xorshift(seed);
-            let patch: Vec<u8> = (0..rows * kq).map(|_| next() as u8).collect();
+            let patch: Vec<u8> = (0..rows * kq).map(|_| clash_input(seed, next())).collect();
             let floor = if seed % 4 == 0 { -128 } else { -127 };
-            let w: Vec<i8> = (0..kq * n).map(|_| (next() as i8).max(floor)).collect();
+            let w: Vec<i8> = (0..kq * n).map(|_| clash_weight(seed, next()).max(floor)).collect();
             let bias: Vec<i32> = (0..n).map(|_| next() as i32 >> 12).collect();
             // Scales as a quantizer makes them, some large enough to saturate, and (rarely)
             // the values no quantizer writes: NaN, infinities, zero.
@@ -603,8 +619,8 @@ mod tests {
             let row = (stride * (pixels - 1) + kernel + extra_row) * in_c;
             let s = DirectShape { in_c, out_c, cin, cout, kernel, stride, row };
             let mut next = xorshift(seed);
-            let xp: Vec<u8> = (0..kernel * row).map(|_| next() as u8).collect();
-            let w: Vec<i8> = (0..s.weights().unwrap()).map(|_| next() as i8).collect();
+            let xp: Vec<u8> = (0..kernel * row).map(|_| clash_input(seed, next())).collect();
+            let w: Vec<i8> = (0..s.weights().unwrap()).map(|_| clash_weight(seed, next())).collect();
             let bias: Vec<i32> = (0..out_c).map(|_| next() as i32 >> 12).collect();
             let multiplier: Vec<f32> = (0..out_c)
                 .map(|_| match next() % 64 {
@@ -663,9 +679,10 @@ mod tests {
             let row = (stride * (pixels - 1) + kernel + extra_row) * in_c;
             let s = DirectShape { in_c, out_c, cin, cout, kernel, stride, row };
             let mut next = xorshift(seed);
-            let xp: Vec<u8> = (0..kernel * row).map(|_| next() as u8).collect();
+            let xp: Vec<u8> = (0..kernel * row).map(|_| clash_input(seed, next())).collect();
             let floor = if seed % 4 == 0 { -128 } else { -127 };
-            let w: Vec<i8> = (0..s.weights().unwrap()).map(|_| (next() as i8).max(floor)).collect();
+            let w: Vec<i8> =
+                (0..s.weights().unwrap()).map(|_| clash_weight(seed, next()).max(floor)).collect();
             let guard = 3;
             let start: Vec<i32> =
                 (0..pixels * out_c + 2 * guard).map(|_| next() as i32 >> 8).collect();

@@ -8,13 +8,14 @@
 //! step, pixel and 4 outputs, the quad of input bytes repeated over 16 lanes (`ld1r`, and `eor`
 //! 0x80 for `x - 128`), `smull` / `smull2` of the first step and `smlal` / `smlal2` of the
 //! second into i16, one `sadalp` per half into i32 (as in [`super::aarch64`]'s dot kernel,
-//! including the `128 * sum w` added back and the one-step path for weights holding -128).
+//! including the `128 * sum w` added back and the one-step path for paired steps holding -128
+//! in the same lane).
 //! The weights of a block of 16 outputs are `[steps][16][4]` ([`super::DirectShape::weight_at`]),
 //! so the 4 outputs of a vector read 16 bytes in a row per step.
 //!
 //! The requantizing twin hands the tile's sums to [`super::neon_sink`] and stores bytes.
 
-use super::aarch64::mul;
+use super::aarch64::{mul, paired_step};
 use super::neon_sink::{AccSink, RequantSink, Sink, SinkExt};
 use super::requant::Requantize;
 use super::DirectShape;
@@ -206,8 +207,9 @@ impl Tile<'_> {
         }
     }
 
-    /// `128 * sum w` of each output (what `x - 128` takes away), and whether any weight is
-    /// -128 (then two products may not share an i16).
+    /// `128 * sum w` of each output (what `x - 128` takes away), and whether two steps the
+    /// paired loop takes together (`2j`, `2j + 1`) hold -128 in the same byte lane (then their
+    /// products may overflow an i16: see [`super::aarch64::bias_back`]).
     ///
     /// # Safety
     /// The tile's weights must be readable for every step.
@@ -216,23 +218,25 @@ impl Tile<'_> {
         // SAFETY: the caller's preconditions; NEON is baseline.
         unsafe {
             let mut s = [vdupq_n_s32(0); V];
-            let mut low = vdupq_n_s8(0);
+            let (mut clash, mut first) = (vdupq_n_s8(0), [vdupq_n_s8(0); V]);
             for i in 0..self.steps.len() {
-                for (sv, &wv) in s.iter_mut().zip(&self.wv) {
+                for ((sv, &wv), fv) in s.iter_mut().zip(&self.wv).zip(first.iter_mut()) {
                     let wv = vld1q_s8(self.w.add(i * self.wstride + wv));
                     *sv = vpadalq_s16(*sv, vpaddlq_s8(wv));
-                    low = vminq_s8(low, wv);
+                    if i % 2 == 1 {
+                        clash = vminq_s8(clash, vmaxq_s8(*fv, wv));
+                    }
+                    *fv = wv;
                 }
             }
-            (s.map(|v| vshlq_n_s32::<7>(v)), vminvq_s8(low) == i8::MIN)
+            (s.map(|v| vshlq_n_s32::<7>(v)), vminvq_s8(clash) == i8::MIN)
         }
     }
 
     /// The input quads of the pixel at byte `p` for step offset `off`, one per vector, as i8
     /// `x - 128` over 16 lanes (load and replicate, `ld1r`): one quad for both (`SPREAD`
-    /// false), or (4-channel groups) the next 4 bytes for the second vector. Two `ld1r` and
-    /// two `eor` cost the A72's second NEON pipe (the `sadalp`s' one) less than one 8-byte
-    /// load, `eor` and two `dup`s.
+    /// false), or (4-channel groups) the next 4 bytes for the second vector. For the steps one
+    /// at a time (the paired loop is [`paired_step`]).
     ///
     /// # Safety
     /// The quads must lie inside the input.
@@ -323,88 +327,5 @@ impl Tile<'_> {
     unsafe fn w(&self, i: usize) -> [int8x16_t; V] {
         // SAFETY: the caller's preconditions; NEON is baseline.
         std::array::from_fn(|v| unsafe { vld1q_s8(self.w.add(i * self.wstride + self.wv[v])) })
-    }
-}
-
-/// Two steps of one pixel into its accumulators `a[v][half]`: the pixel's quads at
-/// `x + off0` and `x + off1` (and, `SPREAD`, the next 4 bytes of each for the second vector)
-/// as `x - 128` over 16 lanes, `smull` of the first step, `smlal` of the second into i16,
-/// `sadalp` into the i32 accumulators. One block of assembly: as intrinsics, LLVM spent
-/// `mov`s and stack spills on the 4 x 4 accumulators of a tile (the A72 loop of 4-channel
-/// groups ran at 63 % of its peak).
-///
-/// # Safety
-/// The 4 (`SPREAD`: 8) bytes at `x + off0` and `x + off1` must be readable; the weights must
-/// avoid -128 (two products then fit an i16).
-#[inline(always)]
-unsafe fn paired_step<const SPREAD: bool>(
-    a: &mut [[int32x4_t; 2]; V],
-    (x, off0, off1): (*const u8, usize, usize),
-    (w0, w1): ([int8x16_t; V], [int8x16_t; V]),
-    flip: uint8x16_t,
-) {
-    // The first vector's quads in registers t2 / t3 (step 0 / 1), the second's in `$a` / `$b`
-    // (t4 / t5 when spread, else t2 / t3 again); t0 / t1 hold the loads, then the i16 products.
-    macro_rules! step {
-        ($width:literal, $dups:literal, $a:literal, $b:literal, $($spread:tt)*) => {
-            asm!(
-                concat!("ldr {t0:", $width, "}, [{x}, {o0}]"),
-                concat!("ldr {t1:", $width, "}, [{x}, {o1}]"),
-                "eor {t0:v}.8b, {t0:v}.8b, {flip:v}.8b",
-                "eor {t1:v}.8b, {t1:v}.8b, {flip:v}.8b",
-                $dups,
-                "smull {t0:v}.8h, {t2:v}.8b, {w00:v}.8b",
-                "smlal {t0:v}.8h, {t3:v}.8b, {w10:v}.8b",
-                "sadalp {a00:v}.4s, {t0:v}.8h",
-                "smull2 {t1:v}.8h, {t2:v}.16b, {w00:v}.16b",
-                "smlal2 {t1:v}.8h, {t3:v}.16b, {w10:v}.16b",
-                "sadalp {a01:v}.4s, {t1:v}.8h",
-                concat!("smull {t0:v}.8h, {", $a, ":v}.8b, {w01:v}.8b"),
-                concat!("smlal {t0:v}.8h, {", $b, ":v}.8b, {w11:v}.8b"),
-                "sadalp {a10:v}.4s, {t0:v}.8h",
-                concat!("smull2 {t1:v}.8h, {", $a, ":v}.16b, {w01:v}.16b"),
-                concat!("smlal2 {t1:v}.8h, {", $b, ":v}.16b, {w11:v}.16b"),
-                "sadalp {a11:v}.4s, {t1:v}.8h",
-                x = in(reg) x,
-                o0 = in(reg) off0,
-                o1 = in(reg) off1,
-                flip = in(vreg) flip,
-                w00 = in(vreg) w0[0],
-                w01 = in(vreg) w0[1],
-                w10 = in(vreg) w1[0],
-                w11 = in(vreg) w1[1],
-                a00 = inout(vreg) a[0][0],
-                a01 = inout(vreg) a[0][1],
-                a10 = inout(vreg) a[1][0],
-                a11 = inout(vreg) a[1][1],
-                t0 = out(vreg) _,
-                t1 = out(vreg) _,
-                t2 = out(vreg) _,
-                t3 = out(vreg) _,
-                $($spread)*
-                options(pure, readonly, nostack, preserves_flags)
-            )
-        };
-    }
-    // SAFETY: the caller guarantees the input bytes; the rest is register arithmetic.
-    unsafe {
-        if SPREAD {
-            step!(
-                "d",
-                "dup {t2:v}.4s, {t0:v}.s[0]\n dup {t3:v}.4s, {t1:v}.s[0]\n \
-                 dup {t4:v}.4s, {t0:v}.s[1]\n dup {t5:v}.4s, {t1:v}.s[1]",
-                "t4",
-                "t5",
-                t4 = out(vreg) _,
-                t5 = out(vreg) _,
-            );
-        } else {
-            step!(
-                "s",
-                "dup {t2:v}.4s, {t0:v}.s[0]\n dup {t3:v}.4s, {t1:v}.s[0]",
-                "t2",
-                "t3",
-            );
-        }
     }
 }

@@ -12,7 +12,7 @@
 //! assembly (one instruction, registers chosen by the compiler), inside functions compiled
 //! with the `dotprod` feature.
 
-use super::aarch64::bias_back;
+use super::aarch64::{bias_back, clamped_rows};
 use super::neon_sink::{AccSink, RequantSink, Sink};
 use super::requant::Requantize;
 use std::arch::aarch64::*;
@@ -158,16 +158,6 @@ unsafe fn panel(
             partial_vector((rows, patch, kq), (w, n, whole), (sink, o0));
         }
     }
-}
-
-/// Rows `r0..r0 + 4` of the patch, those past the last row replaced by it.
-///
-/// # Safety
-/// `r0 < rows`, and the patch must hold `rows` rows of `kq`.
-#[inline(always)]
-unsafe fn clamped_rows(patch: *const u8, kq: usize, r0: usize, rows: usize) -> [*const u8; 4] {
-    // SAFETY: every row index is below `rows` (the caller's preconditions).
-    std::array::from_fn(|r| unsafe { patch.add((r0 + r).min(rows - 1) * kq) })
 }
 
 /// A tile's sums, with `128 * sum w` added back, into rows `p0..p0 + rows` and the first

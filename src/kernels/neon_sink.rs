@@ -207,20 +207,6 @@ impl<S: Sink> SinkExt for S {}
 
 /// A tile's sums with the `128 * sum w` added back, per pixel.
 pub(crate) trait SinkExt: Sink {
-    /// # Safety
-    /// As for [`Sink::put`], for rows `p0..p0 + R`.
-    #[inline(always)]
-    unsafe fn put_all<const R: usize, const V: usize>(
-        &self,
-        p0: usize,
-        o: usize,
-        sums: [[int32x4_t; V]; R],
-        back: [int32x4_t; V],
-    ) {
-        // SAFETY: the caller's preconditions.
-        unsafe { self.put_rows(p0, R, o, sums, back) }
-    }
-
     /// The first `rows` rows of a tile's sums (the others are a clamped tile's repeats of its
     /// last row), with the `128 * sum w` added back.
     ///
