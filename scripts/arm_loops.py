@@ -58,7 +58,8 @@ def disassemble(objdump, binary, needle):
         if head:
             if name and needle in name:
                 funcs[name] = body
-            name, body = head.group(2), []
+            # Keyed by name and address: closures of one function share a name.
+            name, body = f"{head.group(2)}@{head.group(1)}", []
             continue
         ins = re.match(r"^\s+([0-9a-f]+):\s+(\S+)\s*(.*)$", line)
         if ins and name:
@@ -127,7 +128,7 @@ def main():
             print(f"| {needle} | not found in {binary} | | | | | | | |")
             continue
         for name, body in sorted(funcs.items()):
-            short = "::".join(name.split("::")[-2:])  # module::function
+            short = "::".join(name.split("@")[0].split("::")[-2:])  # module::function
             for s, e in innermost_loops(body):
                 loop = body[s:e + 1]
                 n_mac = sum(macs(arch, mn, ops) for _, mn, ops in loop)

@@ -66,70 +66,69 @@ pub fn dot_u8i8_armv7(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, 
         let wp = &w[o0 * kq..(o0 + width) * kq];
         let mut o = 0;
         while o + 8 <= width {
-            // SAFETY: outputs o..o + 8 of each of the panel's quads are inside `wp`.
-            let (back, min) = unsafe { bias_back_8(wp.as_ptr().add(4 * o), 4 * width, quads) };
-            let steps = steps(quads, min);
-            let mut r = 0;
-            while r < rows {
-                let x0 = &patch[r * kq..(r + 1) * kq];
-                let x1 = if r + 1 < rows {
-                    &patch[(r + 1) * kq..(r + 2) * kq]
-                } else {
-                    x0
-                };
-                let at = r * n + o0 + o;
-                let mut out = match r + 2 <= rows {
-                    true => TileOut::added(&mut acc[at..at + n + 8], n, &back),
-                    false => TileOut::sums(),
-                };
-                // SAFETY: both rows hold `quads` quads, the weights outputs o..o + 8 of every
-                // quad (asserted or sliced above); the accumulators of both rows are inside the
-                // slice `out` was made from.
-                unsafe {
-                    tile_2x8(
-                        x0.as_ptr(),
-                        x1.as_ptr(),
-                        wp.as_ptr().add(4 * o),
-                        4 * width,
-                        steps,
-                        &mut out,
-                    )
-                };
-                if r + 2 > rows {
-                    // SAFETY: the tile ran on `out`, made by `TileOut::sums`.
-                    let sums = unsafe { out.left() };
-                    add_row(&mut acc[at..at + 8], &sums[..8], &back);
-                }
-                r += 2;
+            // SAFETY: outputs o..o + 8 of each of the panel's quads are inside `wp`; each pass
+            // is `count` quads from `first` of weights the tile may pair.
+            unsafe {
+                let block = (wp.as_ptr().add(4 * o), 4 * width, quads, 8);
+                passes(block, |wq, ws, first, count, back| {
+                    let mut r = 0;
+                    while r < rows {
+                        let x0 = &patch[r * kq + 4 * first..];
+                        let x1 = if r + 1 < rows {
+                            &patch[(r + 1) * kq + 4 * first..]
+                        } else {
+                            x0
+                        };
+                        let at = r * n + o0 + o;
+                        let mut out = match r + 2 <= rows {
+                            true => TileOut::added(&mut acc[at..at + n + 8], n, back),
+                            false => TileOut::sums(),
+                        };
+                        // Both rows hold `count` quads from `first`, the weights outputs
+                        // o..o + 8 of each; the accumulators of both rows are inside the slice
+                        // `out` was made from.
+                        tile_2x8(x0.as_ptr(), x1.as_ptr(), wq, ws, steps(count), &mut out);
+                        if r + 2 > rows {
+                            // The tile ran on `out`, made by `TileOut::sums`.
+                            let sums = out.left();
+                            add_row(&mut acc[at..at + 8], &sums[..8], back);
+                        }
+                        r += 2;
+                    }
+                });
             }
             o += 8;
         }
         while o + 4 <= width {
-            // SAFETY: outputs o..o + 4 of each of the panel's quads are inside `wp`.
-            let (back, min) = unsafe { bias_back_4(wp.as_ptr().add(4 * o), 4 * width, quads) };
-            let steps = steps(quads, min);
-            let mut r = 0;
-            while r < rows {
-                let x = std::array::from_fn(|dr| patch[(r + dr).min(rows - 1) * kq..].as_ptr());
-                let at = r * n + o0 + o;
-                let full = r + 4 <= rows;
-                let mut out = match full {
-                    true => TileOut::added(&mut acc[at..at + 3 * n + 4], n, &back),
-                    false => TileOut::sums(),
-                };
-                // SAFETY: every row pointer is one of the patch's rows (the last repeated past
-                // the end), each `quads` quads long; the weights of outputs o..o + 4 of every
-                // quad are inside `wp`; a full tile's accumulators are inside the slice `out`
-                // was made from.
-                unsafe { tile_4x4(x, wp.as_ptr().add(4 * o), 4 * width, steps, &mut out) };
-                if !full {
-                    // SAFETY: the tile ran on `out`, made by `TileOut::sums`.
-                    let sums = unsafe { out.left() };
-                    for (dr, s) in sums.chunks_exact(4).take(rows - r).enumerate() {
-                        add_row(&mut acc[at + dr * n..][..4], s, &back);
+            // SAFETY: outputs o..o + 4 of each of the panel's quads are inside `wp`; as above.
+            unsafe {
+                let block = (wp.as_ptr().add(4 * o), 4 * width, quads, 4);
+                passes(block, |wq, ws, first, count, back| {
+                    let mut r = 0;
+                    while r < rows {
+                        let x = std::array::from_fn(|dr| {
+                            patch[(r + dr).min(rows - 1) * kq + 4 * first..].as_ptr()
+                        });
+                        let at = r * n + o0 + o;
+                        let full = r + 4 <= rows;
+                        let mut out = match full {
+                            true => TileOut::added(&mut acc[at..at + 3 * n + 4], n, back),
+                            false => TileOut::sums(),
+                        };
+                        // Every row pointer is one of the patch's rows (the last repeated past
+                        // the end), each `count` quads long from `first`; a full tile's
+                        // accumulators are inside the slice `out` was made from.
+                        tile_4x4(x, wq, ws, steps(count), &mut out);
+                        if !full {
+                            // The tile ran on `out`, made by `TileOut::sums`.
+                            let sums = out.left();
+                            for (dr, s) in sums.chunks_exact(4).take(rows - r).enumerate() {
+                                add_row(&mut acc[at + dr * n..][..4], s, &back[..4]);
+                            }
+                        }
+                        r += 4;
                     }
-                }
-                r += 4;
+                });
             }
             o += 4;
         }
@@ -155,12 +154,72 @@ fn add_row(acc: &mut [i32], sums: &[i32], back: &[i32]) {
 }
 
 /// How a tile walks `quads` quads: `(pairs, singles)`, two at a time with an odd last one
-/// alone, or (weights holding -128, whose two products can overflow i16) one at a time.
-fn steps(quads: usize, has_min: bool) -> (usize, usize) {
-    if has_min {
-        (0, quads)
-    } else {
-        (quads / 2, quads % 2)
+/// alone.
+fn steps(quads: usize) -> (usize, usize) {
+    (quads / 2, quads % 2)
+}
+
+/// Steps the split path ([`passes`]) copies at a time: two copies of 32 bytes per step.
+const SPLIT: usize = 128;
+
+/// `128 * sum w` of a block of `width` (8 or 4) outputs, `len` steps `ws` bytes apart from
+/// `w`, and whether any of those weights is -128.
+///
+/// # Safety
+/// NEON must be available; the `4 * width` bytes at `w + i * ws` readable for every `i < len`.
+unsafe fn block_back(w: *const i8, ws: usize, len: usize, width: usize) -> ([i32; 8], bool) {
+    // SAFETY: the caller's preconditions.
+    unsafe {
+        if width == 8 {
+            bias_back_8(w, ws, len)
+        } else {
+            let (b, m) = bias_back_4(w, ws, len);
+            ([b[0], b[1], b[2], b[3], 0, 0, 0, 0], m)
+        }
+    }
+}
+
+/// Runs `pass(w, ws, first, len, back)` over the weights of a block of `width` (8 or 4)
+/// outputs, `len` steps `ws` bytes apart from `w`, such that no pass's weights hold -128 (two
+/// products of -128 and an input of 0 overflow the paired steps' i16): once on the block's
+/// own weights when none is -128, else in chunks of at most [`SPLIT`] steps on two copies
+/// that sum to the weights, -128 being -64 in both, every other weight in the first and 0 in
+/// the second. Each pass adds its sums (and its `back`, the `128 * sum w` of its weights), so
+/// the passes add up to the block's result; such blocks (never written by our quantizer,
+/// which uses [-127, 127]) cost two passes.
+///
+/// # Safety
+/// NEON must be available; the `4 * width` bytes at `w + i * ws` readable for every `i < len`.
+unsafe fn passes(
+    (w, ws, len, width): (*const i8, usize, usize, usize),
+    mut pass: impl FnMut(*const i8, usize, usize, usize, &[i32; 8]),
+) {
+    // SAFETY: the caller's preconditions; the copies hold `n` steps of `bytes`.
+    unsafe {
+        let (back, min) = block_back(w, ws, len, width);
+        if !min {
+            return pass(w, ws, 0, len, &back);
+        }
+        let bytes = 4 * width;
+        let (mut most, mut rest) = ([0i8; SPLIT * 32], [0i8; SPLIT * 32]);
+        for first in (0..len).step_by(SPLIT) {
+            let n = SPLIT.min(len - first);
+            for i in 0..n {
+                let step = std::slice::from_raw_parts(w.add((first + i) * ws), bytes);
+                let at = i * bytes;
+                for ((m, r), &v) in most[at..at + bytes]
+                    .iter_mut()
+                    .zip(&mut rest[at..])
+                    .zip(step)
+                {
+                    (*m, *r) = if v == i8::MIN { (-64, -64) } else { (v, 0) };
+                }
+            }
+            for copy in [&most, &rest] {
+                let (back, _) = block_back(copy.as_ptr(), bytes, n, width);
+                pass(copy.as_ptr(), bytes, first, n, &back);
+            }
+        }
     }
 }
 
@@ -297,7 +356,7 @@ unsafe fn bias_back_4(w: *const i8, ws: usize, quads: usize) -> ([i32; 4], bool)
 }
 
 /// The frame every tile shares: accumulators q8-q15 zeroed, `pairs` iterations of the pair
-/// step, `singles` of the single step, the accumulators folded into d0-d7 (`vpadd`: one i32 per
+/// step, then the single step if `singles` is 1 (an odd last quad; no loop), the accumulators folded into d0-d7 (`vpadd`: one i32 per
 /// output), then either added to the accumulators in memory by the `add` lines (`{pairs}` holds
 /// [`TileOut::acc`], `{singles}` the row stride, `{w}` `back`) or stored in [`TileOut::sums`].
 macro_rules! tile_asm {
@@ -326,10 +385,7 @@ macro_rules! tile_asm {
             "3:",
             "cmp {singles}, #0",
             "beq 5f",
-            "4:",
             $($single,)*
-            "subs {singles}, {singles}, #1",
-            "bne 4b",
             "5:",
             "vpadd.i32 d0, d16, d17",
             "vpadd.i32 d1, d18, d19",
@@ -780,52 +836,50 @@ pub fn direct_u8_armv7(
             let ws = 4 * 16.min(s.out_c - o / 16 * 16);
             let (tap, q) = (first / cinq, first % cinq);
             let wb = w[s.weight_at(tap, q, o)..].as_ptr();
+            let tile = if width == 8 { 2 } else { 4 };
             // SAFETY: the window's steps from `first` are inside `w` (`fits`), at `ws` bytes
             // from one another for the block's outputs (`weight_at`), the block within one
-            // block of 16 (`same_block`).
-            let (back, min) = unsafe {
-                if width == 8 {
-                    bias_back_8(wb, ws, len)
-                } else {
-                    let (b, m) = bias_back_4(wb, ws, len);
-                    ([b[0], b[1], b[2], b[3], 0, 0, 0, 0], m)
-                }
-            };
-            let walk = steps(len, min);
-            let tile = if width == 8 { 2 } else { 4 };
-            let mut p = 0;
-            while p < pixels {
-                // Whole tiles of pixels, then one pixel at a time (repeated over the tile).
-                let (n, step) = if p + tile <= pixels {
-                    (tile, ps)
-                } else {
-                    (1, 0)
-                };
-                let at = p * s.out_c + o;
-                let mut out = match n {
-                    1 => TileOut::sums(),
-                    _ => {
-                        TileOut::added(&mut acc[at..at + (n - 1) * s.out_c + width], s.out_c, &back)
+            // block of 16 (`same_block`); each pass is `count` of those steps from `from`.
+            unsafe {
+                passes((wb, ws, len, width), |wq, ws, from, count, back| {
+                    let walk = steps(count);
+                    let mut p = 0;
+                    while p < pixels {
+                        // Whole tiles of pixels, then one pixel at a time (repeated over the
+                        // tile).
+                        let (n, step) = if p + tile <= pixels {
+                            (tile, ps)
+                        } else {
+                            (1, 0)
+                        };
+                        let at = p * s.out_c + o;
+                        let mut out = match n {
+                            1 => TileOut::sums(),
+                            _ => TileOut::added(
+                                &mut acc[at..at + (n - 1) * s.out_c + width],
+                                s.out_c,
+                                back,
+                            ),
+                        };
+                        // Pixels p..p + n and their windows are inside `xp` (`fits`); a
+                        // repeated pixel reads the same bytes; the tile reads the walk's
+                        // `count` offsets from `from`, all written above; a whole tile's
+                        // accumulators are inside the slice `out` was made from.
+                        let offs = (offsets.as_ptr() as *const usize).add(from);
+                        let pix = (x.add(p * ps), step, offs);
+                        if width == 8 {
+                            direct_2x8(pix, wq, ws, walk, &mut out);
+                        } else {
+                            direct_4x4(pix, wq, ws, walk, &mut out);
+                        }
+                        if n == 1 {
+                            // The tile ran on `out`, made by `TileOut::sums`.
+                            let sums = out.left();
+                            add_row(&mut acc[at..at + width], &sums[..width], back);
+                        }
+                        p += n;
                     }
-                };
-                // SAFETY: pixels p..p + n and their windows are inside `xp` (`fits`); a
-                // repeated pixel reads the same bytes; the tile reads the walk's `len` offsets,
-                // all written above; the weights as above; a whole tile's accumulators are
-                // inside the slice `out` was made from.
-                unsafe {
-                    let from = (x.add(p * ps), step, offsets.as_ptr() as *const usize);
-                    if width == 8 {
-                        direct_2x8(from, wb, ws, walk, &mut out);
-                    } else {
-                        direct_4x4(from, wb, ws, walk, &mut out);
-                    }
-                }
-                if n == 1 {
-                    // SAFETY: the tile ran on `out`, made by `TileOut::sums`.
-                    let sums = unsafe { out.left() };
-                    add_row(&mut acc[at..at + width], &sums[..width], &back);
-                }
-                p += n;
+                });
             }
             o += width;
         }
