@@ -70,7 +70,8 @@ def disassemble(objdump, binary, needle):
 
 
 def innermost_loops(body):
-    """(start, end) index pairs of loops closed by a backward branch with no other loop inside."""
+    """(start, end) index pairs of loops closed by a backward branch with no other loop and no
+    call inside."""
     index = {addr: i for i, (addr, _, _) in enumerate(body)}
     loops = []
     for i, (addr, mn, ops) in enumerate(body):
@@ -79,8 +80,11 @@ def innermost_loops(body):
         target = re.search(r"\b([0-9a-f]{4,})\b\s*<", ops)
         if target and int(target.group(1), 16) < addr and int(target.group(1), 16) in index:
             loops.append((index[int(target.group(1), 16)], i))
+    # A loop that calls a function is an outer loop (the callee's loops are listed with it).
+    calls = {"bl", "blr", "blx"}
     return [(s, e) for s, e in loops
-            if not any((s2, e2) != (s, e) and s <= s2 and e2 <= e for s2, e2 in loops)]
+            if not any((s2, e2) != (s, e) and s <= s2 and e2 <= e for s2, e2 in loops)
+            and not any(mn in calls for _, mn, _ in body[s:e + 1])]
 
 
 def llvm_mca():
@@ -128,7 +132,9 @@ def main():
             print(f"| {needle} | not found in {binary} | | | | | | | |")
             continue
         for name, body in sorted(funcs.items()):
-            short = "::".join(name.split("@")[0].split("::")[-2:])  # module::function
+            # module::function (module::Type::method)
+            parts = name.split("@")[0].split("::")
+            short = "::".join(parts[-3:] if parts[-2][:1].isupper() else parts[-2:])
             for s, e in innermost_loops(body):
                 loop = body[s:e + 1]
                 n_mac = sum(macs(arch, mn, ops) for _, mn, ops in loop)

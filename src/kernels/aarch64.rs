@@ -125,6 +125,34 @@ pub(super) fn mul<const H: usize>(x: int8x16_t, w: int8x16_t) -> int16x8_t {
     }
 }
 
+/// `128 * sum w` of outputs `o..o + lanes` (a panel's last 1-3), whose weight vector would
+/// reach past the panel.
+///
+/// # Safety
+/// Outputs `o..o + lanes` of each of the `quads` quads of the panel of `n` at `w` must be
+/// readable.
+pub(super) unsafe fn partial_back(
+    w: *const i8,
+    n: usize,
+    o: usize,
+    quads: usize,
+    lanes: usize,
+) -> [i32; 4] {
+    let mut back = [0i32; 4];
+    // SAFETY: the caller's preconditions.
+    unsafe {
+        for q in 0..quads {
+            let at = w.add((q * n + o) * 4);
+            for (l, b) in back.iter_mut().enumerate().take(lanes) {
+                for t in 0..4 {
+                    *b += *at.add(4 * l + t) as i32;
+                }
+            }
+        }
+    }
+    back.map(|b| 128 * b)
+}
+
 /// Rows `r0..r0 + 4` of the patch, those past the last row replaced by it.
 ///
 /// # Safety
@@ -164,9 +192,12 @@ impl Tile {
     /// `addp` at the end. `PAIRED`: two quads per `sadalp` (weights without -128; an odd last
     /// quad alone, after the loop), else one.
     ///
+    /// Not inlined: one copy serves every caller (inlined into the partial vector's, with its
+    /// repeated vector known, LLVM made a narrower loop of it).
+    ///
     /// # Safety
     /// Each row must hold `quads` quads and the weights `quads` quads of the tile's vectors.
-    #[inline(always)]
+    #[inline(never)]
     unsafe fn sums<const PAIRED: bool>(
         &self,
         x: [*const u8; 4],
@@ -316,12 +347,7 @@ unsafe fn partial_vector(
         if quads > 0 {
             let at = w.add(((quads - 1) * n + o) * 4);
             std::ptr::copy_nonoverlapping(at, last.as_mut_ptr(), 4 * lanes);
-            for (l, b) in back.iter_mut().enumerate().take(lanes) {
-                let sum: i32 = (0..kq)
-                    .map(|k| *w.add(((k / 4) * n + o + l) * 4 + k % 4) as i32)
-                    .sum();
-                *b = 128 * sum;
-            }
+            back = partial_back(w, n, o, quads, lanes);
         }
         let tile = Tile {
             w: w.add(4 * o),

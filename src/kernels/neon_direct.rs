@@ -8,8 +8,8 @@
 //! step, pixel and 4 outputs, the quad of input bytes repeated over 16 lanes (`ld1r`, and `eor`
 //! 0x80 for `x - 128`), `smull` / `smull2` of the first step and `smlal` / `smlal2` of the
 //! second into i16, one `sadalp` per half into i32 (as in [`super::aarch64`]'s dot kernel,
-//! including the `128 * sum w` added back and the one-step path for paired steps holding -128
-//! in the same lane).
+//! including the `128 * sum w` added back; paired steps holding -128 in the same lane run the
+//! tile twice on two copies of the weights that hold none, see [`Tile::run`]).
 //! The weights of a block of 16 outputs are `[steps][16][4]` ([`super::DirectShape::weight_at`]),
 //! so the 4 outputs of a vector read 16 bytes in a row per step.
 //!
@@ -141,6 +141,7 @@ unsafe fn run(
 /// Two vectors of 4 output channels (one group each) over the window steps: their weights at
 /// `w + wv[v]`, `wstride` bytes apart from step to step, their input quads at `chan[v]` from
 /// each step's offset. A block's last 4 outputs are one vector twice.
+#[derive(Clone, Copy)]
 struct Tile<'a> {
     xp: *const u8,
     pstride: usize,
@@ -170,11 +171,38 @@ impl Tile<'_> {
             let spread = self.chan[1] != self.chan[0];
             assert!(!spread || self.chan[1] == self.chan[0] + 4);
             let o = (o, vectors);
-            match (low, spread) {
-                (false, false) => self.pixels::<true, false>(o, pixels, back, sink),
-                (false, true) => self.pixels::<true, true>(o, pixels, back, sink),
-                (true, false) => self.pixels::<false, false>(o, pixels, back, sink),
-                (true, true) => self.pixels::<false, true>(o, pixels, back, sink),
+            if !low {
+                return match spread {
+                    false => self.pixels::<false>(None, o, pixels, back, sink),
+                    true => self.pixels::<true>(None, o, pixels, back, sink),
+                };
+            }
+            // Paired steps holding -128 in one lane may overflow their i16: the tile runs
+            // twice, on two copies of its weights that sum to them and hold no -128 (-128 is
+            // -64 in both; every other weight in the first, 0 in the second), and adds the
+            // two sums. Never the case for our quantizer's weights ([-127, 127]).
+            let len = self.steps.len();
+            let (mut most, mut rest) = ([0i8; MAX_STEPS * 32], [0i8; MAX_STEPS * 32]);
+            for i in 0..len {
+                for (v, &wv) in self.wv.iter().enumerate() {
+                    let from = std::slice::from_raw_parts(self.w.add(i * self.wstride + wv), 16);
+                    let at = 32 * i + 16 * v;
+                    for ((m, r), &x) in most[at..at + 16].iter_mut().zip(&mut rest[at..]).zip(from)
+                    {
+                        (*m, *r) = if x == i8::MIN { (-64, -64) } else { (x, 0) };
+                    }
+                }
+            }
+            let copy = |w: &[i8]| Tile {
+                w: w.as_ptr(),
+                wv: [0, 16],
+                wstride: 32,
+                ..*self
+            };
+            let (first, second) = (copy(&most), copy(&rest));
+            match spread {
+                false => first.pixels::<false>(Some(&second), o, pixels, back, sink),
+                true => first.pixels::<true>(Some(&second), o, pixels, back, sink),
             }
         }
     }
@@ -185,8 +213,9 @@ impl Tile<'_> {
     /// # Safety
     /// As for [`run`].
     #[inline(always)]
-    unsafe fn pixels<const PAIRED: bool, const SPREAD: bool>(
+    unsafe fn pixels<const SPREAD: bool>(
         &self,
+        second: Option<&Tile>,
         (o, vectors): (usize, usize),
         pixels: usize,
         back: [int32x4_t; V],
@@ -196,7 +225,15 @@ impl Tile<'_> {
         unsafe {
             for p in (0..pixels).step_by(TILE_PIXELS) {
                 let at = std::array::from_fn(|r| (p + r).min(pixels - 1) * self.pstride);
-                let sums = self.sums::<PAIRED, SPREAD>(at);
+                let mut sums = self.sums::<SPREAD>(at);
+                if let Some(t) = second {
+                    let more = t.sums::<SPREAD>(at);
+                    for (sr, mr) in sums.iter_mut().zip(more) {
+                        for (sv, mv) in sr.iter_mut().zip(mr) {
+                            *sv = vaddq_s32(*sv, mv);
+                        }
+                    }
+                }
                 let rows = (pixels - p).min(TILE_PIXELS);
                 if vectors == 2 {
                     sink.put_rows(p, rows, o, sums, back);
@@ -271,7 +308,7 @@ impl Tile<'_> {
     /// # Safety
     /// The pixels must be the call's.
     #[inline(always)]
-    unsafe fn sums<const PAIRED: bool, const SPREAD: bool>(
+    unsafe fn sums<const SPREAD: bool>(
         &self,
         at: [usize; TILE_PIXELS],
     ) -> [[int32x4_t; V]; TILE_PIXELS] {
@@ -280,31 +317,17 @@ impl Tile<'_> {
             let mut a = [[[vdupq_n_s32(0); 2]; V]; TILE_PIXELS];
             let steps = self.steps;
             let mut i = 0;
-            if !PAIRED {
-                for &off in steps {
-                    let w0 = self.w(i);
-                    for (ar, &p) in a.iter_mut().zip(&at) {
-                        let x = self.x::<SPREAD>(p, off);
-                        for v in 0..V {
-                            ar[v][0] = vpadalq_s16(ar[v][0], mul::<0>(x[v], w0[v]));
-                            ar[v][1] = vpadalq_s16(ar[v][1], mul::<1>(x[v], w0[v]));
-                        }
-                    }
-                    i += 1;
+            let base = at.map(|p| self.xp.add(p + self.chan[0]));
+            let flip = vdupq_n_u8(0x80);
+            for pair in steps.chunks_exact(2) {
+                let (w0, w1) = (self.w(i), self.w(i + 1));
+                for (ar, &b) in a.iter_mut().zip(&base) {
+                    paired_step::<SPREAD>(ar, (b, pair[0], pair[1]), (w0, w1), flip);
                 }
-            } else {
-                let base = at.map(|p| self.xp.add(p + self.chan[0]));
-                let flip = vdupq_n_u8(0x80);
-                for pair in steps.chunks_exact(2) {
-                    let (w0, w1) = (self.w(i), self.w(i + 1));
-                    for (ar, &b) in a.iter_mut().zip(&base) {
-                        paired_step::<SPREAD>(ar, (b, pair[0], pair[1]), (w0, w1), flip);
-                    }
-                    i += 2;
-                }
+                i += 2;
             }
             let mut sums = a.map(|ar| ar.map(|av| vpaddq_s32(av[0], av[1])));
-            if PAIRED && i < steps.len() {
+            if i < steps.len() {
                 let w0 = self.w(i);
                 for (sr, &p) in sums.iter_mut().zip(&at) {
                     let x = self.x::<SPREAD>(p, steps[i]);

@@ -12,7 +12,7 @@
 //! assembly (one instruction, registers chosen by the compiler), inside functions compiled
 //! with the `dotprod` feature.
 
-use super::aarch64::{bias_back, clamped_rows};
+use super::aarch64::{bias_back, clamped_rows, partial_back};
 use super::neon_sink::{AccSink, RequantSink, Sink};
 use super::requant::Requantize;
 use std::arch::aarch64::*;
@@ -210,12 +210,7 @@ unsafe fn partial_vector(
         if quads > 0 {
             let at = w.add(((quads - 1) * n + o) * 4);
             std::ptr::copy_nonoverlapping(at, last.as_mut_ptr(), 4 * lanes);
-            for (l, b) in back.iter_mut().enumerate().take(lanes) {
-                let sum: i32 = (0..kq)
-                    .map(|k| *w.add(((k / 4) * n + o + l) * 4 + k % 4) as i32)
-                    .sum();
-                *b = 128 * sum;
-            }
+            back = partial_back(w, n, o, quads, lanes);
         }
         let tile = Tile {
             w: w.add(4 * o),
@@ -264,6 +259,43 @@ impl Tile {
         std::array::from_fn(|v| unsafe { vld1q_s8(self.w.add(q * self.wq + self.wv[v])) })
     }
 
+    /// Adds quads `q..q + 4` of the 4 rows, `x - 128` in `xq` (16 bytes each), times their
+    /// weights into `a`: quad `j` of a row is lane `j` of the indexed `sdot`.
+    ///
+    /// # Safety
+    /// The CPU must have `dotprod` and the caller be compiled with it; the 4 quads' weights
+    /// must be readable.
+    #[inline(always)]
+    unsafe fn step4(&self, a: &mut [[int32x4_t; 4]; 4], xq: [int8x16_t; 4], q: usize) {
+        // SAFETY: the caller's preconditions.
+        unsafe {
+            let w0 = self.w(q);
+            for (ar, &xr) in a.iter_mut().zip(&xq) {
+                for (av, &wv) in ar.iter_mut().zip(&w0) {
+                    *av = sdot::<0>(*av, wv, xr);
+                }
+            }
+            let w1 = self.w(q + 1);
+            for (ar, &xr) in a.iter_mut().zip(&xq) {
+                for (av, &wv) in ar.iter_mut().zip(&w1) {
+                    *av = sdot::<1>(*av, wv, xr);
+                }
+            }
+            let w2 = self.w(q + 2);
+            for (ar, &xr) in a.iter_mut().zip(&xq) {
+                for (av, &wv) in ar.iter_mut().zip(&w2) {
+                    *av = sdot::<2>(*av, wv, xr);
+                }
+            }
+            let w3 = self.w(q + 3);
+            for (ar, &xr) in a.iter_mut().zip(&xq) {
+                for (av, &wv) in ar.iter_mut().zip(&w3) {
+                    *av = sdot::<3>(*av, wv, xr);
+                }
+            }
+        }
+    }
+
     /// Adds quad `q` of the rows at `x` (one quad each, broadcast) times its weights into `a`.
     ///
     /// # Safety
@@ -288,12 +320,16 @@ impl Tile {
 
     /// The sums `sum x * w - 128 * sum w` of the 4 rows at `x` over `quads` quads, 16 outputs:
     /// 4 quads per step (one 16-byte load and `eor` per row; quad `j` of it by the indexed
-    /// `sdot`), then the last 0..=3 quads one by one in straight-line code.
+    /// `sdot`), the last 1-3 as one more such step on zero-padded copies.
+    ///
+    /// Not inlined: one copy serves every caller (inlined into the partial vector's, with its
+    /// repeated vector known, LLVM made a narrower loop of it).
     ///
     /// # Safety
-    /// The CPU must have `dotprod` and the caller be compiled with it; each row must hold
-    /// `quads` quads and the weights `quads` quads of the tile's vectors.
-    #[inline(always)]
+    /// The CPU must have `dotprod`; each row must hold `quads` quads and the weights `quads`
+    /// quads of the tile's vectors.
+    #[inline(never)]
+    #[target_feature(enable = "dotprod")]
     unsafe fn sums(&self, x: [*const u8; 4], quads: usize) -> [[int32x4_t; 4]; 4] {
         let flip = vdupq_n_u8(0x80);
         // SAFETY: the caller's preconditions; loads stay inside the rows' `quads` quads.
@@ -304,42 +340,32 @@ impl Tile {
                 let xq: [int8x16_t; 4] = std::array::from_fn(|r| {
                     vreinterpretq_s8_u8(veorq_u8(vld1q_u8(x[r].add(4 * q)), flip))
                 });
-                let w0 = self.w(q);
-                for (ar, &xr) in a.iter_mut().zip(&xq) {
-                    for (av, &wv) in ar.iter_mut().zip(&w0) {
-                        *av = sdot::<0>(*av, wv, xr);
-                    }
-                }
-                let w1 = self.w(q + 1);
-                for (ar, &xr) in a.iter_mut().zip(&xq) {
-                    for (av, &wv) in ar.iter_mut().zip(&w1) {
-                        *av = sdot::<1>(*av, wv, xr);
-                    }
-                }
-                let w2 = self.w(q + 2);
-                for (ar, &xr) in a.iter_mut().zip(&xq) {
-                    for (av, &wv) in ar.iter_mut().zip(&w2) {
-                        *av = sdot::<2>(*av, wv, xr);
-                    }
-                }
-                let w3 = self.w(q + 3);
-                for (ar, &xr) in a.iter_mut().zip(&xq) {
-                    for (av, &wv) in ar.iter_mut().zip(&w3) {
-                        *av = sdot::<3>(*av, wv, xr);
-                    }
-                }
+                self.step4(&mut a, xq, q);
                 q += 4;
             }
-            // At most three quads: unrolled, no loop.
-            let at = |q: usize| x.map(|row| row.add(4 * q));
-            if q < quads {
-                self.quad(&mut a, at(q), q);
-            }
-            if q + 1 < quads {
-                self.quad(&mut a, at(q + 1), q + 1);
-            }
-            if q + 2 < quads {
-                self.quad(&mut a, at(q + 2), q + 2);
+            // The last 1-3 quads: one more step of four on zero-padded copies of the rows'
+            // bytes and the quads' weights (written as 1-3 steps of one, LLVM folded them into
+            // a loop of its own).
+            let rem = quads - q;
+            if rem > 0 {
+                let mut xb = [[0u8; 16]; 4];
+                for (b, &row) in xb.iter_mut().zip(&x) {
+                    std::ptr::copy_nonoverlapping(row.add(4 * q), b.as_mut_ptr(), 4 * rem);
+                }
+                let mut wb = [[0i8; 64]; 4];
+                for (j, b) in wb.iter_mut().enumerate().take(rem) {
+                    for (v, &wv) in self.wv.iter().enumerate() {
+                        let from = self.w.add((q + j) * self.wq + wv);
+                        std::ptr::copy_nonoverlapping(from, b[16 * v..].as_mut_ptr(), 16);
+                    }
+                }
+                let tail = Tile {
+                    w: wb.as_ptr() as *const i8,
+                    wq: 64,
+                    wv: [0, 16, 32, 48],
+                };
+                let xq = xb.map(|b| vreinterpretq_s8_u8(veorq_u8(vld1q_u8(b.as_ptr()), flip)));
+                tail.step4(&mut a, xq, 0);
             }
             a
         }
