@@ -357,12 +357,13 @@ unsafe fn bias_back_4(w: *const i8, ws: usize, quads: usize) -> ([i32; 4], bool)
 
 /// The frame every tile shares: accumulators q8-q15 zeroed, `pairs` iterations of the pair
 /// step, then the single step if `singles` is 1 (an odd last quad; no loop), the accumulators folded into d0-d7 (`vpadd`: one i32 per
-/// output), then either added to the accumulators in memory by the `add` lines (`{pairs}` holds
+/// output; then the `fold` lines), then either added to the accumulators in memory by the `add` lines (`{pairs}` holds
 /// [`TileOut::acc`], `{singles}` the row stride, `{w}` `back`) or stored in [`TileOut::sums`].
 macro_rules! tile_asm {
     (
         [$($pair:literal),*],
         [$($single:literal),*],
+        [$($fold:literal),*],
         [$($add:literal),*],
         $($operands:tt)*
     ) => {
@@ -395,6 +396,7 @@ macro_rules! tile_asm {
             "vpadd.i32 d5, d26, d27",
             "vpadd.i32 d6, d28, d29",
             "vpadd.i32 d7, d30, d31",
+            $($fold,)*
             "ldr {pairs}, [{out}, #64]",
             "cmp {pairs}, #0",
             "beq 6f",
@@ -421,7 +423,12 @@ macro_rules! tile_asm {
 /// Registers: weights d0-d7 (two quads of 8 outputs), rows' quads d8-d11, products q6-q7,
 /// accumulators q8-q15 (row 0: q8-q11, two outputs each as `[o t01, o t23, o+1 t01, o+1 t23]`).
 macro_rules! tile_2x8_asm {
-    ([$($pair:literal),*], [$($single:literal),*], $($operands:tt)*) => {
+    (
+        [$($pair:literal),*],
+        [$($single:literal),*],
+        [$($fold:literal),*],
+        $($operands:tt)*
+    ) => {
         tile_asm!(
             [
                 "vld1.8 {{d0-d3}}, [{w}], {ws}",
@@ -478,6 +485,7 @@ macro_rules! tile_2x8_asm {
                 "vpadal.s16 q14, q6",
                 "vpadal.s16 q15, q7"
             ],
+            [$($fold),*],
             [
                 "vld1.32 {{d16-d19}}, [{w}]",
                 "vadd.i32 q0, q0, q8",
@@ -563,6 +571,7 @@ macro_rules! tile_4x4_asm {
                 "vpadal.s16 q14, q6",
                 "vpadal.s16 q15, q7"
             ],
+            [],
             [
                 "vld1.32 {{d16-d17}}, [{w}]",
                 "vadd.i32 q0, q0, q8",
@@ -613,6 +622,7 @@ unsafe fn tile_2x8(
                 "vld1.32 {{d11[]}}, [{x1}]!"
             ],
             ["vld1.32 {{d8[]}}, [{x0}]!", "vld1.32 {{d10[]}}, [{x1}]!"],
+            [],
             w = inout(reg) w => _,
             ws = in(reg) ws,
             x0 = inout(reg) x0 => _,
@@ -702,6 +712,7 @@ unsafe fn direct_2x8(
                 "vld1.32 {{d8[]}}, [{t}], {ps}",
                 "vld1.32 {{d10[]}}, [{t}]"
             ],
+            [],
             w = inout(reg) w => _,
             ws = in(reg) ws,
             x0 = in(reg) x0,
@@ -715,14 +726,17 @@ unsafe fn direct_2x8(
     }
 }
 
-/// [`tile_4x4_asm!`] on four pixels of a direct convolution, `ps` bytes apart (0: one pixel
-/// four times), as [`direct_2x8`].
+/// [`tile_2x8_asm!`] on two pixels of a direct convolution with 4 channels per group, two
+/// groups at a time: step `i` of a pixel is one plain 8-byte load of both groups' quads
+/// (`[a, b]`: no load-and-replicate, which costs the A72 a third micro-op and the 4 x 4 tile
+/// its peak), against weights interleaved by [`interleave_groups`] (8 bytes `[a's output j,
+/// b's output j]` per weight register); `vuzp` puts the sums back in output order.
 ///
 /// # Safety
-/// NEON must be available; as for [`direct_2x8`], with four pixels and 16 bytes of weights per
-/// step.
+/// As for [`direct_2x8`], the 8 bytes of each step of both pixels readable, the weights as
+/// [`interleave_groups`] wrote them.
 #[inline]
-unsafe fn direct_4x4(
+unsafe fn direct_2x8_groups4(
     (x0, ps, steps): (*const u8, usize, *const usize),
     w: *const i8,
     ws: usize,
@@ -731,29 +745,24 @@ unsafe fn direct_4x4(
 ) {
     // SAFETY: as for `tile_2x8`, with the caller's step offsets.
     unsafe {
-        tile_4x4_asm!(
+        tile_2x8_asm!(
             [
                 "ldr {t}, [{steps}], #4",
                 "add {t}, {t}, {x0}",
-                "vld1.32 {{d4[]}}, [{t}], {ps}",
-                "vld1.32 {{d6[]}}, [{t}], {ps}",
-                "vld1.32 {{d8[]}}, [{t}], {ps}",
-                "vld1.32 {{d10[]}}, [{t}]",
+                "vld1.8 {{d8}}, [{t}], {ps}",
+                "vld1.8 {{d10}}, [{t}]",
                 "ldr {t}, [{steps}], #4",
                 "add {t}, {t}, {x0}",
-                "vld1.32 {{d5[]}}, [{t}], {ps}",
-                "vld1.32 {{d7[]}}, [{t}], {ps}",
-                "vld1.32 {{d9[]}}, [{t}], {ps}",
-                "vld1.32 {{d11[]}}, [{t}]"
+                "vld1.8 {{d9}}, [{t}], {ps}",
+                "vld1.8 {{d11}}, [{t}]"
             ],
             [
                 "ldr {t}, [{steps}], #4",
                 "add {t}, {t}, {x0}",
-                "vld1.32 {{d4[]}}, [{t}], {ps}",
-                "vld1.32 {{d6[]}}, [{t}], {ps}",
-                "vld1.32 {{d8[]}}, [{t}], {ps}",
-                "vld1.32 {{d10[]}}, [{t}]"
+                "vld1.8 {{d8}}, [{t}], {ps}",
+                "vld1.8 {{d10}}, [{t}]"
             ],
+            ["vuzp.32 q0, q1", "vuzp.32 q2, q3"],
             w = inout(reg) w => _,
             ws = in(reg) ws,
             x0 = in(reg) x0,
@@ -767,14 +776,32 @@ unsafe fn direct_4x4(
     }
 }
 
+/// The weights of two 4-channel groups' 8 outputs (`[a0 a1 a2 a3 b0 b1 b2 b3]`, 4 bytes each,
+/// per step, `ws` bytes apart) for `len` steps as [`direct_2x8_groups4`] takes them:
+/// `[a0 b0 a1 b1 a2 b2 a3 b3]`, 32 bytes per step.
+///
+/// # Safety
+/// The 32 bytes at `w + i * ws` must be readable for every `i < len`, `len <= MAX_STEPS`.
+unsafe fn interleave_groups(w: *const i8, ws: usize, len: usize, to: &mut [i8; MAX_STEPS * 32]) {
+    for i in 0..len {
+        // SAFETY: the caller's preconditions.
+        let from = unsafe { std::slice::from_raw_parts(w.add(i * ws), 32) };
+        for j in 0..4 {
+            to[32 * i + 8 * j..][..4].copy_from_slice(&from[4 * j..][..4]);
+            to[32 * i + 8 * j + 4..][..4].copy_from_slice(&from[16 + 4 * j..][..4]);
+        }
+    }
+}
+
 /// Steps a direct kernel walks in one go (their offsets live on the stack); longer windows
 /// (deep dense convolutions) are taken in several, each adding its sums.
 const MAX_STEPS: usize = 256;
 
-/// NEON twin of [`super::generic::direct_u8`]: blocks of 8 output channels of one group (4
-/// where a group has 4), 2 (4) pixels at a time, walking the window as a list of steps (tap,
-/// input quad), each step's offset from the pixel computed once per call; the weights of a
-/// block follow one another at a fixed stride ([`super::DirectShape::weight_at`]).
+/// NEON twin of [`super::generic::direct_u8`]: blocks of 8 output channels of one group (or
+/// of two groups of 4, [`direct_2x8_groups4`]; a dense convolution's last 4 as 8 with zero
+/// weights), 2 pixels at a time, walking the window as a list of steps (tap, input quad), each
+/// step's offset from the pixel computed once per call; the weights of a block follow one
+/// another at a fixed stride ([`super::DirectShape::weight_at`]).
 pub fn direct_u8_armv7(
     s: &super::DirectShape,
     xp: &[u8],
@@ -796,6 +823,8 @@ pub fn direct_u8_armv7(
         let (tap, q) = (step / cinq, step % cinq);
         tap / k * s.row + tap % k * s.in_c + 4 * q
     };
+    // A block's weights rearranged for the tile (4-channel groups, a last 4 outputs).
+    let mut inter = [0i8; MAX_STEPS * 32];
     for first in (0..total).step_by(MAX_STEPS) {
         let len = MAX_STEPS.min(total - first);
         for (i, off) in offsets[..len].iter_mut().enumerate() {
@@ -806,7 +835,14 @@ pub fn direct_u8_armv7(
             let same_block = |n: usize| {
                 o + n <= s.out_c && o / s.cout == (o + n - 1) / s.cout && o / 16 == (o + n - 1) / 16
             };
-            let width = if same_block(8) {
+            // Two groups of 4 channels at a time (ResNeXt 32x4d's first stage), one 8-byte
+            // load per pixel and step for both ([`direct_2x8_groups4`]).
+            let groups4 = s.cin == 4
+                && s.cout == 4
+                && s.cout != s.out_c
+                && o + 8 <= s.out_c
+                && o / 16 == (o + 7) / 16;
+            let width = if same_block(8) || groups4 {
                 8
             } else if same_block(4) {
                 4
@@ -836,25 +872,41 @@ pub fn direct_u8_armv7(
             let ws = 4 * 16.min(s.out_c - o / 16 * 16);
             let (tap, q) = (first / cinq, first % cinq);
             let wb = w[s.weight_at(tap, q, o)..].as_ptr();
-            let tile = if width == 8 { 2 } else { 4 };
             // SAFETY: the window's steps from `first` are inside `w` (`fits`), at `ws` bytes
             // from one another for the block's outputs (`weight_at`), the block within one
-            // block of 16 (`same_block`); each pass is `count` of those steps from `from`.
+            // block of 16 (`same_block`, `groups4`); each pass is `count` of those steps (or of
+            // their interleaved copy) from `from`.
             unsafe {
-                passes((wb, ws, len, width), |wq, ws, from, count, back| {
+                let block = if groups4 {
+                    interleave_groups(wb, ws, len, &mut inter);
+                    (inter.as_ptr(), 32, len, 8)
+                } else if width == 4 {
+                    // A dense convolution's last 4 outputs: the 2 x 8 tile on a copy of their
+                    // weights padded with 4 outputs of zeros, its sums taken row by row.
+                    for i in 0..len {
+                        let from = std::slice::from_raw_parts(wb.add(i * ws), 16);
+                        inter[32 * i..][..16].copy_from_slice(from);
+                        inter[32 * i + 16..][..16].fill(0);
+                    }
+                    (inter.as_ptr(), 32, len, 8)
+                } else {
+                    (wb, ws, len, width)
+                };
+                passes(block, |wq, ws, from, count, back| {
+                    // The interleaved weights' `128 * sum w` in output order.
+                    let back = &match groups4 {
+                        true => [0, 2, 4, 6, 1, 3, 5, 7].map(|j| back[j]),
+                        false => *back,
+                    };
                     let walk = steps(count);
                     let mut p = 0;
                     while p < pixels {
                         // Whole tiles of pixels, then one pixel at a time (repeated over the
                         // tile).
-                        let (n, step) = if p + tile <= pixels {
-                            (tile, ps)
-                        } else {
-                            (1, 0)
-                        };
+                        let (n, step) = if p + 2 <= pixels { (2, ps) } else { (1, 0) };
                         let at = p * s.out_c + o;
-                        let mut out = match n {
-                            1 => TileOut::sums(),
+                        let mut out = match (n, width) {
+                            (1, _) | (_, 4) => TileOut::sums(),
                             _ => TileOut::added(
                                 &mut acc[at..at + (n - 1) * s.out_c + width],
                                 s.out_c,
@@ -867,15 +919,18 @@ pub fn direct_u8_armv7(
                         // accumulators are inside the slice `out` was made from.
                         let offs = (offsets.as_ptr() as *const usize).add(from);
                         let pix = (x.add(p * ps), step, offs);
-                        if width == 8 {
-                            direct_2x8(pix, wq, ws, walk, &mut out);
+                        if groups4 {
+                            direct_2x8_groups4(pix, wq, ws, walk, &mut out);
                         } else {
-                            direct_4x4(pix, wq, ws, walk, &mut out);
+                            direct_2x8(pix, wq, ws, walk, &mut out);
                         }
-                        if n == 1 {
+                        if n == 1 || width == 4 {
                             // The tile ran on `out`, made by `TileOut::sums`.
                             let sums = out.left();
-                            add_row(&mut acc[at..at + width], &sums[..width], back);
+                            for (r, row) in sums.chunks_exact(8).take(n).enumerate() {
+                                let at = at + r * s.out_c;
+                                add_row(&mut acc[at..at + width], &row[..width], back);
+                            }
                         }
                         p += n;
                     }
