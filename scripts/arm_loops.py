@@ -142,7 +142,7 @@ def main():
                     continue
                 lines = []
                 for _, mn, ops in loop:
-                    ops = re.sub(r"\b[0-9a-f]{4,}\s*<[^>]*>", ".Lloop", ops)
+                    ops = re.sub(r"\b[0-9a-f]{4,}\s*<.*>", ".Lloop", ops)
                     ops = re.sub(r"\s*//.*$|\s*@.*$", "", ops)
                     lines.append(f"{mn} {ops}".strip())
                 dot = any(mn.lower() in ("sdot", "udot") for _, mn, _ in loop)

@@ -127,35 +127,58 @@ unsafe fn panel(
     if rows == 0 {
         return;
     }
-    let quads = kq / 4;
     let whole = n / 4 * 4;
     // SAFETY (every intrinsic and pointer below): NEON is baseline, `dotprod` the caller's
     // guarantee; rows are clamped to `rows - 1`, vectors to the block's last whole one, so
     // every load stays inside the bounds stated above.
     unsafe {
         for o in (0..whole).step_by(16) {
-            let vectors = ((whole - o) / 4).min(4);
-            let vector = |v: usize| o + 4 * v.min(vectors - 1);
-            let back = std::array::from_fn(|v| bias_back(w, n, vector(v), quads).0);
-            let tile = Tile {
-                w,
-                wq: 4 * n,
-                wv: std::array::from_fn(|v| 4 * vector(v)),
-            };
-            for r0 in (0..rows).step_by(4) {
-                let x = clamped_rows(patch, kq, r0, rows);
-                let sums = tile.sums(x, quads);
-                put_tile(
-                    sink,
-                    (r0, (rows - r0).min(4)),
-                    (o0 + o, vectors),
-                    sums,
-                    back,
-                );
+            // 16 outputs, or a last 8 or 4 on their own tile (12 as 16, the last repeated).
+            let (x, ws) = ((rows, patch, kq), (w, n, o));
+            match ((whole - o) / 4).min(4) {
+                1 => block::<1>(x, ws, (sink, o0), 1),
+                2 => block::<2>(x, ws, (sink, o0), 2),
+                v => block::<4>(x, ws, (sink, o0), v),
             }
         }
         if whole < n {
             partial_vector((rows, patch, kq), (w, n, whole), (sink, o0));
+        }
+    }
+}
+
+/// Every row of the `vectors` (`<= V`) vectors of outputs from `o`, on the `V`-vector tile
+/// (its vectors past `vectors` repeat the last).
+///
+/// # Safety
+/// As for [`panel`], with the outputs inside the panel's whole vectors.
+#[inline(always)]
+unsafe fn block<const V: usize>(
+    (rows, patch, kq): (usize, *const u8, usize),
+    (w, n, o): (*const i8, usize, usize),
+    (sink, o0): (&impl Sink, usize),
+    vectors: usize,
+) {
+    let quads = kq / 4;
+    // SAFETY: the caller's preconditions; rows and vectors clamped.
+    unsafe {
+        let vector = |v: usize| o + 4 * v.min(vectors - 1);
+        let back = std::array::from_fn(|v| bias_back(w, n, vector(v), quads).0);
+        let tile = Tile::<V> {
+            w,
+            wq: 4 * n,
+            wv: std::array::from_fn(|v| 4 * vector(v)),
+        };
+        for r0 in (0..rows).step_by(4) {
+            let x = clamped_rows(patch, kq, r0, rows);
+            let sums = tile.sums(x, quads);
+            put_tile(
+                sink,
+                (r0, (rows - r0).min(4)),
+                (o0 + o, vectors),
+                sums,
+                back,
+            );
         }
     }
 }
@@ -166,22 +189,24 @@ unsafe fn panel(
 /// # Safety
 /// As for [`Sink::put`], for those rows and outputs.
 #[inline(always)]
-unsafe fn put_tile(
+unsafe fn put_tile<const V: usize>(
     sink: &impl Sink,
     (p0, rows): (usize, usize),
     (o, vectors): (usize, usize),
-    sums: [[int32x4_t; 4]; 4],
-    back: [int32x4_t; 4],
+    sums: [[int32x4_t; V]; 4],
+    back: [int32x4_t; V],
 ) {
     // SAFETY: the caller's preconditions; NEON is baseline.
     unsafe {
         for (r, s) in sums.into_iter().enumerate().take(rows) {
-            let s: [int32x4_t; 4] = std::array::from_fn(|v| vaddq_s32(s[v], back[v]));
+            let s: [int32x4_t; V] = std::array::from_fn(|v| vaddq_s32(s[v], back[v]));
+            // (`vectors <= V`: the clamp never reads past `s`.)
+            let first = |v: usize| s[v.min(V - 1)];
             match vectors {
-                4 => sink.put(p0 + r, o, s),
-                3 => sink.put(p0 + r, o, [s[0], s[1], s[2]]),
-                2 => sink.put(p0 + r, o, [s[0], s[1]]),
-                _ => sink.put(p0 + r, o, [s[0]]),
+                4 => sink.put::<4>(p0 + r, o, std::array::from_fn(first)),
+                3 => sink.put::<3>(p0 + r, o, std::array::from_fn(first)),
+                2 => sink.put::<2>(p0 + r, o, std::array::from_fn(first)),
+                _ => sink.put::<1>(p0 + r, o, std::array::from_fn(first)),
             }
         }
     }
@@ -212,15 +237,15 @@ unsafe fn partial_vector(
             std::ptr::copy_nonoverlapping(at, last.as_mut_ptr(), 4 * lanes);
             back = partial_back(w, n, o, quads, lanes);
         }
-        let tile = Tile {
+        let tile = Tile::<1> {
             w: w.add(4 * o),
             wq: 4 * n,
-            wv: [0; 4],
+            wv: [0],
         };
-        let last_tile = Tile {
+        let last_tile = Tile::<1> {
             w: last.as_ptr(),
             wq: 0,
-            wv: [0; 4],
+            wv: [0],
         };
         for r0 in (0..rows).step_by(4) {
             let x = clamped_rows(patch, kq, r0, rows);
@@ -240,21 +265,21 @@ unsafe fn partial_vector(
     }
 }
 
-/// The weights of a 4 x 16 tile: quad `q`'s vector `v` (4 outputs x 4 bytes) at
-/// `w + q * wq + wv[v]`.
-struct Tile {
+/// The weights of a tile of 4 rows x `V` vectors of 4 outputs: quad `q`'s vector `v` (4
+/// outputs x 4 bytes) at `w + q * wq + wv[v]`.
+struct Tile<const V: usize> {
     w: *const i8,
     wq: usize,
-    wv: [usize; 4],
+    wv: [usize; V],
 }
 
-impl Tile {
+impl<const V: usize> Tile<V> {
     /// The weight vectors of quad `q`.
     ///
     /// # Safety
     /// The quad's vectors must be inside the weights.
     #[inline(always)]
-    unsafe fn w(&self, q: usize) -> [int8x16_t; 4] {
+    unsafe fn w(&self, q: usize) -> [int8x16_t; V] {
         // SAFETY: the caller's preconditions; NEON is baseline.
         std::array::from_fn(|v| unsafe { vld1q_s8(self.w.add(q * self.wq + self.wv[v])) })
     }
@@ -266,7 +291,7 @@ impl Tile {
     /// The CPU must have `dotprod` and the caller be compiled with it; the 4 quads' weights
     /// must be readable.
     #[inline(always)]
-    unsafe fn step4(&self, a: &mut [[int32x4_t; 4]; 4], xq: [int8x16_t; 4], q: usize) {
+    unsafe fn step4(&self, a: &mut [[int32x4_t; V]; 4], xq: [int8x16_t; 4], q: usize) {
         // SAFETY: the caller's preconditions.
         unsafe {
             let w0 = self.w(q);
@@ -302,7 +327,7 @@ impl Tile {
     /// The CPU must have `dotprod` and the caller be compiled with it; the 4 bytes at each
     /// `x[r]` and the quad's weights must be readable.
     #[inline(always)]
-    unsafe fn quad(&self, a: &mut [[int32x4_t; 4]; 4], x: [*const u8; 4], q: usize) {
+    unsafe fn quad(&self, a: &mut [[int32x4_t; V]; 4], x: [*const u8; 4], q: usize) {
         let flip = vdupq_n_u8(0x80);
         // SAFETY: the caller's preconditions.
         unsafe {
@@ -330,11 +355,11 @@ impl Tile {
     /// quads of the tile's vectors.
     #[inline(never)]
     #[target_feature(enable = "dotprod")]
-    unsafe fn sums(&self, x: [*const u8; 4], quads: usize) -> [[int32x4_t; 4]; 4] {
+    unsafe fn sums(&self, x: [*const u8; 4], quads: usize) -> [[int32x4_t; V]; 4] {
         let flip = vdupq_n_u8(0x80);
         // SAFETY: the caller's preconditions; loads stay inside the rows' `quads` quads.
         unsafe {
-            let mut a = [[vdupq_n_s32(0); 4]; 4];
+            let mut a = [[vdupq_n_s32(0); V]; 4];
             let mut q = 0;
             while q + 4 <= quads {
                 let xq: [int8x16_t; 4] = std::array::from_fn(|r| {
@@ -359,10 +384,10 @@ impl Tile {
                         std::ptr::copy_nonoverlapping(from, b[16 * v..].as_mut_ptr(), 16);
                     }
                 }
-                let tail = Tile {
+                let tail = Tile::<V> {
                     w: wb.as_ptr() as *const i8,
                     wq: 64,
-                    wv: [0, 16, 32, 48],
+                    wv: std::array::from_fn(|v| 16 * v),
                 };
                 let xq = xb.map(|b| vreinterpretq_s8_u8(veorq_u8(vld1q_u8(b.as_ptr()), flip)));
                 tail.step4(&mut a, xq, 0);
