@@ -125,20 +125,19 @@ pub(super) fn mul<const H: usize>(x: int8x16_t, w: int8x16_t) -> int16x8_t {
     }
 }
 
-/// `128 * sum w` of outputs `o..o + lanes` (a panel's last 1-3), whose weight vector would
-/// reach past the panel.
+/// For a panel's last `n - o` (1-3) outputs, whose weight vector would reach past the panel:
+/// their last quad's weights zero-padded to 16 bytes, and their `128 * sum w`.
 ///
 /// # Safety
-/// Outputs `o..o + lanes` of each of the `quads` quads of the panel of `n` at `w` must be
-/// readable.
-pub(super) unsafe fn partial_back(
+/// Outputs `o..n` of each of the `quads` quads of the panel of `n` at `w` must be readable.
+pub(super) unsafe fn partial_weights(
     w: *const i8,
     n: usize,
     o: usize,
     quads: usize,
-    lanes: usize,
-) -> [i32; 4] {
-    let mut back = [0i32; 4];
+) -> ([i8; 16], [i32; 4]) {
+    let lanes = n - o;
+    let (mut last, mut back) = ([0i8; 16], [0i32; 4]);
     // SAFETY: the caller's preconditions.
     unsafe {
         for q in 0..quads {
@@ -148,9 +147,37 @@ pub(super) unsafe fn partial_back(
                     *b += *at.add(4 * l + t) as i32;
                 }
             }
+            if q + 1 == quads {
+                std::ptr::copy_nonoverlapping(at, last.as_mut_ptr(), 4 * lanes);
+            }
         }
     }
-    back.map(|b| 128 * b)
+    (last, back.map(|b| 128 * b))
+}
+
+/// The first `lanes` outputs of a 4-output vector's sums (`+ back`), rows `p0..p0 + rows`,
+/// one by one (a panel's last 1-3 outputs).
+///
+/// # Safety
+/// As for [`Sink::put1`], for those rows and outputs.
+#[inline(always)]
+pub(super) unsafe fn put_lanes(
+    sink: &impl Sink,
+    (p0, rows): (usize, usize),
+    (o, lanes): (usize, usize),
+    sums: [int32x4_t; 4],
+    back: [i32; 4],
+) {
+    // SAFETY: the caller's preconditions; NEON is baseline.
+    unsafe {
+        for (r, s) in sums.into_iter().enumerate().take(rows) {
+            let mut lane = [0i32; 4];
+            vst1q_s32(lane.as_mut_ptr(), s);
+            for l in 0..lanes {
+                sink.put1(p0 + r, o + l, lane[l] + back[l]);
+            }
+        }
+    }
 }
 
 /// Rows `r0..r0 + 4` of the patch, those past the last row replaced by it.
@@ -342,13 +369,7 @@ unsafe fn partial_vector(
     // row of `n`, which ends inside the next quad's row; the last quad's `lanes` outputs are
     // copied into a 16-byte buffer.
     unsafe {
-        let mut last = [0i8; 16];
-        let mut back = [0i32; 4];
-        if quads > 0 {
-            let at = w.add(((quads - 1) * n + o) * 4);
-            std::ptr::copy_nonoverlapping(at, last.as_mut_ptr(), 4 * lanes);
-            back = partial_back(w, n, o, quads, lanes);
-        }
+        let (last, back) = partial_weights(w, n, o, quads);
         let tile = Tile {
             w: w.add(4 * o),
             wq: 4 * n,
@@ -368,13 +389,8 @@ unsafe fn partial_vector(
                     sr[0] = vaddq_s32(sr[0], lr[0]);
                 }
             }
-            for (r, s) in sums.iter().enumerate().take((rows - r0).min(4)) {
-                let mut lane = [0i32; 4];
-                vst1q_s32(lane.as_mut_ptr(), s[0]);
-                for l in 0..lanes {
-                    sink.put1(r0 + r, o0 + o + l, lane[l] + back[l]);
-                }
-            }
+            let rows = (r0, (rows - r0).min(4));
+            put_lanes(sink, rows, (o0 + o, lanes), sums.map(|s| s[0]), back);
         }
     }
 }

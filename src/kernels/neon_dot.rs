@@ -12,7 +12,7 @@
 //! assembly (one instruction, registers chosen by the compiler), inside functions compiled
 //! with the `dotprod` feature.
 
-use super::aarch64::{bias_back, clamped_rows, partial_back};
+use super::aarch64::{bias_back, clamped_rows, partial_weights, put_lanes};
 use super::neon_sink::{AccSink, RequantSink, Sink};
 use super::requant::Requantize;
 use std::arch::aarch64::*;
@@ -230,13 +230,7 @@ unsafe fn partial_vector(
     // from output `o` of their row of `n`, which ends inside the next quad's row; the last
     // quad's `lanes` outputs are copied into a 16-byte buffer.
     unsafe {
-        let mut last = [0i8; 16];
-        let mut back = [0i32; 4];
-        if quads > 0 {
-            let at = w.add(((quads - 1) * n + o) * 4);
-            std::ptr::copy_nonoverlapping(at, last.as_mut_ptr(), 4 * lanes);
-            back = partial_back(w, n, o, quads, lanes);
-        }
+        let (last, back) = partial_weights(w, n, o, quads);
         let tile = Tile::<1> {
             w: w.add(4 * o),
             wq: 4 * n,
@@ -254,13 +248,8 @@ unsafe fn partial_vector(
                 let x = x.map(|row| row.add(4 * (quads - 1)));
                 last_tile.quad(&mut sums, x, 0);
             }
-            for (r, s) in sums.iter().enumerate().take((rows - r0).min(4)) {
-                let mut lane = [0i32; 4];
-                vst1q_s32(lane.as_mut_ptr(), s[0]);
-                for l in 0..lanes {
-                    sink.put1(r0 + r, o0 + o + l, lane[l] + back[l]);
-                }
-            }
+            let rows = (r0, (rows - r0).min(4));
+            put_lanes(sink, rows, (o0 + o, lanes), sums.map(|s| s[0]), back);
         }
     }
 }
