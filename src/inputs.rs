@@ -59,7 +59,7 @@ mod tests {
 
     #[test]
     fn walks_directories_in_name_order_and_reports_missing_paths() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::scratch_dir::ScratchDir::new().unwrap();
         let d = dir.path();
         std::fs::create_dir_all(d.join("b/inner")).unwrap();
         for f in ["b/inner/z.PNG", "b/a.jpg", "c.jpeg", "notes.txt", "a.png"] {

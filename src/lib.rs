@@ -20,5 +20,7 @@ pub mod model;
 pub mod native;
 pub mod onnx_limits;
 pub mod preprocess;
+#[cfg(test)]
+mod scratch_dir;
 pub mod stream;
 pub mod topk;

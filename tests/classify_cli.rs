@@ -8,18 +8,18 @@
 
 mod common;
 
-use common::{colour_model, json_lines};
+use common::{colour_model, json_lines, ScratchDir};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 struct Setup {
-    _dir: tempfile::TempDir,
+    _dir: ScratchDir,
     root: PathBuf,
     model: PathBuf,
 }
 
 fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = ScratchDir::new().unwrap();
     let root = dir.path().to_path_buf();
     let model = root.join("colours.onnx");
     colour_model(&model);

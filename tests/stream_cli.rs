@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{colour_model, json_lines};
+use common::{colour_model, json_lines, ScratchDir};
 use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -17,12 +17,12 @@ fn bin() -> Command {
 }
 
 struct Setup {
-    dir: tempfile::TempDir,
+    dir: ScratchDir,
     model: PathBuf,
 }
 
 fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = ScratchDir::new().unwrap();
     let model = dir.path().join("colours.onnx");
     colour_model(&model);
     Setup { dir, model }

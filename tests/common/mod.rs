@@ -6,6 +6,10 @@
 //! tests, which write them.
 #![allow(dead_code)] // each test file uses part of it
 
+#[path = "../../src/scratch_dir.rs"]
+mod scratch_dir;
+pub use scratch_dir::ScratchDir;
+
 use prost::Message;
 use std::path::Path;
 use std::process::Output;
