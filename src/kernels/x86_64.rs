@@ -1,186 +1,8 @@
-//! x86_64 twins of the generic kernels.
-//!
-//! `dot_i16_avx2` tile: 4 rows (pixels) x 8 outputs in 4 ymm accumulators; per input pair one
-//! weight load (8 outputs x 2 i16) shared by the rows, one broadcast and one `vpmaddwd` +
-//! `vpaddd` per row. Outputs are the outer loop, rows the inner one, so that one 8-output slice
-//! of the weights (`kp * 16` bytes) stays in L1 while every row passes over it. Outputs beyond the
-//! last multiple of 8 run 4 at a time in xmm, then one by one.
+//! x86_64 VNNI twins of the generic u8-quad kernels (`vpdpbusd`, on 256-bit vectors with
+//! AVX-VNNI or AVX-512 VL, on 512-bit ones with AVX-512), and the depth-block and panel loop
+//! of the dot kernels that [`super::avx2`] shares.
 
 use std::arch::x86_64::*;
-
-/// AVX2 twin of [`super::generic::dot_i16`]; falls back to it when AVX2 is absent.
-pub fn dot_i16_avx2(rows: usize, patch: &[i16], kp: usize, w: &[i16], n: usize, acc: &mut [i32]) {
-    assert!(kp.is_multiple_of(2));
-    assert!(super::fits(rows, kp, n, patch.len(), w.len(), acc.len()));
-    if !std::arch::is_x86_feature_detected!("avx2") {
-        return super::generic::dot_i16(rows, patch, kp, w, n, acc);
-    }
-    // Depth in blocks of KC pairs, so that the rows' patch slices and the weights' slice of one
-    // block stay in L1 while the output chunks pass over them.
-    const KC: usize = 128;
-    let pairs = kp / 2;
-    let mut j0 = 0;
-    while j0 < pairs {
-        let j1 = (j0 + KC).min(pairs);
-        for (o0, width) in super::panels(n) {
-            // SAFETY: AVX2 is present (checked above), and the slices hold rows * kp patch
-            // values, kp * n weights and rows * n accumulators (asserted above): the panel's
-            // kp * width weights from o0 * kp, and its outputs o0..o0 + width of each row;
-            // `dot_avx2` reads pairs j0..j1 <= kp / 2 of them.
-            unsafe {
-                dot_avx2(
-                    rows,
-                    patch.as_ptr(),
-                    kp,
-                    w.as_ptr().add(o0 * kp),
-                    width,
-                    (acc.as_mut_ptr().add(o0), n),
-                    j0,
-                    j1,
-                )
-            }
-        }
-        j0 = j1;
-    }
-}
-
-/// Accumulates input pairs `j0..j1` for one panel of `n` outputs, whose accumulators are
-/// `ldc` apart from row to row.
-///
-/// # Safety
-/// AVX2 must be available; `patch` must hold `rows * kp` values, `w` `kp * n`, `acc` rows of
-/// `n` accumulators `ldc` apart, and `j0 <= j1 <= kp / 2`.
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx2")]
-unsafe fn dot_avx2(
-    rows: usize,
-    patch: *const i16,
-    kp: usize,
-    w: *const i16,
-    n: usize,
-    (acc, ldc): (*mut i32, usize),
-    j0: usize,
-    j1: usize,
-) {
-    // The input pair of row r at pair j, as one i32 to broadcast.
-    let pair = |r: usize, j: usize| -> i32 {
-        // SAFETY: r < rows and j < kp / 2, so the two i16 at r * kp + 2j are inside `patch`.
-        unsafe { (patch.add(r * kp + 2 * j) as *const i32).read_unaligned() }
-    };
-    let mut o = 0;
-    while o + 8 <= n {
-        let mut r0 = 0;
-        // Full tiles: four named accumulators, so that they live in registers.
-        while r0 + 4 <= rows {
-            let (mut a0, mut a1, mut a2, mut a3) = (
-                _mm256_setzero_si256(),
-                _mm256_setzero_si256(),
-                _mm256_setzero_si256(),
-                _mm256_setzero_si256(),
-            );
-            for j in j0..j1 {
-                // SAFETY: (j * n + o) * 2 + 16 <= kp * n because o + 8 <= n and j < kp / 2.
-                let wv = unsafe { _mm256_loadu_si256(w.add((j * n + o) * 2) as *const __m256i) };
-                a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_set1_epi32(pair(r0, j)), wv));
-                a1 = _mm256_add_epi32(
-                    a1,
-                    _mm256_madd_epi16(_mm256_set1_epi32(pair(r0 + 1, j)), wv),
-                );
-                a2 = _mm256_add_epi32(
-                    a2,
-                    _mm256_madd_epi16(_mm256_set1_epi32(pair(r0 + 2, j)), wv),
-                );
-                a3 = _mm256_add_epi32(
-                    a3,
-                    _mm256_madd_epi16(_mm256_set1_epi32(pair(r0 + 3, j)), wv),
-                );
-            }
-            for (r, ar) in [a0, a1, a2, a3].into_iter().enumerate() {
-                // SAFETY: (r0 + r) * ldc + o + 8 <= (rows - 1) * ldc + n.
-                unsafe {
-                    let p = acc.add((r0 + r) * ldc + o) as *mut __m256i;
-                    _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), ar));
-                }
-            }
-            r0 += 4;
-        }
-        while r0 < rows {
-            let mut a = _mm256_setzero_si256();
-            for j in j0..j1 {
-                // SAFETY: as above.
-                let wv = unsafe { _mm256_loadu_si256(w.add((j * n + o) * 2) as *const __m256i) };
-                a = _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_set1_epi32(pair(r0, j)), wv));
-            }
-            // SAFETY: r0 * ldc + o + 8 <= (rows - 1) * ldc + n.
-            unsafe {
-                let p = acc.add(r0 * ldc + o) as *mut __m256i;
-                _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), a));
-            }
-            r0 += 1;
-        }
-        o += 8;
-    }
-    while o + 4 <= n {
-        let mut r0 = 0;
-        while r0 + 4 <= rows {
-            let (mut a0, mut a1, mut a2, mut a3) = (
-                _mm_setzero_si128(),
-                _mm_setzero_si128(),
-                _mm_setzero_si128(),
-                _mm_setzero_si128(),
-            );
-            for j in j0..j1 {
-                // SAFETY: (j * n + o) * 2 + 8 <= kp * n because o + 4 <= n.
-                let wv = unsafe { _mm_loadu_si128(w.add((j * n + o) * 2) as *const __m128i) };
-                a0 = _mm_add_epi32(a0, _mm_madd_epi16(_mm_set1_epi32(pair(r0, j)), wv));
-                a1 = _mm_add_epi32(a1, _mm_madd_epi16(_mm_set1_epi32(pair(r0 + 1, j)), wv));
-                a2 = _mm_add_epi32(a2, _mm_madd_epi16(_mm_set1_epi32(pair(r0 + 2, j)), wv));
-                a3 = _mm_add_epi32(a3, _mm_madd_epi16(_mm_set1_epi32(pair(r0 + 3, j)), wv));
-            }
-            for (r, ar) in [a0, a1, a2, a3].into_iter().enumerate() {
-                // SAFETY: (r0 + r) * ldc + o + 4 <= (rows - 1) * ldc + n.
-                unsafe {
-                    let p = acc.add((r0 + r) * ldc + o) as *mut __m128i;
-                    _mm_storeu_si128(p, _mm_add_epi32(_mm_loadu_si128(p), ar));
-                }
-            }
-            r0 += 4;
-        }
-        while r0 < rows {
-            let mut a = _mm_setzero_si128();
-            for j in j0..j1 {
-                // SAFETY: as above.
-                let wv = unsafe { _mm_loadu_si128(w.add((j * n + o) * 2) as *const __m128i) };
-                a = _mm_add_epi32(a, _mm_madd_epi16(_mm_set1_epi32(pair(r0, j)), wv));
-            }
-            // SAFETY: r0 * ldc + o + 4 <= (rows - 1) * ldc + n.
-            unsafe {
-                let p = acc.add(r0 * ldc + o) as *mut __m128i;
-                _mm_storeu_si128(p, _mm_add_epi32(_mm_loadu_si128(p), a));
-            }
-            r0 += 1;
-        }
-        o += 4;
-    }
-    while o < n {
-        for r in 0..rows {
-            let mut s = 0i32;
-            for j in j0..j1 {
-                // SAFETY: indices within the bounds stated for `patch` and `w`.
-                unsafe {
-                    let x0 = *patch.add(r * kp + 2 * j) as i32;
-                    let x1 = *patch.add(r * kp + 2 * j + 1) as i32;
-                    let w0 = *w.add((j * n + o) * 2) as i32;
-                    let w1 = *w.add((j * n + o) * 2 + 1) as i32;
-                    s += x0 * w0 + x1 * w1;
-                }
-            }
-            // SAFETY: r * ldc + o < (rows - 1) * ldc + n.
-            unsafe { *acc.add(r * ldc + o) += s };
-        }
-        o += 1;
-    }
-}
 
 /// AVX-VNNI, or AVX-512 VNNI with 256-bit vectors.
 pub fn has_vnni() -> bool {
@@ -202,46 +24,55 @@ pub fn dot_u8i8_vnni(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, a
     if !avx && !has_vnni() {
         return super::generic::dot_u8i8(rows, patch, kq, w, n, acc);
     }
+    // SAFETY (the body): the feature is present (checked above) and `dot_u8_blocks` hands
+    // in arguments in bounds with q0 <= q1 <= kq / 4.
+    dot_u8_blocks(rows, patch, kq, w, n, acc, &|args| unsafe {
+        if zmm {
+            dot_vnni_zmm(args)
+        } else if avx {
+            dot_vnni_avx(args, 0)
+        } else {
+            dot_vnni_512(args, 0)
+        }
+    })
+}
+
+/// The loop of the dot kernels around their tiles: the depth in blocks, and each block's
+/// [`super::PANEL`]s of outputs, one `body` call per block and panel with its operands.
+/// `fits` must hold for the arguments (the callers assert it).
+pub(super) fn dot_u8_blocks(
+    rows: usize,
+    patch: &[u8],
+    kq: usize,
+    w: &[i8],
+    n: usize,
+    acc: &mut [i32],
+    body: &dyn Fn(Vnni),
+) {
+    debug_assert!(super::fits(rows, kq, n, patch.len(), w.len(), acc.len()));
     // 64 quads: the 32 rows' patch slices (8 KB) and one 32-output slice of the weights (8 KB)
     // of a block stay in L1 while the tiles pass over them (256 quads ran 15 % slower).
     const KC: usize = 64;
     let quads = kq / 4;
-    let mut run = |o0: usize, width: usize, q0: usize, q1: usize| {
-        // SAFETY: the slices hold rows * kq patch bytes, kq * n weights and rows * n
-        // accumulators (asserted above): the panel's kq * width weights from o0 * kq, and its
-        // outputs o0..o0 + width of each row n apart.
-        let args = unsafe {
-            Vnni {
-                rows,
-                patch: patch.as_ptr(),
-                kq,
-                w: w.as_ptr().add(o0 * kq),
-                n: width,
-                acc: acc.as_mut_ptr().add(o0),
-                ldc: n,
-                q0,
-                q1,
-            }
-        };
-        // SAFETY: the feature is present (checked above); the arguments are in bounds (just
-        // above) and q0 <= q1 <= kq / 4.
-        unsafe {
-            if zmm {
-                dot_vnni_zmm(args)
-            } else if avx {
-                dot_vnni_avx(args, 0)
-            } else {
-                dot_vnni_512(args, 0)
-            }
-        }
-    };
     // Depth blocks outside, panels inside: a block's patch rows stay in L1 for every panel.
     // (Panels outside measured the same on resnext50.)
     let mut q0 = 0;
     while q0 < quads {
         let q1 = (q0 + KC).min(quads);
         for (o0, width) in super::panels(n) {
-            run(o0, width, q0, q1);
+            // The panel's kq * width weights from o0 * kq, and its outputs o0..o0 + width of
+            // each row, n apart.
+            body(Vnni {
+                rows,
+                patch: patch.as_ptr(),
+                kq,
+                w: w[o0 * kq..].as_ptr(),
+                n: width,
+                acc: acc[o0..].as_mut_ptr(),
+                ldc: n,
+                q0,
+                q1,
+            });
         }
         q0 = q1;
     }
@@ -250,7 +81,7 @@ pub fn dot_u8i8_vnni(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, a
 /// One panel's share of a [`dot_u8i8_vnni`] call: `rows` patch rows of `kq` bytes, the
 /// panel's weights `[kq / 4][n][4]`, its accumulators (rows `ldc` apart), quads `q0..q1`.
 #[derive(Clone, Copy)]
-struct Vnni {
+pub(super) struct Vnni {
     rows: usize,
     patch: *const u8,
     kq: usize,
@@ -398,36 +229,50 @@ pub fn dot_u8i8_requant_vnni(
     if !has_vnni_512() || !n.is_multiple_of(super::PANEL) {
         return super::generic::dot_u8i8_requant(rows, patch, kq, w, n, rq, residual, out, ldo);
     }
-    let f = Fused {
-        patch: patch.as_ptr(),
-        kq,
-        w: w.as_ptr(),
-        bias: rq.bias.as_ptr(),
-        multiplier: rq.multiplier.as_ptr(),
-        bounds: (rq.zero, rq.lo, rq.hi),
-        residual: rq.residual.zip(residual.map(<[u8]>::as_ptr)),
-        out: out.as_mut_ptr(),
-        ldo,
-    };
+    let f = Fused::new((patch, kq), w, rq, residual, out, ldo);
     // SAFETY: AVX-512 VNNI/BW/VL are present (checked above); `fits_requant` holds (asserted
     // above): rows * kq patch bytes, kq * n weights in panels of 32, n biases and multipliers,
     // and rows of n outputs (and residual inputs) ldo apart.
     unsafe { fused_panels(&f, rows, n) }
 }
 
-/// The operands of [`dot_u8i8_requant_vnni`] as pointers.
-struct Fused {
-    patch: *const u8,
-    kq: usize,
-    w: *const i8,
-    bias: *const i32,
-    multiplier: *const f32,
+/// The operands of [`dot_u8i8_requant_vnni`] (and of its AVX2 twin) as pointers.
+pub(super) struct Fused {
+    pub patch: *const u8,
+    pub kq: usize,
+    pub w: *const i8,
+    pub bias: *const i32,
+    pub multiplier: *const f32,
     /// Output zero point, clamp bounds.
-    bounds: (i32, i32, i32),
+    pub bounds: (i32, i32, i32),
     /// The residual's zero point and multiplier, and its rows (`ldo` apart, as `out`).
-    residual: Option<((i32, f32), *const u8)>,
-    out: *mut u8,
-    ldo: usize,
+    pub residual: Option<((i32, f32), *const u8)>,
+    pub out: *mut u8,
+    pub ldo: usize,
+}
+
+impl Fused {
+    /// The operands of a [`super::DotU8Requant`] call.
+    pub fn new(
+        (patch, kq): (&[u8], usize),
+        w: &[i8],
+        rq: &super::requant::Requantize,
+        residual: Option<&[u8]>,
+        out: &mut [u8],
+        ldo: usize,
+    ) -> Fused {
+        Fused {
+            patch: patch.as_ptr(),
+            kq,
+            w: w.as_ptr(),
+            bias: rq.bias.as_ptr(),
+            multiplier: rq.multiplier.as_ptr(),
+            bounds: (rq.zero, rq.lo, rq.hi),
+            residual: rq.residual.zip(residual.map(<[u8]>::as_ptr)),
+            out: out.as_mut_ptr(),
+            ldo,
+        }
+    }
 }
 
 /// # Safety
@@ -582,7 +427,7 @@ impl Requant16 {
 /// # Safety
 /// AVX2 must be available and `p` valid for 8 i32 reads and writes.
 #[inline(always)]
-unsafe fn add_to(p: *mut i32, v: __m256i) {
+pub(super) unsafe fn add_to(p: *mut i32, v: __m256i) {
     // SAFETY: the caller's preconditions.
     unsafe {
         let p = p as *mut __m256i;
@@ -600,7 +445,7 @@ unsafe fn add_to(p: *mut i32, v: __m256i) {
 /// AVX2 and the `dp` instructions must be available; `patch` must hold `rows * kq` bytes, `w`
 /// `kq * n`, `acc` rows of `n` accumulators `ldc` apart, and `q0 <= q1 <= kq / 4`.
 #[inline(always)]
-unsafe fn dot_vnni_body(
+pub(super) unsafe fn dot_vnni_body(
     Vnni {
         rows,
         patch,
