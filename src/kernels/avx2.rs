@@ -6,9 +6,10 @@
 //! becomes two `vpmaddwd` on i16 pairs: a quad's bytes 0 and 2 (inputs zero-extended, weights
 //! sign-extended) in one, bytes 1 and 3 in the other. A pair of products is at most
 //! 2 * 255 * 128 in magnitude, exact in the i32 lanes. That is 16 multiply-adds per `vpmaddwd`,
-//! as many per multiply as onnxruntime's `vpmaddubsw` + `vpmaddwd` (32 per two). A tile splits
-//! its weights once per quad, shared by its rows, and each row's input quad once, shared by
-//! its vectors.
+//! as many per multiply as onnxruntime's `vpmaddubsw` + `vpmaddwd` (32 per two). Each row's
+//! input quad is split once, shared by a tile's vectors; the weights once per tile and quad,
+//! shared by its rows (the requantizing dot kernel splits a 16-output slice's weights once for
+//! all its rows).
 //!
 //! Kernels: the dot product (the tiles of the VNNI body in [`super::x86_64`]); the dot
 //! product that requantizes its own tiles (up to 4 rows x 16 outputs over the whole depth in 8
@@ -20,6 +21,7 @@ use super::requant::{Requantize, LIMIT, MAGIC};
 use super::x86_64::{add_to, dot_u8_blocks, dot_vnni_body, Fused, Vnni};
 use super::DirectShape;
 use std::arch::x86_64::*;
+use std::cell::Cell;
 
 /// Whether the CPU has AVX2.
 pub fn available() -> bool {
@@ -158,65 +160,145 @@ pub fn dot_u8i8_requant_avx2(
     unsafe { fused_slices(&f, rows, n) }
 }
 
+/// A quad's weights of 16 outputs, split into i16 pairs: outputs 0-7 (even bytes, odd bytes),
+/// then outputs 8-15.
+type Split16 = [__m256i; 4];
+
+thread_local! {
+    /// The split weights of the 16 outputs a [`fused_slices`] call is at, kept between calls.
+    static SPLIT: Cell<Vec<Split16>> = const { Cell::new(Vec::new()) };
+}
+
 /// # Safety
 /// AVX2 must be available; the operands of `f` as [`dot_u8i8_requant_avx2`] checks them, for
 /// `rows` rows and `n` (a multiple of 32) outputs.
 #[target_feature(enable = "avx2")]
 unsafe fn fused_slices(f: &Fused, rows: usize, n: usize) {
-    // SAFETY: the feature is enabled here; every tile's rows r0..r0 + R are below `rows` and its
-    // outputs o..o + 16 below `n`, as `fused_tile` requires; `next` is a panel inside `w`.
+    let quads = f.kq / 4;
+    // Split weights take twice the bytes: up to 128 quads (16 KB) they stay in L1 with the
+    // rows; deeper, the tiles split their own (layer4.1.conv3, 256 quads, ran 11 % slower on
+    // a 32 KB buffer).
+    let presplit = quads <= 128;
+    let mut split = SPLIT.take();
+    split.resize(
+        if presplit { quads } else { 0 },
+        [_mm256_setzero_si256(); 4],
+    );
+    // SAFETY: the feature is enabled here; in the 32-output panel holding outputs o..o + 16,
+    // quad q's weights of those outputs are the 64 bytes at q * 128 + (o % 32) * 4 (q < kq /
+    // 4), and the next panel lies inside `w` when o + 32 < n; every tile's rows r0..r0 + R are
+    // below `rows` and its outputs o..o + 16 below `n`, as `fused_tile` requires.
     unsafe {
         // Rows in as few tiles as 4-row tiles would take, of even sizes (49 rows: 4 x 4 + 11 x
         // 3, not 12 x 4 + 1): a short tile costs as many weight loads as a full one.
         let tiles = rows.div_ceil(4);
         for o in (0..n).step_by(16) {
+            // The 16 outputs' weights split once, for every tile of rows (split in the tiles,
+            // 6 of a quad step's 46 vector instructions were shifts of the same weights).
+            let w = f.w.add(o / 32 * 32 * f.kq + o % 32 * 4);
+            // Quad q's weights of the 16 outputs, split.
+            let raw = |q: usize| {
+                let a = Pairs::weights(_mm256_loadu_si256(w.add(q * 128) as *const __m256i));
+                let b = Pairs::weights(_mm256_loadu_si256(w.add(q * 128 + 32) as *const __m256i));
+                (a, b)
+            };
+            // The next panel's weights go into L2 (they come from L3 or memory once per
+            // inference: the model's 25 MB do not stay in L2), a quad's lines at a time along
+            // the split, or along the first tile of rows.
+            let mut next = if o % 32 == 0 && o + 32 < n {
+                f.w.add((o + 32) * f.kq)
+            } else {
+                std::ptr::null()
+            };
+            for (q, sq) in split.iter_mut().enumerate() {
+                let (a, b) = raw(q);
+                *sq = [a.e, a.o, b.e, b.o];
+                prefetch_quad(next, q);
+            }
+            if presplit {
+                next = std::ptr::null();
+            }
+            let stored = |q: usize| {
+                let [ae, ao, be, bo] = split[q];
+                (Pairs { e: ae, o: ao }, Pairs { e: be, o: bo })
+            };
             let mut r0 = 0;
             for t in 0..tiles {
                 let r = rows / tiles + usize::from(t < rows % tiles);
-                // The first tile of a panel fetches the next panel's weights ahead (they come
-                // from L3 or memory once per inference: the model's 25 MB do not stay in L2).
-                let next = if t == 0 && o % 32 == 0 && o + 32 < n {
-                    f.w.add((o + 32) * f.kq)
+                if presplit {
+                    tile_rows(f, (r0, r), o, &stored, next);
                 } else {
-                    std::ptr::null()
-                };
-                match r {
-                    4 => fused_tile::<4>(f, r0, o, next),
-                    3 => fused_tile::<3>(f, r0, o, next),
-                    2 => fused_tile::<2>(f, r0, o, next),
-                    _ => fused_tile::<1>(f, r0, o, next),
+                    tile_rows(f, (r0, r), o, &raw, next);
                 }
+                next = std::ptr::null();
                 r0 += r;
             }
         }
     }
+    SPLIT.set(split);
 }
 
-/// Rows `r0..r0 + R` x outputs `o..o + 16` of [`fused_slices`]: the products over the whole
-/// depth, then the requantization.
+/// A tile of `r` (1 to 4) rows from `r0`: [`fused_tile`].
 ///
 /// # Safety
-/// As for [`fused_slices`], and `r0 + R <= rows`, `o + 16 <= n`, `o` a multiple of 16; `next`
-/// null or the start of a 32-output panel of `f.w`.
+/// As for [`fused_tile`].
 #[inline(always)]
-unsafe fn fused_tile<const R: usize>(f: &Fused, r0: usize, o: usize, next: *const i8) {
-    // SAFETY (every intrinsic and pointer below): the caller enables AVX2; rows r0..r0 + R of
-    // the patch (kq bytes each); in the 32-output panel holding outputs o..o + 16, quad q's
-    // weights of those outputs are the 64 bytes at q * 128 + (o % 32) * 4 (q < kq / 4); outputs
-    // o..o + 16 of the biases and multipliers, and bytes o..o + 16 of output and residual rows
-    // r0..r0 + R are in bounds.
+unsafe fn tile_rows(
+    f: &Fused,
+    (r0, r): (usize, usize),
+    o: usize,
+    weights: &impl Fn(usize) -> (Pairs, Pairs),
+    next: *const i8,
+) {
+    // SAFETY: the caller's preconditions.
     unsafe {
-        let w = f.w.add(o / 32 * 32 * f.kq + o % 32 * 4);
+        match r {
+            4 => fused_tile::<4>(f, r0, o, weights, next),
+            3 => fused_tile::<3>(f, r0, o, weights, next),
+            2 => fused_tile::<2>(f, r0, o, weights, next),
+            _ => fused_tile::<1>(f, r0, o, weights, next),
+        }
+    }
+}
+
+/// Fetches quad `q`'s two lines of the panel at `next` into L2, if `next` is not null.
+///
+/// # Safety
+/// AVX2 must be available (any pointer may be prefetched; the prefetch never faults).
+#[inline(always)]
+unsafe fn prefetch_quad(next: *const i8, q: usize) {
+    if !next.is_null() {
+        // SAFETY: the caller's preconditions; a prefetch reads nothing the program sees.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T1>(next.wrapping_add(q * 128));
+            _mm_prefetch::<_MM_HINT_T1>(next.wrapping_add(q * 128 + 64));
+        }
+    }
+}
+
+/// Rows `r0..r0 + R` x outputs `o..o + 16` of [`fused_slices`], whose split weights of quad q
+/// `weights(q)` gives: the products over the whole depth, then the requantization.
+///
+/// # Safety
+/// As for [`fused_slices`], and `r0 + R <= rows`, `o + 16 <= n`; `weights` sound for every
+/// quad below `kq / 4`; `next` null or a panel to prefetch along the depth.
+#[inline(always)]
+unsafe fn fused_tile<const R: usize>(
+    f: &Fused,
+    r0: usize,
+    o: usize,
+    weights: &impl Fn(usize) -> (Pairs, Pairs),
+    next: *const i8,
+) {
+    // SAFETY (every intrinsic and pointer below): the caller enables AVX2; rows r0..r0 + R of
+    // the patch (kq bytes each); outputs o..o + 16 of the biases and multipliers, and bytes
+    // o..o + 16 of output and residual rows r0..r0 + R are in bounds.
+    unsafe {
         let z = _mm256_setzero_si256();
         let mut a = [[z; 2]; R];
         for q in 0..f.kq / 4 {
-            let wa = Pairs::weights(_mm256_loadu_si256(w.add(q * 128) as *const __m256i));
-            let wb = Pairs::weights(_mm256_loadu_si256(w.add(q * 128 + 32) as *const __m256i));
-            if !next.is_null() {
-                // The next panel's weights, a quad's lines at a time, into L2.
-                _mm_prefetch::<_MM_HINT_T1>(next.add(q * 128));
-                _mm_prefetch::<_MM_HINT_T1>(next.add(q * 128 + 64));
-            }
+            let (wa, wb) = weights(q);
+            prefetch_quad(next, q);
             for (r, ar) in a.iter_mut().enumerate() {
                 let v = (f.patch.add((r0 + r) * f.kq + 4 * q) as *const i32).read_unaligned();
                 let x = Pairs::inputs(_mm256_set1_epi32(v));
