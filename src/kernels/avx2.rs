@@ -8,8 +8,10 @@
 //! 2 * 255 * 128 in magnitude, exact in the i32 lanes. That is 16 multiply-adds per `vpmaddwd`,
 //! as many per multiply as onnxruntime's `vpmaddubsw` + `vpmaddwd` (32 per two). Each row's
 //! input quad is split once, shared by a tile's vectors; the weights once per tile and quad,
-//! shared by its rows (the requantizing dot kernel splits a 16-output slice's weights once for
-//! all its rows).
+//! shared by its rows. The requantizing dot kernel (the pointwise convolutions, most of a
+//! ResNeXt's work) does better: it widens a block of rows once for all its outputs, and splits
+//! a 16-output slice's weights once for all the block's rows, so that its inner loop is the
+//! `vpmaddwd`s, their additions and loads.
 //!
 //! Kernels: the dot product (the tiles of the VNNI body in [`super::x86_64`]); the dot
 //! product that requantizes its own tiles (up to 4 rows x 16 outputs over the whole depth in 8
@@ -167,6 +169,39 @@ type Split16 = [__m256i; 4];
 thread_local! {
     /// The split weights of the 16 outputs a [`fused_slices`] call is at, kept between calls.
     static SPLIT: Cell<Vec<Split16>> = const { Cell::new(Vec::new()) };
+    /// The rows of the block a [`fused_slices`] call is at, widened ([`widen`]).
+    static WIDE: Cell<Vec<i16>> = const { Cell::new(Vec::new()) };
+}
+
+/// Bytes of widened rows in one block of [`fused_slices`]: with a slice's split weights, well
+/// within L2 (512 KB on Zen 3). Small in tests, so that their few rows span several blocks.
+const WIDE_BYTES: usize = if cfg!(test) { 1024 } else { 192 * 1024 };
+
+/// Copies `len` bytes (whole quads) from `src` to `dst` as i16, each quad `[x0, x1, x2, x3]`
+/// as `[x0, x2, x1, x3]`: one 32-bit broadcast then gives the pairs of bytes 0 and 2 of
+/// [`Pairs::inputs`], the next one those of bytes 1 and 3.
+///
+/// # Safety
+/// AVX2 must be available; `src` readable for `len` bytes, `dst` writable for `len` i16, `len`
+/// a multiple of 4.
+#[inline(always)]
+unsafe fn widen(src: *const u8, len: usize, dst: *mut i16) {
+    // SAFETY: the caller's preconditions; every access is below `len`.
+    unsafe {
+        let order = _mm_setr_epi8(0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15);
+        let mut i = 0;
+        while i + 16 <= len {
+            let v = _mm_shuffle_epi8(_mm_loadu_si128(src.add(i).cast()), order);
+            _mm256_storeu_si256(dst.add(i).cast(), _mm256_cvtepu8_epi16(v));
+            i += 16;
+        }
+        while i < len {
+            for (j, k) in [0, 2, 1, 3].into_iter().enumerate() {
+                *dst.add(i + j) = *src.add(i + k) as i16;
+            }
+            i += 4;
+        }
+    }
 }
 
 /// # Safety
@@ -184,68 +219,84 @@ unsafe fn fused_slices(f: &Fused, rows: usize, n: usize) {
         if presplit { quads } else { 0 },
         [_mm256_setzero_si256(); 4],
     );
-    // SAFETY: the feature is enabled here; in the 32-output panel holding outputs o..o + 16,
-    // quad q's weights of those outputs are the 64 bytes at q * 128 + (o % 32) * 4 (q < kq /
-    // 4), and the next panel lies inside `w` when o + 32 < n; every tile's rows r0..r0 + R are
-    // below `rows` and its outputs o..o + 16 below `n`, as `fused_tile` requires.
+    // The rows in blocks, each widened once for all its slices of outputs (split in the tiles,
+    // 8 of a quad step's 40 vector instructions were the rows' shifts and masks).
+    let block = (WIDE_BYTES / (2 * f.kq)).max(4);
+    let mut wide = WIDE.take();
+    wide.resize(block.min(rows) * f.kq, 0);
+    // SAFETY: the feature is enabled here; a block's rows b0..b0 + rb are inside the patch and
+    // `wide` holds rb * kq i16; in the 32-output panel holding outputs o..o + 16, quad q's
+    // weights of those outputs are the 64 bytes at q * 128 + (o % 32) * 4 (q < kq / 4), and
+    // the next panel lies inside `w` when o + 32 < n; every tile's rows are below the block's
+    // and its outputs o..o + 16 below `n`, as `fused_tile` requires.
     unsafe {
-        // Rows in as few tiles as 4-row tiles would take, of even sizes (49 rows: 4 x 4 + 11 x
-        // 3, not 12 x 4 + 1): a short tile costs as many weight loads as a full one.
-        let tiles = rows.div_ceil(4);
-        for o in (0..n).step_by(16) {
-            // The 16 outputs' weights split once, for every tile of rows (split in the tiles,
-            // 6 of a quad step's 46 vector instructions were shifts of the same weights).
-            let w = f.w.add(o / 32 * 32 * f.kq + o % 32 * 4);
-            // Quad q's weights of the 16 outputs, split.
-            let raw = |q: usize| {
-                let a = Pairs::weights(_mm256_loadu_si256(w.add(q * 128) as *const __m256i));
-                let b = Pairs::weights(_mm256_loadu_si256(w.add(q * 128 + 32) as *const __m256i));
-                (a, b)
-            };
-            // The next panel's weights go into L2 (they come from L3 or memory once per
-            // inference: the model's 25 MB do not stay in L2), a quad's lines at a time along
-            // the split, or along the first tile of rows.
-            let mut next = if o % 32 == 0 && o + 32 < n {
-                f.w.add((o + 32) * f.kq)
-            } else {
-                std::ptr::null()
-            };
-            for (q, sq) in split.iter_mut().enumerate() {
-                let (a, b) = raw(q);
-                *sq = [a.e, a.o, b.e, b.o];
-                prefetch_quad(next, q);
-            }
-            if presplit {
-                next = std::ptr::null();
-            }
-            let stored = |q: usize| {
-                let [ae, ao, be, bo] = split[q];
-                (Pairs { e: ae, o: ao }, Pairs { e: be, o: bo })
-            };
-            let mut r0 = 0;
-            for t in 0..tiles {
-                let r = rows / tiles + usize::from(t < rows % tiles);
-                if presplit {
-                    tile_rows(f, (r0, r), o, &stored, next);
+        let mut b0 = 0;
+        while b0 < rows {
+            let rb = block.min(rows - b0);
+            widen(f.patch.add(b0 * f.kq), rb * f.kq, wide.as_mut_ptr());
+            // Rows in as few tiles as 4-row tiles would take, of even sizes (49 rows: 4 x 4 +
+            // 11 x 3, not 12 x 4 + 1): a short tile costs as many weight loads as a full one.
+            let tiles = rb.div_ceil(4);
+            for o in (0..n).step_by(16) {
+                let w = f.w.add(o / 32 * 32 * f.kq + o % 32 * 4);
+                // Quad q's weights of the 16 outputs, split.
+                let raw = |q: usize| {
+                    let a = Pairs::weights(_mm256_loadu_si256(w.add(q * 128) as *const __m256i));
+                    let b =
+                        Pairs::weights(_mm256_loadu_si256(w.add(q * 128 + 32) as *const __m256i));
+                    (a, b)
+                };
+                // The next panel's weights go into L2 (they come from L3 or memory once per
+                // inference: the model's 25 MB do not stay in L2), a quad's lines at a time
+                // along the split, or along the first tile of rows.
+                let mut next = if b0 == 0 && o % 32 == 0 && o + 32 < n {
+                    f.w.add((o + 32) * f.kq)
                 } else {
-                    tile_rows(f, (r0, r), o, &raw, next);
+                    std::ptr::null()
+                };
+                // The 16 outputs' weights split once, for every tile of the block (split in
+                // the tiles, 6 of a quad step's 46 vector instructions were their shifts).
+                for (q, sq) in split.iter_mut().enumerate() {
+                    let (a, b) = raw(q);
+                    *sq = [a.e, a.o, b.e, b.o];
+                    prefetch_quad(next, q);
                 }
-                next = std::ptr::null();
-                r0 += r;
+                if presplit {
+                    next = std::ptr::null();
+                }
+                let stored = |q: usize| {
+                    let [ae, ao, be, bo] = split[q];
+                    (Pairs { e: ae, o: ao }, Pairs { e: be, o: bo })
+                };
+                let mut r0 = 0;
+                for t in 0..tiles {
+                    let r = rb / tiles + usize::from(t < rb % tiles);
+                    let rows = (wide.as_ptr().add(r0 * f.kq), b0 + r0, r);
+                    if presplit {
+                        tile_rows(f, rows, o, &stored, next);
+                    } else {
+                        tile_rows(f, rows, o, &raw, next);
+                    }
+                    next = std::ptr::null();
+                    r0 += r;
+                }
             }
+            b0 += rb;
         }
     }
+    WIDE.set(wide);
     SPLIT.set(split);
 }
 
-/// A tile of `r` (1 to 4) rows from `r0`: [`fused_tile`].
+/// A tile of `r` (1 to 4) rows: [`fused_tile`] (`x` their widened inputs, `r0` the first one's
+/// row in the call).
 ///
 /// # Safety
 /// As for [`fused_tile`].
 #[inline(always)]
 unsafe fn tile_rows(
     f: &Fused,
-    (r0, r): (usize, usize),
+    (x, r0, r): (*const i16, usize, usize),
     o: usize,
     weights: &impl Fn(usize) -> (Pairs, Pairs),
     next: *const i8,
@@ -253,10 +304,10 @@ unsafe fn tile_rows(
     // SAFETY: the caller's preconditions.
     unsafe {
         match r {
-            4 => fused_tile::<4>(f, r0, o, weights, next),
-            3 => fused_tile::<3>(f, r0, o, weights, next),
-            2 => fused_tile::<2>(f, r0, o, weights, next),
-            _ => fused_tile::<1>(f, r0, o, weights, next),
+            4 => fused_tile::<4>(f, (x, r0), o, weights, next),
+            3 => fused_tile::<3>(f, (x, r0), o, weights, next),
+            2 => fused_tile::<2>(f, (x, r0), o, weights, next),
+            _ => fused_tile::<1>(f, (x, r0), o, weights, next),
         }
     }
 }
@@ -276,23 +327,25 @@ unsafe fn prefetch_quad(next: *const i8, q: usize) {
     }
 }
 
-/// Rows `r0..r0 + R` x outputs `o..o + 16` of [`fused_slices`], whose split weights of quad q
-/// `weights(q)` gives: the products over the whole depth, then the requantization.
+/// Rows `r0..r0 + R` x outputs `o..o + 16` of [`fused_slices`], whose inputs are widened at
+/// `x` (`kq` i16 per row) and whose split weights of quad q `weights(q)` gives: the products
+/// over the whole depth, then the requantization.
 ///
 /// # Safety
-/// As for [`fused_slices`], and `r0 + R <= rows`, `o + 16 <= n`; `weights` sound for every
-/// quad below `kq / 4`; `next` null or a panel to prefetch along the depth.
+/// As for [`fused_slices`], and `r0 + R <= rows`, `o + 16 <= n`; `x` holds `R` widened rows;
+/// `weights` sound for every quad below `kq / 4`; `next` null or a panel to prefetch along the
+/// depth.
 #[inline(always)]
 unsafe fn fused_tile<const R: usize>(
     f: &Fused,
-    r0: usize,
+    (x, r0): (*const i16, usize),
     o: usize,
     weights: &impl Fn(usize) -> (Pairs, Pairs),
     next: *const i8,
 ) {
-    // SAFETY (every intrinsic and pointer below): the caller enables AVX2; rows r0..r0 + R of
-    // the patch (kq bytes each); outputs o..o + 16 of the biases and multipliers, and bytes
-    // o..o + 16 of output and residual rows r0..r0 + R are in bounds.
+    // SAFETY (every intrinsic and pointer below): the caller enables AVX2; R widened rows at
+    // `x` (kq i16 each); outputs o..o + 16 of the biases and multipliers, and bytes o..o + 16
+    // of output and residual rows r0..r0 + R are in bounds.
     unsafe {
         let z = _mm256_setzero_si256();
         let mut a = [[z; 2]; R];
@@ -300,8 +353,11 @@ unsafe fn fused_tile<const R: usize>(
             let (wa, wb) = weights(q);
             prefetch_quad(next, q);
             for (r, ar) in a.iter_mut().enumerate() {
-                let v = (f.patch.add((r0 + r) * f.kq + 4 * q) as *const i32).read_unaligned();
-                let x = Pairs::inputs(_mm256_set1_epi32(v));
+                let p = x.add(r * f.kq + 4 * q) as *const i32;
+                let x = Pairs {
+                    e: _mm256_set1_epi32(p.read_unaligned()),
+                    o: _mm256_set1_epi32(p.add(1).read_unaligned()),
+                };
                 ar[0] = dot(ar[0], x, wa);
                 ar[1] = dot(ar[1], x, wb);
             }
