@@ -19,7 +19,7 @@
 //! output channels; in groups of 4 or 8 channels each lane's input quad comes from one 16-byte
 //! load by `vpshufb`, which also widens it).
 
-use super::requant::{Requantize, LIMIT, MAGIC};
+use super::requant::{Requantize, LIMIT};
 use super::x86_64::{add_to, dot_u8_blocks, dot_vnni_body, Fused, Vnni};
 use super::DirectShape;
 use std::arch::x86_64::*;
@@ -347,8 +347,12 @@ unsafe fn fused_tile<const R: usize>(
     // `x` (kq i16 each); outputs o..o + 16 of the biases and multipliers, and bytes o..o + 16
     // of output and residual rows r0..r0 + R are in bounds.
     unsafe {
-        let z = _mm256_setzero_si256();
-        let mut a = [[z; 2]; R];
+        // The accumulators start from the biases (i32 additions wrap: any order gives the same).
+        // (Arrays written out: `array::map`'s closure is not always inlined, and outside this
+        // function's target feature an intrinsic is a call.)
+        let bias = f.bias.add(o) as *const __m256i;
+        let bias = [_mm256_loadu_si256(bias), _mm256_loadu_si256(bias.add(1))];
+        let mut a = [bias; R];
         for q in 0..f.kq / 4 {
             let (wa, wb) = weights(q);
             prefetch_quad(next, q);
@@ -363,16 +367,99 @@ unsafe fn fused_tile<const R: usize>(
             }
         }
         let rq = Requant8::new(f.bounds, f.residual.map(|(r, _)| r));
-        let bias = [0, 8].map(|h| _mm256_loadu_si256(f.bias.add(o + h) as *const __m256i));
-        let mult = [0, 8].map(|h| _mm256_loadu_ps(f.multiplier.add(o + h)));
-        for (r, ar) in a.into_iter().enumerate() {
-            for (h, acc) in ar.into_iter().enumerate() {
-                let at = (r0 + r) * f.ldo + o + 8 * h;
+        let mult = f.multiplier.add(o);
+        let mult = [_mm256_loadu_ps(mult), _mm256_loadu_ps(mult.add(8))];
+        // Each row's 16 values, rounded (before the zero point), and where they go. (Loops,
+        // not closures: a closure that is not inlined would lose the target feature.)
+        let mut rounded = [[_mm256_setzero_si256(); 2]; R];
+        let mut out = [f.out; R];
+        for (r, ((vr, acc), out)) in rounded.iter_mut().zip(&a).zip(&mut out).enumerate() {
+            let at = (r0 + r) * f.ldo + o;
+            *out = f.out.add(at);
+            for (h, (v, &acc)) in vr.iter_mut().zip(acc).enumerate() {
                 let res = f
                     .residual
-                    .map(|(_, res)| _mm_loadl_epi64(res.add(at).cast()));
-                let y = rq.apply(_mm256_add_epi32(acc, bias[h]), mult[h], res);
-                _mm_storel_epi64(f.out.add(at).cast(), y);
+                    .map(|(_, res)| _mm_loadl_epi64(res.add(at + 8 * h).cast()));
+                *v = rq.rounded(acc, mult[h], res);
+            }
+        }
+        if let Some(bytes) = Bytes16::new(f.bounds) {
+            let mut r = 0;
+            while r + 1 < R {
+                bytes.store_rows((rounded[r], out[r]), Some((rounded[r + 1], out[r + 1])));
+                r += 2;
+            }
+            if r < R {
+                bytes.store_rows((rounded[r], out[r]), None);
+            }
+        } else {
+            for (out, vr) in out.iter().zip(&rounded) {
+                for (h, &v) in vr.iter().enumerate() {
+                    _mm_storel_epi64(out.add(8 * h).cast(), rq.finish(v));
+                }
+            }
+        }
+    }
+}
+
+/// The end of a requantization on rows of 16 outputs when the zero point and bounds are those
+/// of u8 outputs (a model's always are): two rows at once, narrowed with saturation (i32 to
+/// i16, the zero point added at i16 with saturation, i16 to u8), then clamped as bytes. With
+/// `0 <= lo <= hi <= 255` and `|zero| <= 32000` the saturations keep every value on the side
+/// of the bounds it was on, so the bytes are those of [`Requant8::finish`].
+#[derive(Clone, Copy)]
+struct Bytes16 {
+    zero: __m256i,
+    lo: __m256i,
+    hi: __m256i,
+}
+
+impl Bytes16 {
+    /// The constants for `(zero, lo, hi)`, if they allow this path.
+    ///
+    /// # Safety
+    /// AVX2 must be available.
+    #[inline(always)]
+    unsafe fn new((zero, lo, hi): (i32, i32, i32)) -> Option<Self> {
+        if !(0 <= lo && lo <= hi && hi <= 255 && (-32000..=32000).contains(&zero)) {
+            return None;
+        }
+        // SAFETY: the caller's preconditions; register operations only.
+        unsafe {
+            Some(Bytes16 {
+                zero: _mm256_set1_epi16(zero as i16),
+                lo: _mm256_set1_epi8(lo as u8 as i8),
+                hi: _mm256_set1_epi8(hi as u8 as i8),
+            })
+        }
+    }
+
+    /// Stores the 16 outputs of each row (its two vectors of rounded values, from
+    /// [`Requant8::rounded`]) at its pointer; the second row is optional.
+    ///
+    /// # Safety
+    /// AVX2 must be available; each pointer writable for 16 bytes.
+    #[inline(always)]
+    unsafe fn store_rows(
+        &self,
+        (first, at): ([__m256i; 2], *mut u8),
+        second: Option<([__m256i; 2], *mut u8)>,
+    ) {
+        // SAFETY: the caller's preconditions.
+        unsafe {
+            let p0 = _mm256_adds_epi16(_mm256_packs_epi32(first[0], first[1]), self.zero);
+            let p1 = match second {
+                Some(([v0, v1], _)) => _mm256_adds_epi16(_mm256_packs_epi32(v0, v1), self.zero),
+                None => p0,
+            };
+            // Dwords per 128-bit half: [r0 v0 0-3, r0 v1 0-3, r1 v0 0-3, r1 v1 0-3], then the
+            // same of lanes 4-7: row 0's bytes are dwords 0, 4, 1, 5; row 1's 2, 6, 3, 7.
+            let b = _mm256_packus_epi16(p0, p1);
+            let b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            let b = _mm256_min_epu8(_mm256_max_epu8(b, self.lo), self.hi);
+            _mm_storeu_si128(at.cast(), _mm256_castsi256_si128(b));
+            if let Some((_, at)) = second {
+                _mm_storeu_si128(at.cast(), _mm256_extracti128_si256::<1>(b));
             }
         }
     }
@@ -407,14 +494,26 @@ impl Requant8 {
     /// The 8 outputs (the low 8 bytes) of accumulators `sum` (bias included), multipliers `m`
     /// and the 8 residual inputs in the low bytes of `res` (used only when there is a
     /// residual): the f32 operations of [`super::requant::requantize`] in the same order
-    /// (`vcvtdq2ps` rounds to nearest as `as f32` does; the clamp to +-2^22 and the
-    /// magic-number addition of `round_half_even`; NaN masked to 0, which the clamp would turn
-    /// into a bound), then the low byte of each lane (`as u8`).
+    /// (`vcvtdq2ps` rounds to nearest as `as f32` does; the clamp to +-2^22 and the rounding
+    /// of `round_half_even`; NaN masked to 0, which the clamp would turn into a bound), then
+    /// the low byte of each lane (`as u8`).
     ///
     /// # Safety
     /// AVX2 must be available.
     #[inline(always)]
     unsafe fn apply(&self, sum: __m256i, m: __m256, res: Option<__m128i>) -> __m128i {
+        // SAFETY: the caller's preconditions.
+        unsafe { self.finish(self.rounded(sum, m, res)) }
+    }
+
+    /// The first part of [`Self::apply`]: [`super::requant::round_half_even`] of the 8 values,
+    /// before the zero point. `vcvtps2dq` rounds ties to even (the default rounding mode,
+    /// which Rust code runs in), as the magic-number addition does within the clamp.
+    ///
+    /// # Safety
+    /// AVX2 must be available.
+    #[inline(always)]
+    unsafe fn rounded(&self, sum: __m256i, m: __m256, res: Option<__m128i>) -> __m256i {
         // SAFETY: the caller's preconditions; register operations only.
         unsafe {
             let mut v = _mm256_mul_ps(_mm256_cvtepi32_ps(sum), m);
@@ -427,9 +526,19 @@ impl Requant8 {
                 _mm256_max_ps(v, _mm256_set1_ps(-LIMIT)),
                 _mm256_set1_ps(LIMIT),
             );
-            let magic = _mm256_set1_ps(MAGIC);
-            let r = _mm256_sub_ps(_mm256_add_ps(c, magic), magic);
-            let i = _mm256_and_si256(_mm256_cvttps_epi32(r), number);
+            _mm256_and_si256(_mm256_cvtps_epi32(c), number)
+        }
+    }
+
+    /// The second part of [`Self::apply`]: the zero point added to the rounded values `i`, the
+    /// clamp, the low byte of each lane.
+    ///
+    /// # Safety
+    /// AVX2 must be available.
+    #[inline(always)]
+    unsafe fn finish(&self, i: __m256i) -> __m128i {
+        // SAFETY: the caller's preconditions; register operations only.
+        unsafe {
             let y = _mm256_add_epi32(i, self.zero);
             let y = _mm256_min_epi32(_mm256_max_epi32(y, self.lo), self.hi);
             // Bytes 0, 4, 8 and 12 of each half, then the halves' four side by side.
