@@ -3,9 +3,11 @@
 //!
 //! `cargo bench --bench conv_shapes`; names are `<layer>/<native|stock>`.
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use resnext_edge::kernels;
-use resnext_edge::native::conv::{ConvGeometry, PackedConv, Requant};
+use resnext_edge::native::conv::{ConvGeometry, PackedConv};
 use tract_onnx::pb;
 use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::prelude::*;
@@ -22,12 +24,6 @@ const SHAPES: &[(&str, usize, usize, usize, usize, usize, usize)] = &[
     ("layer4.1.conv2_g3x3", 7, 1024, 1024, 32, 3, 1),
     ("layer4.1.conv3_1x1", 7, 1024, 2048, 1, 1, 1),
 ];
-
-fn bytes(n: usize, seed: u32) -> Vec<u8> {
-    (0..n as u32)
-        .map(|i| (i.wrapping_mul(2654435761).wrapping_add(seed) >> 11) as u8)
-        .collect()
-}
 
 fn init(name: &str, dt: DataType, dims: &[i64], raw_data: Vec<u8>) -> pb::TensorProto {
     pb::TensorProto {
@@ -145,20 +141,7 @@ fn conv_shapes(c: &mut Criterion) {
             stride: s,
             pad: k / 2,
         };
-        let w: Vec<i8> = bytes(cout * (cin / groups) * k * k, 1)
-            .iter()
-            .map(|&b| (b as i8).max(-127))
-            .collect();
-        let bias: Vec<i32> = bytes(cout, 2).iter().map(|&b| b as i32 * 10).collect();
-        let x = bytes(side * side * cin, 3);
-        let requant = Requant {
-            in_zero: 3,
-            multiplier: vec![0.02 * 0.01 / 0.05; cout],
-            out_zero: 0,
-            lo: 0,
-            hi: 255,
-            residual: None,
-        };
+        let (w, bias, x, requant) = common::operands(&geom);
         let conv = PackedConv::new(
             geom.clone(),
             &w,

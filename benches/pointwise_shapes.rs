@@ -7,8 +7,10 @@
 //! `cargo bench --bench pointwise_shapes` (plain output; criterion's statistics would take
 //! minutes for the 26 measurements).
 
+mod common;
+
 use resnext_edge::kernels;
-use resnext_edge::native::conv::{ConvGeometry, PackedConv, Requant};
+use resnext_edge::native::conv::{ConvGeometry, PackedConv};
 use std::time::{Duration, Instant};
 
 /// `(input side, in channels, out channels, layers of resnext50 with this shape)`.
@@ -27,12 +29,6 @@ const SHAPES: &[(usize, usize, usize, usize)] = &[
     (7, 1024, 2048, 3),
     (7, 2048, 1024, 2),
 ];
-
-fn bytes(n: usize, seed: u32) -> Vec<u8> {
-    (0..n as u32)
-        .map(|i| (i.wrapping_mul(2654435761).wrapping_add(seed) >> 11) as u8)
-        .collect()
-}
 
 fn main() {
     // `cargo bench` passes `--bench`; any other argument is a filter on "side/cin/cout".
@@ -55,20 +51,7 @@ fn main() {
             stride: 1,
             pad: 0,
         };
-        let w: Vec<i8> = bytes(cout * cin, 1)
-            .iter()
-            .map(|&b| (b as i8).max(-127))
-            .collect();
-        let bias: Vec<i32> = bytes(cout, 2).iter().map(|&b| b as i32 * 10).collect();
-        let x = bytes(side * side * cin, 3);
-        let requant = Requant {
-            in_zero: 3,
-            multiplier: vec![0.02 * 0.01 / 0.05; cout],
-            out_zero: 0,
-            lo: 0,
-            hi: 255,
-            residual: None,
-        };
+        let (w, bias, x, requant) = common::operands(&geom);
         let conv = PackedConv::new(geom, &w, bias, requant, isa.kernel().family());
         let mut out = vec![0u8; conv.out_len()];
         // Warm-up: the first tenths of a second of a busy core can run at a lower clock.
