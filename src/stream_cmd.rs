@@ -6,7 +6,9 @@ use anyhow::Context;
 use resnext_edge::classify::Classifier;
 use resnext_edge::gpio::{BoardPin, PinSpec, Trigger, TriggerSpec};
 use resnext_edge::model::{Backend, Model};
-use resnext_edge::stream::{Event, FrameResult, Options, Restarts, SourceSpec, Stats};
+use resnext_edge::stream::{
+    Counts, Event, FrameResult, Options, Restarts, SourceFailed, SourceSpec, Stats,
+};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -123,20 +125,35 @@ pub fn run(model: &Path, backend: Backend, args: StreamArgs) -> ExitCode {
     }
     match result {
         Ok(counts) => {
-            if json {
-                out!("{}", serde_json::json!({ "summary": counts }));
-            } else {
-                out!(
-                    "{} frames read: {} classified, {} dropped, {} corrupt",
-                    counts.frames_read,
-                    counts.frames_processed,
-                    counts.frames_dropped,
-                    counts.frames_corrupt
-                );
-            }
+            print_summary(&counts, json);
             ExitCode::SUCCESS
         }
-        Err(e) => fail(exit::FATAL, e),
+        // The source gave up (a capture command that cannot run): what was classified until
+        // then is still accounted for, and the exit code says the input failed.
+        Err(e) => match e.downcast::<SourceFailed>() {
+            Ok(failed) => {
+                print_summary(&failed.counts, json);
+                fail(
+                    exit::PARTIAL,
+                    anyhow::anyhow!("the source failed: {}", failed.reason),
+                )
+            }
+            Err(e) => fail(exit::FATAL, e),
+        },
+    }
+}
+
+fn print_summary(counts: &Counts, json: bool) {
+    if json {
+        out!("{}", serde_json::json!({ "summary": counts }));
+    } else {
+        out!(
+            "{} frames read: {} classified, {} dropped, {} corrupt",
+            counts.frames_read,
+            counts.frames_processed,
+            counts.frames_dropped,
+            counts.frames_corrupt
+        );
     }
 }
 

@@ -21,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
             Captured::Frame { .. } => frames += 1,
             Captured::Corrupt(_) => corrupt += 1,
             Captured::End => break,
+            Captured::Failed(why) => panic!("a raw source never fails: {why}"),
         }
     }
     assert_eq!(frames, rest.len() / frame);

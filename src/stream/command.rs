@@ -6,6 +6,11 @@
 //! again after a back-off that doubles from 0.5 s up to 8 s and resets once a run delivers frames.
 //! A frame cut off by the exit counts as corrupt; the stream goes on.
 //!
+//! A command that cannot run at all is not restarted for ever: when a run ends before writing a
+//! single byte with the shell's "cannot execute" or "not found" status (126, 127), or
+//! [`MAX_SILENT_RUNS`] runs in a row end without a byte, the source fails
+//! ([`Captured::Failed`]) with the command's last message (`sh: 1: ffmpeg: not found`).
+//!
 //! A command can also hang without exiting (a camera that stops delivering, a network source
 //! that stalls). A watchdog thread per run notes when bytes last arrived; after the stall
 //! timeout (`--stall-timeout`, default 10 s) without any, it kills the command, which then
@@ -22,6 +27,11 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
 /// How long a command may deliver no bytes before it is killed and restarted.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Runs in a row that end without writing a byte before the command is taken to be unable to
+/// run.
+pub const MAX_SILENT_RUNS: u32 = 3;
+/// How long the end of a run waits for the command's last stderr line to be read.
+const STDERR_GRACE: Duration = Duration::from_millis(500);
 
 /// The command's standard output, noting when a read that is still waiting for bytes began
 /// (milliseconds since `epoch`, plus one; 0 when no read is pending). Only a waiting read counts:
@@ -31,6 +41,8 @@ struct Watched {
     inner: ChildStdout,
     epoch: Instant,
     waiting_since_ms: Arc<AtomicU64>,
+    /// Set once a read returned bytes.
+    got_bytes: Arc<AtomicBool>,
 }
 
 impl Read for Watched {
@@ -39,6 +51,9 @@ impl Read for Watched {
         self.waiting_since_ms.store(now, Ordering::SeqCst);
         let n = self.inner.read(buf);
         self.waiting_since_ms.store(0, Ordering::SeqCst);
+        if matches!(n, Ok(k) if k > 0) {
+            self.got_bytes.store(true, Ordering::Relaxed);
+        }
         n
     }
 }
@@ -54,7 +69,13 @@ pub struct CommandSource {
     stopped: Arc<AtomicBool>,
     stream: Option<MjpegSource<Watched>>,
     frames_this_run: u64,
+    /// Whether the current run has written any byte.
+    run_got_bytes: Arc<AtomicBool>,
+    /// Runs in a row that ended without a byte.
+    silent_runs: u32,
     last_stderr: Arc<Mutex<String>>,
+    /// The thread that reads the current run's stderr.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
     stall_timeout: Option<Duration>,
     /// Counts runs; a watchdog stops when the run it watches is over.
     run: Arc<AtomicU64>,
@@ -75,7 +96,10 @@ impl CommandSource {
             stopped: Arc::new(AtomicBool::new(false)),
             stream: None,
             frames_this_run: 0,
+            run_got_bytes: Arc::new(AtomicBool::new(false)),
+            silent_runs: 0,
             last_stderr: Arc::new(Mutex::new(String::new())),
+            stderr_reader: None,
             stall_timeout: Some(DEFAULT_STALL_TIMEOUT),
             run: Arc::new(AtomicU64::new(0)),
             stalls: Arc::new(AtomicU64::new(0)),
@@ -154,7 +178,7 @@ impl CommandSource {
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         let last = self.last_stderr.clone();
-        std::thread::spawn(move || {
+        self.stderr_reader = Some(std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 log::debug!("capture command: {line}");
@@ -162,7 +186,7 @@ impl CommandSource {
                     *last.lock().unwrap_or_else(|e| e.into_inner()) = line;
                 }
             }
-        });
+        }));
         {
             let mut slot = self.child.lock().unwrap_or_else(|e| e.into_inner());
             // Checked under the lock the killer takes: a command started while the stream stops
@@ -179,10 +203,12 @@ impl CommandSource {
         if let Some(timeout) = self.stall_timeout {
             self.spawn_watchdog(timeout, epoch, waiting_since_ms.clone());
         }
+        self.run_got_bytes = Arc::new(AtomicBool::new(false));
         let watched = Watched {
             inner: stdout,
             epoch,
             waiting_since_ms,
+            got_bytes: self.run_got_bytes.clone(),
         };
         self.stream = Some(MjpegSource::new(watched, true));
         self.frames_this_run = 0;
@@ -191,7 +217,8 @@ impl CommandSource {
 
     /// Reaps the command whose output ended and logs why it stopped. What is left of its
     /// process group (a stalled first stage of a pipeline whose last stage exited) is killed.
-    fn reap(&mut self) {
+    /// Returns why the command cannot run, when this run shows that it cannot.
+    fn reap(&mut self) -> Option<String> {
         self.stream = None;
         let mut child = {
             let mut slot = self.child.lock().unwrap_or_else(|e| e.into_inner());
@@ -200,7 +227,19 @@ impl CommandSource {
             slot.take()
         };
         let status = kill_group(&mut child);
+        // The group is gone, so stderr is at its end: let the reader take the last line (a
+        // process that left the group could keep the pipe open, hence the bound).
+        if let Some(reader) = self.stderr_reader.take() {
+            let t0 = Instant::now();
+            while !reader.is_finished() && t0.elapsed() < STDERR_GRACE {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         let last = std::mem::take(&mut *self.last_stderr.lock().unwrap_or_else(|e| e.into_inner()));
+        let code = match &status {
+            Some(Ok(s)) => s.code(),
+            _ => None,
+        };
         let status = match status {
             Some(Ok(s)) => s.to_string(),
             Some(Err(e)) => format!("unknown status ({e})"),
@@ -215,6 +254,25 @@ impl CommandSource {
             "capture command ended ({status}) after {} frames{said}",
             self.frames_this_run
         );
+        if self.run_got_bytes.load(Ordering::Relaxed) || self.stopped.load(Ordering::SeqCst) {
+            self.silent_runs = 0;
+            return None;
+        }
+        self.silent_runs += 1;
+        let why = if matches!(code, Some(126 | 127)) {
+            format!("it exited ({status}) before writing anything")
+        } else if self.silent_runs >= MAX_SILENT_RUNS {
+            format!(
+                "it ended {} times in a row without writing anything (last: {status})",
+                self.silent_runs
+            )
+        } else {
+            return None;
+        };
+        Some(format!(
+            "capture command `{}` cannot run: {why}{said}",
+            self.command
+        ))
     }
 }
 
@@ -223,18 +281,21 @@ impl FrameSource for CommandSource {
         loop {
             if self.stream.is_none() {
                 if let Err(e) = self.start() {
-                    log::error!("cannot start capture command `{}`: {e}", self.command);
-                    self.stream = None;
-                    if !self.wait_to_restart() {
+                    if self.stopped.load(Ordering::SeqCst) {
                         return Captured::End;
                     }
-                    continue;
+                    return Captured::Failed(format!(
+                        "cannot start capture command `{}`: {e}",
+                        self.command
+                    ));
                 }
             }
             let stream = self.stream.as_mut().expect("started above");
             match stream.next_split() {
                 Captured::End => {
-                    self.reap();
+                    if let Some(why) = self.reap() {
+                        return Captured::Failed(why);
+                    }
                     if !self.wait_to_restart() {
                         return Captured::End;
                     }
@@ -317,7 +378,7 @@ mod tests {
         loop {
             match src.next() {
                 Captured::Frame { .. } => frames += 1,
-                Captured::Corrupt(w) => panic!("{w}"),
+                Captured::Corrupt(w) | Captured::Failed(w) => panic!("{w}"),
                 Captured::End => return frames,
             }
         }
@@ -355,16 +416,59 @@ mod tests {
     }
 
     #[test]
-    fn a_frame_cut_by_the_exit_is_corrupt_and_a_missing_program_ends_after_the_restarts() {
+    fn a_frame_cut_by_the_exit_is_corrupt() {
         let cmd = r"printf '\377\330\377\332\000\003\001\042\377\331\377\330\377\332\000\003'";
         let mut src = CommandSource::new(cmd, Some(0));
         assert!(matches!(src.next(), Captured::Frame { .. }));
         assert!(matches!(src.next(), Captured::Corrupt(w) if w.contains("truncated")));
         assert!(matches!(src.next(), Captured::End));
+    }
 
-        let mut src = CommandSource::new("exec /nonexistent/camera", Some(1));
+    /// The shell's 127 before any byte: the source fails at once with the shell's message,
+    /// however many restarts are allowed.
+    #[test]
+    fn a_missing_program_fails_at_once_with_the_shells_message() {
+        let mut src = CommandSource::new("exec /nonexistent/camera", None);
         src.backoff = Duration::from_millis(1);
-        assert!(matches!(src.next(), Captured::End));
-        assert_eq!(src.restarts, 1);
+        match src.next() {
+            Captured::Failed(why) => {
+                assert!(
+                    why.contains("`exec /nonexistent/camera` cannot run"),
+                    "{why}"
+                );
+                assert!(why.contains("127"), "{why}");
+                assert!(why.contains("not found"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(src.restarts, 0);
+    }
+
+    /// Silent runs in a row fail the source; a run that writes resets the count. The runs are
+    /// numbered through a file: runs 0 and 1 are silent, run 2 writes a frame, runs 3, 4 and 5
+    /// are silent again, and the third of those fails the source.
+    #[test]
+    fn silent_runs_in_a_row_fail_the_source_and_a_run_with_bytes_resets_the_count() {
+        let dir = crate::scratch_dir::ScratchDir::new().unwrap();
+        let count = dir.path().join("runs");
+        let cmd = format!(
+            r"n=$(cat {f} 2>/dev/null || echo 0); echo $((n + 1)) > {f}; \
+              if [ $n -eq 2 ]; then printf '\377\330\377\332\000\003\001\042\377\331'; fi; \
+              echo run $n >&2; exit 1",
+            f = count.display()
+        );
+        let mut src = CommandSource::new(&cmd, None);
+        src.backoff = Duration::from_millis(1);
+        assert!(matches!(src.next(), Captured::Frame { .. }));
+        match src.next() {
+            Captured::Failed(why) => {
+                assert!(why.contains("3 times in a row"), "{why}");
+                assert!(why.contains("exit status: 1"), "{why}");
+                assert!(why.contains("its last message: run 5"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(std::fs::read_to_string(&count).unwrap().trim(), "6");
+        assert_eq!(src.restarts, 5);
     }
 }

@@ -13,7 +13,7 @@ pub mod slot;
 pub mod source;
 pub mod v4l2;
 
-pub use run::{run, Event, FrameResult, Options, Stats};
+pub use run::{run, Event, FrameResult, Options, SourceFailed, Stats};
 pub use slot::Counts;
 pub use source::{Captured, FrameSource, Restarts, SourceSpec};
 

@@ -92,7 +92,8 @@ struct CorruptRead {
 
 /// Runs the stream until the source ends, `max_frames` frames are classified, or `stop` is
 /// set; returns the final counts. `on_event` sees every result, corrupt frame and statistics
-/// line. An error is returned only when the model itself fails.
+/// line. An error is returned when the model itself fails, or [`SourceFailed`] when the source
+/// cannot deliver frames at all.
 pub fn run(
     classifier: &mut Classifier,
     mut source: Box<dyn FrameSource>,
@@ -105,9 +106,11 @@ pub fn run(
     let wait_for_room = opts.every_frame || !source.is_live();
     let stopper = source.stopper();
     let start = Instant::now();
+    let failure = Arc::new(std::sync::Mutex::new(None::<String>));
     let capture = {
         let slot = slot.clone();
         let corrupt_reads = corrupt_reads.clone();
+        let failure = failure.clone();
         std::thread::Builder::new()
             .name("capture".into())
             .spawn(move || {
@@ -139,6 +142,10 @@ pub fn run(
                             slot.corrupt_read();
                         }
                         Captured::End => break,
+                        Captured::Failed(reason) => {
+                            *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+                            break;
+                        }
                     }
                     seq += 1;
                 }
@@ -241,7 +248,21 @@ pub fn run(
         let _ = capture.join();
     }
     // Frames the capture thread read after the last look are counted, not reported.
-    outcome.map(|()| counts)
+    outcome?;
+    let failed = failure.lock().unwrap_or_else(|e| e.into_inner()).take();
+    match failed {
+        Some(reason) => Err(SourceFailed { counts, reason }.into()),
+        None => Ok(counts),
+    }
+}
+
+/// The error [`run`] returns when the source failed ([`Captured::Failed`]): what was counted
+/// until then, and why the source could not go on.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct SourceFailed {
+    pub counts: Counts,
+    pub reason: String,
 }
 
 /// The `q` quantile of `values` (nearest rank); 0 when empty.

@@ -16,7 +16,11 @@ pub enum Captured {
     },
     /// A frame that was read but is unusable; the reason names where it broke.
     Corrupt(String),
+    /// The source has ended normally.
     End,
+    /// The source cannot deliver frames at all (a capture command that cannot run, a camera
+    /// that cannot be reopened): the stream ends with this reason as its error.
+    Failed(String),
 }
 
 /// A source of frames, pulled by the capture thread.

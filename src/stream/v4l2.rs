@@ -4,7 +4,8 @@
 //! MJPEG is asked for first (the camera compresses, capture stays cheap, and frames decode
 //! exactly like files); a camera that only offers YUYV 4:2:2 is converted to RGB with the
 //! BT.601 limited-range integer formula. The device is checked when the source is opened and
-//! streamed from the capture thread.
+//! streamed from the capture thread; when capture fails it is reopened once a second, and after
+//! ten failed reopens in a row the source fails (the stream ends with exit code 1).
 
 #[cfg(not(feature = "v4l2"))]
 use super::source::FrameSource;
@@ -86,10 +87,15 @@ mod camera {
         mjpeg: bool,
     }
 
+    /// Reopens in a row (one a second) that fail before the source gives up.
+    const MAX_FAILED_REOPENS: u32 = 10;
+
     struct Camera {
         device: PathBuf,
         size: (u32, u32),
         stream: Option<(ReadStream, Negotiated)>,
+        /// Reopens that failed since capture last worked.
+        failed_reopens: u32,
     }
 
     fn start(device: &Path, (w, h): (u32, u32)) -> std::io::Result<(ReadStream, Negotiated)> {
@@ -130,6 +136,7 @@ mod camera {
             device,
             size,
             stream: Some(stream),
+            failed_reopens: 0,
         }))
     }
 
@@ -138,12 +145,21 @@ mod camera {
             if self.stream.is_none() {
                 std::thread::sleep(std::time::Duration::from_secs(1));
                 match start(&self.device, self.size) {
-                    Ok(s) => self.stream = Some(s),
+                    Ok(s) => {
+                        self.stream = Some(s);
+                        self.failed_reopens = 0;
+                    }
                     Err(e) => {
-                        return Captured::Corrupt(format!(
-                            "{}: cannot restart capture: {e}",
-                            self.device.display()
-                        ))
+                        self.failed_reopens += 1;
+                        let why = format!("{}: cannot restart capture: {e}", self.device.display());
+                        // Gone for good (unplugged and not back): the stream ends with the error.
+                        if self.failed_reopens >= MAX_FAILED_REOPENS {
+                            return Captured::Failed(format!(
+                                "{why} ({} attempts, one a second)",
+                                self.failed_reopens
+                            ));
+                        }
+                        return Captured::Corrupt(why);
                     }
                 }
             }
