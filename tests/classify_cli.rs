@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::deadline::{Deadline, DEADLINE};
 use common::{colour_model, json_lines, ScratchDir};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -44,8 +45,7 @@ fn classify(args: &[&Path], extra: &[&str]) -> Output {
         .arg("classify")
         .args(args)
         .args(extra)
-        .output()
-        .unwrap()
+        .output_within(DEADLINE)
 }
 
 #[test]

@@ -1,16 +1,24 @@
-//! `resnext-edge stream` end to end, with real parts: MJPEG and raw streams made by ffmpeg
-//! (`apt-get install ffmpeg`; the tests fail without it), piped in, read from files, produced by
-//! a capture command that dies and is restarted; corrupt frames in the middle; the GPIO trigger's
-//! dry run; SIGTERM. Every test checks that each frame sent is accounted for:
-//! processed + dropped + corrupt = frames sent.
+//! `resnext-edge stream` end to end, with real parts: MJPEG and raw streams of real JPEG frames
+//! (encoded by the tests, `common::frames`), piped in through real pipes, read from files,
+//! produced by real capture commands (`sh`, `cat`, `head`) that die, stall and are restarted;
+//! corrupt frames in the middle; the GPIO trigger's dry run; SIGTERM. Every test checks that each
+//! frame sent is accounted for: processed + dropped + corrupt = frames sent. Two tests use ffmpeg
+//! itself as the camera; where it is not installed they say so and do not run
+//! (`RESNEXT_EDGE_REQUIRE_FFMPEG=1` makes that a failure). Every program a test starts has a
+//! deadline (`common::deadline`).
 
 mod common;
 
+use common::deadline::{describe, drain, stop_group, wait_within, Deadline};
+use common::frames::{have_ffmpeg, jpeg_frames, mjpeg, raw_rgb};
 use common::{colour_model, json_lines, ScratchDir};
 use serde_json::Value;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// What one `stream` run of these tests may take.
+const STREAM_DEADLINE: Duration = Duration::from_secs(120);
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_resnext-edge"))
@@ -32,43 +40,13 @@ impl Setup {
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
-}
 
-/// Runs ffmpeg with `args` and returns its standard output.
-fn ffmpeg(args: &[&str]) -> Vec<u8> {
-    let o = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
-        .args(args)
-        .output()
-        .expect("ffmpeg is needed for the stream tests (apt-get install ffmpeg)");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    o.stdout
-}
-
-/// `frames` frames of ffmpeg's test pattern as MJPEG.
-fn testsrc_mjpeg(size: &str, frames: usize) -> Vec<u8> {
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        &format!("testsrc=size={size}:rate=30"),
-        "-frames:v",
-        &frames.to_string(),
-        "-f",
-        "mjpeg",
-        "-",
-    ])
-}
-
-/// Where each frame of an MJPEG stream written by ffmpeg starts (EOI followed by SOI).
-fn frame_starts(mjpeg: &[u8]) -> Vec<usize> {
-    let mut starts = vec![0];
-    for i in 2..mjpeg.len().saturating_sub(1) {
-        if mjpeg[i - 2..i] == [0xff, 0xd9] && mjpeg[i..i + 2] == [0xff, 0xd8] {
-            starts.push(i);
-        }
+    /// Writes `bytes` into the scratch directory.
+    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
     }
-    starts
 }
 
 /// The summary line, checked against the frames sent.
@@ -103,86 +81,139 @@ fn error_lines(o: &Output) -> Vec<Value> {
         .collect()
 }
 
+/// Runs `stream` on `source` to its end, with `stdin` written into its standard input through
+/// a pipe (closed when all is written), within [`STREAM_DEADLINE`].
 fn stream(s: &Setup, source: &str, extra: &[&str], stdin: Option<Vec<u8>>) -> Output {
-    let mut child = bin()
-        .arg("stream")
+    let mut cmd = bin();
+    cmd.arg("stream")
         .arg(&s.model)
         .args(["--source", source, "--json", "--top-k", "2"])
-        .args(extra)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .args(extra);
+    let Some(bytes) = stdin else {
+        return cmd.output_within(STREAM_DEADLINE);
+    };
+    let what = describe(&cmd);
+    let mut child = cmd
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(bytes) = stdin {
-        let mut pipe = child.stdin.take().unwrap();
-        std::thread::spawn(move || {
-            use std::io::Write;
-            let _ = pipe.write_all(&bytes);
-        });
-    }
-    child.wait_with_output().unwrap()
+        .spawn_in_group();
+    let mut pipe = child.stdin.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = pipe.write_all(&bytes);
+    });
+    finish(child, &what)
 }
 
-#[test]
-fn an_ffmpeg_mjpeg_pipe_is_classified_and_every_frame_accounted_for() {
-    let s = setup();
-    // ffmpeg writes straight into the stream's standard input, as fast as it can.
-    let mut ff = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
-        .args(["-f", "lavfi", "-i", "testsrc=size=640x480:rate=30"])
-        .args(["-frames:v", "90", "-f", "mjpeg", "-"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("ffmpeg is needed for the stream tests (apt-get install ffmpeg)");
-    let o = bin()
-        .arg("stream")
-        .arg(&s.model)
-        .args(["--source", "mjpeg:-", "--json", "--stats-every", "0.2"])
-        .stdin(ff.stdout.take().unwrap())
-        .output()
-        .unwrap();
-    assert!(ff.wait().unwrap().success());
-    let sum = summary(&o, 90);
+/// Waits for a `stream` started with piped stdout and stderr, within [`STREAM_DEADLINE`].
+fn finish(mut child: std::process::Child, what: &str) -> Output {
+    let stdout = drain(child.stdout.take().unwrap());
+    let stderr = drain(child.stderr.take().unwrap());
+    let status = wait_within(&mut child, STREAM_DEADLINE, what, || {
+        String::from_utf8_lossy(
+            &stderr
+                .recv_timeout(Duration::from_secs(1))
+                .unwrap_or_default(),
+        )
+        .into_owned()
+    });
+    let ten = Duration::from_secs(10);
+    Output {
+        status,
+        stdout: stdout
+            .recv_timeout(ten)
+            .expect("stdout ends with the stream"),
+        stderr: stderr
+            .recv_timeout(ten)
+            .expect("stderr ends with the stream"),
+    }
+}
+
+/// Checks a run that read `sent` frames of a clean stream through a live pipe.
+fn check_live_pipe(o: &Output, sent: u64) {
+    let sum = summary(o, sent);
     assert_eq!(sum["frames_corrupt"], 0);
     assert!(sum["frames_processed"].as_u64().unwrap() >= 1);
-    let lines = json_lines(&o);
+    let lines = json_lines(o);
     // --top-k defaults to 5; the model has 3 classes.
     assert_eq!(lines[0]["top"].as_array().unwrap().len(), 3);
     // Frames are numbered in stream order, and results come in order.
     let frames: Vec<u64> = lines.iter().filter_map(|l| l["frame"].as_u64()).collect();
     assert!(frames.windows(2).all(|w| w[0] < w[1]), "{frames:?}");
-    assert!(*frames.last().unwrap() < 90);
+    assert!(*frames.last().unwrap() < sent);
+}
+
+/// `stream --source mjpeg:-` with its standard input connected to `producer`'s output.
+fn stream_from(s: &Setup, mut producer: Command) -> Output {
+    let mut producer_child = producer
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn_in_group();
+    let mut cmd = bin();
+    cmd.arg("stream")
+        .arg(&s.model)
+        .args(["--source", "mjpeg:-", "--json", "--stats-every", "0.2"]);
+    let what = describe(&cmd);
+    let child = cmd
+        .stdin(producer_child.stdout.take().unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn_in_group();
+    let o = finish(child, &what);
+    let status = wait_within(
+        &mut producer_child,
+        STREAM_DEADLINE,
+        &describe(&producer),
+        String::new,
+    );
+    assert!(status.success(), "{} failed", describe(&producer));
+    o
+}
+
+#[test]
+fn an_mjpeg_pipe_from_a_program_is_classified_and_every_frame_accounted_for() {
+    let s = setup();
+    let file = s.file("clip.mjpeg", &mjpeg(&jpeg_frames(640, 480, 90)));
+    // A real program writes straight into the stream's standard input, as fast as it can.
+    let mut cat = Command::new("cat");
+    cat.arg(&file);
+    check_live_pipe(&stream_from(&s, cat), 90);
+}
+
+#[test]
+fn ffmpeg_as_the_camera_through_a_pipe() {
+    if !have_ffmpeg("ffmpeg_as_the_camera_through_a_pipe") {
+        return;
+    }
+    let s = setup();
+    let mut ff = Command::new("ffmpeg");
+    ff.args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=640x480:rate=30"])
+        .args(["-frames:v", "90", "-f", "mjpeg", "-"]);
+    check_live_pipe(&stream_from(&s, ff), 90);
 }
 
 #[test]
 fn a_corrupt_and_a_garbage_frame_in_the_middle_are_counted_and_skipped() {
     let s = setup();
-    let clean = testsrc_mjpeg("320x240", 12);
-    let starts = frame_starts(&clean);
-    assert_eq!(starts.len(), 12);
-    let frame = |i: usize| &clean[starts[i]..*starts.get(i + 1).unwrap_or(&clean.len())];
+    let frames = jpeg_frames(320, 240, 12);
     let mut bytes = Vec::new();
-    for i in 0..12 {
+    for (i, frame) in frames.iter().enumerate() {
         match i {
-            4 => bytes.extend_from_slice(&frame(i)[..frame(i).len() / 2]), // cut in half
+            4 => bytes.extend_from_slice(&frame[..frame.len() / 2]), // cut in half
             7 => {
                 bytes.extend_from_slice(b"\xff\xd8\x12garbage"); // SOI, then nonsense
-                bytes.extend_from_slice(frame(i));
+                bytes.extend_from_slice(frame);
             }
             9 => {
                 bytes.extend_from_slice(b"noise between frames");
-                bytes.extend_from_slice(frame(i));
+                bytes.extend_from_slice(frame);
             }
-            _ => bytes.extend_from_slice(frame(i)),
+            _ => bytes.extend_from_slice(frame),
         }
     }
-    let file = s.path("broken.mjpeg");
-    std::fs::write(&file, &bytes).unwrap();
+    let file = s.file("broken.mjpeg", &bytes);
     // From a file (not live): every good frame is classified. 12 frames + 1 garbage frame.
     let o = stream(&s, &format!("mjpeg:{}", file.display()), &[], None);
     let sum = summary(&o, 13);
@@ -205,12 +236,10 @@ fn a_corrupt_and_a_garbage_frame_in_the_middle_are_counted_and_skipped() {
 #[test]
 fn a_capture_command_that_dies_mid_frame_is_restarted() {
     let s = setup();
-    let clean = testsrc_mjpeg("320x240", 3);
-    let starts = frame_starts(&clean);
-    let file = s.path("three.mjpeg");
-    std::fs::write(&file, &clean).unwrap();
+    let frames = jpeg_frames(320, 240, 3);
+    let file = s.file("three.mjpeg", &mjpeg(&frames));
     // Each run delivers two frames and dies in the middle of the third.
-    let cut = starts[2] + (clean.len() - starts[2]) / 2;
+    let cut = frames[0].len() + frames[1].len() + frames[2].len() / 2;
     let cmd = format!("cmd:head -c {cut} {}", file.display());
     let o = stream(&s, &cmd, &["--max-restarts", "2", "--every-frame"], None);
     let sum = summary(&o, 9);
@@ -221,8 +250,14 @@ fn a_capture_command_that_dies_mid_frame_is_restarted() {
         stderr.contains("restarting the capture command"),
         "{stderr}"
     );
+}
 
-    // A real capture program: ffmpeg as the camera, three short runs.
+#[test]
+fn ffmpeg_as_the_capture_command_three_short_runs() {
+    if !have_ffmpeg("ffmpeg_as_the_capture_command_three_short_runs") {
+        return;
+    }
+    let s = setup();
     let cmd = "cmd:ffmpeg -hide_banner -loglevel error -nostdin -f lavfi -i testsrc=size=320x240:rate=30 -frames:v 10 -f mjpeg -";
     let o = stream(&s, cmd, &["--max-restarts", "2"], None);
     let sum = summary(&o, 30);
@@ -230,18 +265,34 @@ fn a_capture_command_that_dies_mid_frame_is_restarted() {
 }
 
 #[test]
+fn a_capture_command_that_cannot_run_ends_the_stream_with_its_message() {
+    let s = setup();
+    let start = Instant::now();
+    let o = stream(&s, "cmd:no-such-program --codec mjpeg -o -", &[], None);
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    // The shell's own words, and the counts of what there was (nothing).
+    assert!(stderr.contains("no-such-program: not found"), "{stderr}");
+    assert!(stderr.contains("cannot run"), "{stderr}");
+    let last = json_lines(&o).pop().expect("a summary line");
+    assert_eq!(last["summary"]["frames_read"], 0, "{last}");
+    assert!(!stderr.contains("restarting"), "{stderr}");
+}
+
+#[test]
 fn a_frame_claiming_a_huge_size_is_counted_corrupt_and_the_stream_goes_on() {
     let s = setup();
-    let clean = testsrc_mjpeg("320x240", 3);
-    let starts = frame_starts(&clean);
-    let mut bytes = clean.clone();
+    let frames = jpeg_frames(320, 240, 3);
+    let mut middle = frames[1].clone();
     // The middle frame's SOF0 claims 65500x65500 pixels (a decompression bomb).
-    let sof = starts[1]
-        + bytes[starts[1]..]
-            .windows(2)
-            .position(|w| w == [0xff, 0xc0])
-            .unwrap();
-    bytes[sof + 5..sof + 9].copy_from_slice(&[0xff, 0xdc, 0xff, 0xdc]);
+    let sof = middle.windows(2).position(|w| w == [0xff, 0xc0]).unwrap();
+    middle[sof + 5..sof + 9].copy_from_slice(&[0xff, 0xdc, 0xff, 0xdc]);
+    let bytes = mjpeg(&[frames[0].clone(), middle, frames[2].clone()]);
     let o = stream(&s, "mjpeg:-", &["--every-frame"], Some(bytes));
     let sum = summary(&o, 3);
     assert_eq!(sum["frames_processed"], 2);
@@ -255,11 +306,10 @@ fn a_frame_claiming_a_huge_size_is_counted_corrupt_and_the_stream_goes_on() {
 #[test]
 fn a_capture_command_that_stalls_is_killed_and_restarted() {
     let s = setup();
-    let file = s.path("two.mjpeg");
-    std::fs::write(&file, testsrc_mjpeg("320x240", 2)).unwrap();
+    let file = s.file("two.mjpeg", &mjpeg(&jpeg_frames(320, 240, 2)));
     // Two frames, then the camera hangs: no bytes, no exit.
     let cmd = format!("cmd:cat {}; exec sleep 600", file.display());
-    let start = std::time::Instant::now();
+    let start = Instant::now();
     let o = stream(
         &s,
         &cmd,
@@ -280,28 +330,14 @@ fn a_capture_command_that_stalls_is_killed_and_restarted() {
         2,
         "{stderr}"
     );
-    assert!(start.elapsed() < std::time::Duration::from_secs(20));
+    assert!(start.elapsed() < Duration::from_secs(20));
 }
 
 #[test]
-fn raw_rgb_frames_from_ffmpeg() {
+fn raw_rgb_frames_from_a_file_and_a_pipe() {
     let s = setup();
-    let raw = ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "color=c=red:size=64x48:rate=10",
-        "-frames:v",
-        "5",
-        "-pix_fmt",
-        "rgb24",
-        "-f",
-        "rawvideo",
-        "-",
-    ]);
-    assert_eq!(raw.len(), 5 * 64 * 48 * 3);
-    let file = s.path("red.rgb");
-    std::fs::write(&file, &raw).unwrap();
+    let raw = raw_rgb(64, 48, 5, [250, 0, 0]);
+    let file = s.file("red.rgb", &raw);
     let o = stream(
         &s,
         &format!("raw:64x48:rgb24:{}", file.display()),
@@ -374,33 +410,73 @@ fn the_trigger_switches_the_mock_pin_exactly_as_specified() {
     assert!(names.windows(2).all(|w| w[0] < w[1]));
 }
 
+/// Processes whose command line contains `needle` (read from /proc).
+fn processes_with(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(needle) {
+                found.push(cmdline);
+            }
+        }
+    }
+    found
+}
+
 #[test]
 fn sigterm_ends_a_live_stream_with_its_summary() {
     let s = setup();
-    let cmd = "cmd:ffmpeg -hide_banner -loglevel error -nostdin -re -f lavfi -i testsrc=size=320x240:rate=20 -f mjpeg -";
-    let mut child = bin()
+    let frame = s.file("live-frame.jpg", &jpeg_frames(320, 240, 1)[0]);
+    // A camera at about 20 frames per second that never ends by itself.
+    let cmd = format!("cmd:while :; do cat {}; sleep 0.05; done", frame.display());
+    let mut stream_cmd = bin();
+    stream_cmd
         .arg("stream")
         .arg(&s.model)
-        .args(["--source", cmd, "--json"])
+        .args(["--source", &cmd, "--json"]);
+    let what = describe(&stream_cmd);
+    let mut child = stream_cmd
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    // Wait for the first result, then ask the program to stop as systemd would.
-    let mut first = [0u8; 1];
-    out.read_exact(&mut first).unwrap();
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut rest = Vec::new();
-    out.read_to_end(&mut rest).unwrap();
-    let code = child.wait().unwrap();
+        .spawn_in_group();
+    let stderr = drain(child.stderr.take().unwrap());
+    // Wait for the first result line, then ask the program to stop as systemd would.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut first = String::new();
+        let _ = out.read_line(&mut first);
+        let _ = tx.send(first);
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut rest);
+        let _ = tx.send(rest);
+    });
+    let first = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(line) => line,
+        Err(_) => {
+            stop_group(&mut child);
+            panic!("no result line from {what} within 60 s");
+        }
+    };
+    assert!(first.contains("\"top\""), "{first}");
+    // SAFETY: kill(2) on the child's pid, which is not reaped yet; no memory is touched.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let code = wait_within(&mut child, Duration::from_secs(30), &what, || {
+        String::from_utf8_lossy(
+            &stderr
+                .recv_timeout(Duration::from_secs(1))
+                .unwrap_or_default(),
+        )
+        .into_owned()
+    });
     assert_eq!(code.code(), Some(0));
-    let text = String::from_utf8_lossy(&rest);
-    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let rest = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("stdout ends");
+    let last: Value = serde_json::from_str(rest.lines().last().unwrap()).unwrap();
     let sum = &last["summary"];
     let n = |k: &str| sum[k].as_u64().unwrap();
     assert!(n("frames_processed") >= 1);
@@ -409,14 +485,9 @@ fn sigterm_ends_a_live_stream_with_its_summary() {
         n("frames_processed") + n("frames_dropped") + n("frames_corrupt")
     );
     // The capture command is gone with it.
-    let ps = Command::new("sh")
-        .args([
-            "-c",
-            "sleep 0.3; pgrep -f 'testsrc=size=320x240:rat[e]=20' || true",
-        ])
-        .output()
-        .unwrap();
-    assert!(ps.stdout.is_empty(), "capture command left running");
+    std::thread::sleep(Duration::from_millis(300));
+    let left = processes_with(&frame.display().to_string());
+    assert!(left.is_empty(), "capture command left running: {left:?}");
 }
 
 #[test]
@@ -429,8 +500,7 @@ fn bad_sources_and_triggers_are_clear_errors() {
             "--source",
             "tcp:1.2.3.4",
         ])
-        .output()
-        .unwrap();
+        .output_within(STREAM_DEADLINE);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown source kind `tcp`"));
 

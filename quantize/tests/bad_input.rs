@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::deadline::{Deadline, DEADLINE};
 use common::fixtures;
 use std::path::Path;
 use std::process::Command;
@@ -16,8 +17,7 @@ fn export_fails(args: &[&str], expect: &[&str]) -> String {
         .args(args)
         .arg("-o")
         .arg(&out)
-        .output()
-        .unwrap();
+        .output_within(DEADLINE);
     let stderr = String::from_utf8_lossy(&o.stderr).trim().to_string();
     assert!(!o.status.success(), "export {args:?} succeeded");
     assert_eq!(o.status.code(), Some(1), "{stderr}");
@@ -131,8 +131,7 @@ fn unwritable_output_path() {
         .arg(fixtures().join("tiny/mmcls.pth"))
         .arg("-o")
         .arg(&out)
-        .output()
-        .unwrap();
+        .output_within(DEADLINE);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1));
     assert!(
@@ -151,8 +150,7 @@ fn output_that_is_a_directory_is_refused_and_kept() {
         .arg(fixtures().join("tiny/mmcls.pth"))
         .arg("-o")
         .arg(dir.path())
-        .output()
-        .unwrap();
+        .output_within(DEADLINE);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("is a directory"));
     assert_eq!(

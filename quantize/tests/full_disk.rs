@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::deadline::{Deadline, DEADLINE};
 use common::fixtures;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -19,7 +20,7 @@ fn run_with_small_disk(args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_resnext-quantize"));
     cmd.args(args);
     common::limit(&mut cmd, libc::RLIMIT_FSIZE, 16 << 10);
-    cmd.output().unwrap()
+    cmd.output_within(DEADLINE)
 }
 
 fn micro_config(dir: &Path) -> String {
@@ -98,8 +99,7 @@ fn export_to_dev_full_says_the_disk_is_full() {
             "resnext50_32x4d",
         ])
         .args(["-o", "/dev/full"])
-        .output()
-        .unwrap();
+        .output_within(DEADLINE);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert!(

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::deadline::{Deadline, DEADLINE};
 use common::fixtures;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ fn refused(name: &str, expect: &str) {
         .arg(dir.path().join("out.onnx"));
     common::limit(&mut cmd, libc::RLIMIT_AS, 1 << 30);
     let start = Instant::now();
-    let o = cmd.output().unwrap();
+    let o = cmd.output_within(DEADLINE);
     let took = start.elapsed();
     let stderr = String::from_utf8_lossy(&o.stderr).trim().to_string();
     assert_eq!(o.status.code(), Some(1), "{name}: {:?} {stderr}", o.status);

@@ -1,13 +1,15 @@
 //! `resnext-quantize arch`: the presets' counts round to the seed table.
 
+mod common;
+
+use common::deadline::{Deadline, DEADLINE};
 use std::process::Command;
 
 #[test]
 fn arch_json_matches_the_seed_table() {
     let out = Command::new(env!("CARGO_BIN_EXE_resnext-quantize"))
         .args(["arch", "--json"])
-        .output()
-        .unwrap();
+        .output_within(DEADLINE);
     assert!(out.status.success());
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     // (name, params in M to 2 places, GFLOPs as the seed table rounds them, places)
@@ -32,8 +34,7 @@ fn arch_json_matches_the_seed_table() {
 fn arch_table_is_human_readable() {
     let out = Command::new(env!("CARGO_BIN_EXE_resnext-quantize"))
         .arg("arch")
-        .output()
-        .unwrap();
+        .output_within(DEADLINE);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.lines()

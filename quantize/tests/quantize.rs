@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::deadline::{Deadline, DEADLINE};
 use common::{argmax, fixtures, ort_logits, quantize_cmd};
 use resnext_edge::model::Model;
 use resnext_edge::preprocess::{decode_file, Preprocessor};
@@ -26,8 +27,7 @@ fn evaluate(reference: &Path, model: &Path) -> serde_json::Value {
         .arg(model)
         .arg("--images")
         .arg(fixtures().join("trained/eval"))
-        .output()
-        .unwrap();
+        .output_within(DEADLINE);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     serde_json::from_slice(&o.stdout).unwrap()
 }
@@ -138,8 +138,7 @@ fn bad_calibration_folders() {
             .arg("-o")
             .arg(&out)
             .arg("-q")
-            .output()
-            .unwrap()
+            .output_within(DEADLINE)
     };
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
@@ -169,8 +168,7 @@ fn unreadable_calibration_images_are_counted_and_skipped() {
         .arg(&calib)
         .args(["-q", "--json", "-o"])
         .arg(&out)
-        .output()
-        .unwrap();
+        .output_within(DEADLINE);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(summary["images_used"], 3);

@@ -1,6 +1,9 @@
 //! `export --random-weights` for a full-size preset writes a model that loads and runs.
 
 use resnext_edge::model::Model;
+mod common;
+
+use common::deadline::{Deadline, DEADLINE};
 use std::process::Command;
 
 #[test]
@@ -17,8 +20,7 @@ fn resnext50_with_random_weights_loads_and_runs() {
                 "-o",
             ])
             .arg(out)
-            .status()
-            .unwrap();
+            .status_within(DEADLINE);
         assert!(st.success());
     };
     let out = dir.path().join("r50.onnx");

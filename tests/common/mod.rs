@@ -9,6 +9,8 @@
 #[path = "../../src/scratch_dir.rs"]
 mod scratch_dir;
 pub use scratch_dir::ScratchDir;
+pub mod deadline;
+pub mod frames;
 
 use prost::Message;
 use std::path::Path;

@@ -2,12 +2,20 @@
 //! Python venv), and the export of fixture checkpoints.
 #![allow(dead_code)]
 
+#[path = "../../../tests/common/deadline.rs"]
+pub mod deadline;
+
+use deadline::{Deadline, DEADLINE};
 use resnext_edge::preprocess::{decode_file, Preprocessor};
 use resnext_quantize::export::{self, ArchRequest, WeightSource};
 use resnext_quantize::npy;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Creating the venv installs onnxruntime and numpy from the package index.
+const VENV_DEADLINE: Duration = Duration::from_secs(1800);
 
 /// Sets a resource limit (`RLIMIT_AS`, `RLIMIT_FSIZE`) of `bytes` on the child `cmd` starts;
 /// SIGXFSZ is ignored there, so that a write past the file size limit fails with EFBIG.
@@ -63,8 +71,7 @@ pub fn python() -> PathBuf {
         }
         let out = Command::new("bash")
             .arg(workspace().join("scripts/python-venv.sh"))
-            .output()
-            .expect("bash runs");
+            .output_within(VENV_DEADLINE);
         assert!(
             out.status.success(),
             "scripts/python-venv.sh failed:\n{}",
@@ -81,8 +88,7 @@ pub fn ort_logits(model: &Path, inputs: &Path, dir: &Path) -> resnext_quantize::
     let st = Command::new(python())
         .arg(workspace().join("scripts/ort_logits.py"))
         .args([model, inputs, &out])
-        .status()
-        .expect("python runs");
+        .status_within(DEADLINE);
     assert!(st.success(), "ort_logits.py failed on {}", model.display());
     resnext_quantize::npy::read(&out).unwrap()
 }
@@ -111,8 +117,7 @@ pub fn quantize_cmd(out: &Path, extra: &[&str]) -> Output {
         .arg(out)
         .arg("--quiet")
         .args(extra)
-        .output()
-        .unwrap()
+        .output_within(DEADLINE)
 }
 
 /// Quantizes the trained fixture model into `dir/name`; panics with the tool's error if it fails.
@@ -175,8 +180,7 @@ pub fn ort_quantized(dir: &Path, layouts: &[(&str, &str)]) -> Vec<PathBuf> {
                 .arg(&calib_npy)
                 .args(["--format", format, "--activation", act, "-o"])
                 .arg(&model)
-                .output()
-                .unwrap();
+                .output_within(DEADLINE);
             assert!(
                 o.status.success(),
                 "ort_quantize.py {format} {act}: {}",
