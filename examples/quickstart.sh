@@ -7,14 +7,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-target/example.int8.onnx}
 mkdir -p "$(dirname "$out")"
-# RESNEXT_EDGE_BIN_DIR: run binaries already built there (CI reuses the test build's) instead of
-# building with cargo.
-if [ -n "${RESNEXT_EDGE_BIN_DIR:-}" ]; then
-  quantize=("$RESNEXT_EDGE_BIN_DIR/resnext-quantize")
-  edge=("$RESNEXT_EDGE_BIN_DIR/resnext-edge")
-else
-  quantize=(cargo run -q -p resnext-quantize --)
-  edge=(cargo run -q -p resnext-edge --)
+# Both binaries come from one cargo invocation, so that their dependencies (tract above all)
+# are resolved and compiled once: two `cargo run -p` would resolve features per package and
+# compile tract twice. RESNEXT_EDGE_BIN_DIR: run binaries already built there instead (CI
+# reuses the test build's).
+bin=${RESNEXT_EDGE_BIN_DIR:-}
+if [ -z "$bin" ]; then
+  cargo build -p resnext-quantize -p resnext-edge --bins
+  bin=${CARGO_TARGET_DIR:-target}/debug
 fi
+quantize=("$bin/resnext-quantize")
+edge=("$bin/resnext-edge")
 "${quantize[@]}" quantize examples/data/resnext_tiny_trained.pth --calib examples/data/calib -o "$out"
 "${edge[@]}" classify "$out" examples/data/images --top-k 3
