@@ -7,7 +7,7 @@ mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use resnext_edge::kernels;
-use resnext_edge::native::conv::{ConvGeometry, PackedConv};
+use resnext_edge::kernels::conv::{ConvGeometry, PackedConv};
 use tract_onnx::pb;
 use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::prelude::*;

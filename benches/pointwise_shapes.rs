@@ -10,7 +10,7 @@
 mod common;
 
 use resnext_edge::kernels;
-use resnext_edge::native::conv::{ConvGeometry, PackedConv};
+use resnext_edge::kernels::conv::{ConvGeometry, PackedConv};
 use std::time::{Duration, Instant};
 
 /// `(input side, in channels, out channels, layers of resnext50 with this shape)`.

@@ -58,7 +58,7 @@ pub fn layer(node: &TypedNode) -> Option<Layer> {
 /// The kernel set a convolution runs on: the selected one, except that the AMX kernel takes only
 /// dense convolutions with whole 64-byte depths and 32-output panels (the pointwise ones of a
 /// ResNeXt); the others run on its AVX-512 VNNI kernels.
-fn conv_kernels(g: &crate::native::conv::ConvGeometry) -> kernels::Isa {
+fn conv_kernels(g: &crate::kernels::conv::ConvGeometry) -> kernels::Isa {
     let isa = kernels::selected();
     let amx = g.groups == 1 && g.depth_quads().is_multiple_of(64) && g.out_c.is_multiple_of(32);
     if amx {

@@ -11,7 +11,7 @@ pub mod contrib_ops;
 pub mod gpio;
 pub mod inputs;
 pub mod jpeg;
-pub mod kernels;
+pub use resnext_kernels as kernels;
 pub mod labels;
 pub mod layers;
 pub mod logging;

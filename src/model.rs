@@ -255,7 +255,7 @@ impl Model {
         let tensor = Tensor::from_shape(&[1, 3, crop, crop], input)
             .map_err(|e| ModelError::Run(format_chain(&e)))?;
         // The worker threads stay awake between this inference's layers.
-        let _hot = crate::native::pool::hot();
+        let _hot = crate::kernels::workers::hot();
         let state = &mut self.state;
         let out = contained(|| {
             state.run_plan_with_eval(

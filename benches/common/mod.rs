@@ -1,6 +1,6 @@
 //! What the convolution benches share: deterministic operands for a convolution shape.
 
-use resnext_edge::native::conv::{ConvGeometry, Requant};
+use resnext_edge::kernels::conv::{ConvGeometry, Requant};
 
 /// `n` bytes of a multiplicative hash of their index: varied, the same in every run.
 pub fn bytes(n: usize, seed: u32) -> Vec<u8> {

@@ -4,8 +4,9 @@
 //! Consecutive native ops exchange NHWC tensors; the pass converts layouts only where the
 //! native region starts and ends. What it does not recognize stays with stock tract.
 
-pub mod aligned;
-pub mod conv;
+//!
+//! The convolution engine those ops run (geometry, packing, the kernels, the worker threads) is
+//! the crate `resnext-kernels` ([`crate::kernels`]), which has no tract in it.
+
 pub mod ops;
-pub mod pool;
 pub mod rewrite;

@@ -5,11 +5,11 @@
 //! [`NativeConv`], [`NativeMaxPool`], [`NativeQuantize`] and [`NativeHead`], with weights packed
 //! once, at load.
 
-use super::conv::{
-    average_pool_nhwc, max_pool_nhwc, ConvGeometry, PackedConv, Requant, MAX_WINDOW,
-};
 use crate::contrib_ops::konst;
 use crate::kernels;
+use crate::kernels::conv::{
+    average_pool_nhwc, max_pool_nhwc, ConvGeometry, PackedConv, Requant, MAX_WINDOW,
+};
 use tract_onnx::model::{OnnxOpRegister, ParsingContext};
 use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
@@ -558,7 +558,7 @@ impl EvalOp for NativeQuantize {
         let x = inputs[0].try_as_plain_ram()?.as_slice::<f32>()?;
         let os = Self::out_shape(&shape)?;
         let mut out = Tensor::zero::<u8>(&os)?;
-        super::conv::quantize_to_nhwc(
+        crate::kernels::conv::quantize_to_nhwc(
             x,
             (shape[1], shape[2] * shape[3]),
             f32::from_bits(self.recip_bits),

@@ -513,7 +513,9 @@ fn qlinear_conv(g: &pb::GraphProto, ix: &Index, ci: usize) -> Option<(usize, Con
 fn fits_native(p: &ConvParts) -> bool {
     let (k, s, pad) = p.window;
     let depth = p.w_dims.get(1).map_or(0, |&c| c.max(0) as usize) * k * k;
-    let window_ok = [k, s, pad].iter().all(|&v| v <= super::conv::MAX_WINDOW);
+    let window_ok = [k, s, pad]
+        .iter()
+        .all(|&v| v <= crate::kernels::conv::MAX_WINDOW);
     let bias_ok = p
         .bias
         .iter()

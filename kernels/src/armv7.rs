@@ -1167,7 +1167,7 @@ mod tests {
         ] {
             let in_c = cin + 4;
             let row = (pixels + kernel) * in_c;
-            let s = crate::kernels::DirectShape {
+            let s = crate::DirectShape {
                 in_c,
                 out_c,
                 cin,
@@ -1189,7 +1189,7 @@ mod tests {
                 .collect();
             let start: Vec<i32> = (0..pixels * out_c).map(|_| next() as i32 >> 8).collect();
             let mut want = start.clone();
-            crate::kernels::generic::direct_u8(&s, &xp, pixels, &w, &mut want);
+            crate::generic::direct_u8(&s, &xp, pixels, &w, &mut want);
             let mut got = start;
             direct_u8_armv7(&s, &xp, pixels, &w, &mut got);
             assert_eq!(got, want, "cin {cin}, out_c {out_c}, kernel {kernel}");
@@ -1214,7 +1214,7 @@ mod tests {
             if !available() {
                 return Ok(()); // nothing to compare on this CPU
             }
-            let mut next = super::super::tests::xorshift(seed);
+            let mut next = crate::tests::xorshift(seed);
             let len = rows * width;
             let acc: Vec<i32> = (0..len)
                 .map(|_| match next() % 8 {
@@ -1241,7 +1241,7 @@ mod tests {
             let want: Vec<u8> = (0..len)
                 .map(|o| {
                     let r = res_q.zip(inputs).map(|((rz, rm), x)| (x[o], rz, rm));
-                    super::super::requant::requantize(acc[o], multiplier[o % width], r, (zero, lo, hi))
+                    crate::requant::requantize(acc[o], multiplier[o % width], r, (zero, lo, hi))
                 })
                 .collect();
             let mut got = vec![0xA5u8; len + 3];

@@ -14,10 +14,10 @@
 //! [`DirectU8Requant`]), the accumulators never reach memory; otherwise they do, and a
 //! requantization pass reads them back. Output pixels are split across the worker pool.
 
-use super::aligned::Aligned;
-pub use crate::kernels::requant::round_half_even;
-use crate::kernels::requant::{requantize, Requantize};
-use crate::kernels::{
+use crate::aligned::Aligned;
+pub use crate::requant::round_half_even;
+use crate::requant::{requantize, Requantize};
+use crate::{
     DirectShape, DirectU8, DirectU8Requant, DotU8Requant, Family, Isa, Kernel, MAX_ROWS, PANEL,
 };
 use std::cell::RefCell;
@@ -126,7 +126,7 @@ impl ConvGeometry {
     }
 }
 
-/// The requantization of a convolution's outputs ([`crate::kernels::requant`] defines it):
+/// The requantization of a convolution's outputs ([`crate::requant`] defines it):
 /// input zero point, per-channel multiplier, output zero point, clamp bounds, and the residual
 /// input's zero point and multiplier.
 #[derive(Clone, Debug, PartialEq)]
@@ -168,7 +168,7 @@ impl Requant {
     /// so that the compiler vectorizes it; the same f32 operations, so the same bits. On x86_64
     /// the same code is also compiled for AVX-512 and AVX2 and picked at run time (without
     /// them, SSE2 has neither 32-bit min/max nor more than 4 lanes); on armv7 with NEON,
-    /// [`crate::kernels::armv7::requantize_rows`] (the baseline there has no vector unit).
+    /// [`crate::armv7::requantize_rows`] (the baseline there has no vector unit).
     pub fn apply_row(
         &self,
         acc: &[i32],
@@ -190,11 +190,11 @@ impl Requant {
             }
         }
         #[cfg(target_arch = "arm")]
-        if crate::kernels::armv7::available() {
+        if crate::armv7::available() {
             let (zero, lo, hi) = self.bounds();
             let rq = (zero, lo, hi, self.residual);
             let m = &multiplier[..out.len()];
-            return crate::kernels::armv7::requantize_rows(acc, m, rq, residual, out);
+            return crate::armv7::requantize_rows(acc, m, rq, residual, out);
         }
         self.apply_row_body(acc, multiplier, residual, out)
     }
@@ -210,11 +210,11 @@ impl Requant {
     ) {
         let width = multiplier.len();
         #[cfg(target_arch = "arm")]
-        if crate::kernels::armv7::available() {
+        if crate::armv7::available() {
             // One call for all rows: the per-call setup weighs on rows of a few channels.
             let (zero, lo, hi) = self.bounds();
             let rq = (zero, lo, hi, self.residual);
-            return crate::kernels::armv7::requantize_rows(acc, multiplier, rq, residual, out);
+            return crate::armv7::requantize_rows(acc, multiplier, rq, residual, out);
         }
         for (r, (a, o)) in acc
             .chunks_exact(width)
@@ -281,7 +281,7 @@ impl Requant {
 /// Weights packed for one kernel family.
 #[derive(Clone, Debug, PartialEq)]
 pub enum PackedWeights {
-    /// Per group, in panels of [`PANEL`] outputs (`width` of them, see [`crate::kernels`]):
+    /// Per group, in panels of [`PANEL`] outputs (`width` of them, see [`crate`]):
     /// `[depth_padded / 2][width][2]` i16.
     I16(Aligned<i16>),
     /// Per group, in panels of [`PANEL`] outputs: `[depth_quads / 4][width][4]` i8, and the bias less
@@ -425,7 +425,7 @@ impl PackedConv {
     }
 
     /// [`Self::run`] with the output pixels split into `threads` contiguous ranges, run on the
-    /// worker pool ([`super::pool`]) and the calling thread. Each range is computed exactly as alone, so the result
+    /// worker pool ([`crate::workers`]) and the calling thread. Each range is computed exactly as alone, so the result
     /// does not depend on the thread count.
     pub fn run_threads(
         &self,
@@ -729,7 +729,7 @@ fn in_chunks<T: Send>(
 ) {
     let chunks: Vec<Mutex<Option<&mut [T]>>> =
         out.chunks_mut(len).map(|c| Mutex::new(Some(c))).collect();
-    super::pool::for_each(chunks.len(), threads, &|i| {
+    crate::workers::for_each(chunks.len(), threads, &|i| {
         let chunk = chunks[i].lock().ok().and_then(|mut c| c.take());
         if let Some(chunk) = chunk {
             f(i, chunk)
@@ -1041,7 +1041,7 @@ mod tests {
     //! this CPU has against the generic one, bit for bit, on random shapes. Outputs start as a
     //! canary byte so that an output the code never writes shows up.
     use super::*;
-    use crate::kernels::Isa;
+    use crate::Isa;
     use proptest::prelude::*;
 
     const CANARY: u8 = 0xA5;
@@ -1098,7 +1098,7 @@ mod tests {
 
     #[derive(Debug, Clone)]
     struct Case {
-        family: crate::kernels::Family,
+        family: crate::Family,
         geom: ConvGeometry,
         relu: bool,
         residual: bool,
@@ -1133,7 +1133,7 @@ mod tests {
                         pad: k / 2,
                     };
                     geom.check().ok().map(|_| Case {
-                        family: crate::kernels::Family::I16Pairs,
+                        family: crate::Family::I16Pairs,
                         geom,
                         relu,
                         residual,
@@ -1239,7 +1239,7 @@ mod tests {
                         pad: k / 2,
                     };
                     geom.check().ok().map(|_| Case {
-                        family: crate::kernels::Family::U8Quads,
+                        family: crate::Family::U8Quads,
                         geom,
                         relu,
                         residual,

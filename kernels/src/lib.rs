@@ -19,15 +19,23 @@
 //!
 //! `RESNEXT_EDGE_KERNELS=generic` forces the generic path (any other kernel set's name forces
 //! that one, for comparisons).
+//!
+//! Around the kernels, the crate holds the convolution engine that feeds them ([`conv`]:
+//! geometry, weight packing, patches, requantization, the thread split), 64-byte aligned
+//! buffers ([`aligned`]) and the worker threads ([`workers`]). It depends on no inference
+//! engine: resnext-edge wraps it in tract ops, and its tests build and run alone on any target,
+//! under qemu-user for ARM (`targets/kernel-tests.sh`).
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
+pub mod aligned;
 #[cfg(target_arch = "x86_64")]
 pub mod amx;
 #[cfg(target_arch = "arm")]
 pub mod armv7;
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
+pub mod conv;
 pub mod generic;
 #[cfg(target_arch = "aarch64")]
 pub mod neon_direct;
@@ -38,6 +46,7 @@ pub mod neon_dot_direct;
 #[cfg(target_arch = "aarch64")]
 mod neon_sink;
 pub mod requant;
+pub mod workers;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
 

@@ -281,7 +281,7 @@ mod tests {
             }
             let (kq, n) = (64 * steps, 32 * panels);
             let ldo = n + gap;
-            let mut next = super::super::tests::xorshift(seed);
+            let mut next = crate::tests::xorshift(seed);
             let patch: Vec<u8> = (0..rows * kq).map(|_| next() as u8).collect();
             let w: Vec<i8> = (0..kq * n).map(|_| next() as i8).collect();
             let bias: Vec<i32> = (0..n).map(|_| next() as i32 >> 12).collect();
@@ -310,7 +310,7 @@ mod tests {
             // disagree (the definition adds the term only when both are there).
             let res = (residual != (seed % 16 == 5)).then_some(&res[..]);
             let mut want = vec![0xC3u8; len + 3];
-            super::super::generic::dot_u8i8_requant(rows, &patch, kq, &w, n, &rq, res, &mut want[..len], ldo);
+            crate::generic::dot_u8i8_requant(rows, &patch, kq, &w, n, &rq, res, &mut want[..len], ldo);
             let mut got = vec![0xC3u8; len + 3];
             dot_u8i8_requant_amx(rows, &patch, kq, &w, n, &rq, res, &mut got[..len], ldo);
             prop_assert_eq!(got, want);
