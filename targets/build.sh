@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Builds the board binary: targets/build.sh BOARD [--glibc] [--unit-tests] [--check] [--qemu-cpu CPU]
+# Builds the board binary: targets/build.sh BOARD [--glibc] [--cargo-check] [--unit-tests] [--check] [--qemu-cpu CPU]
 #   BOARD         one of targets/boards/*.env (rpi3, rpi4, rpi5, jetson-nano, jetson-orin)
 #   --glibc       link against the board's glibc dynamically instead of a static binary
+#   --cargo-check only check that the runtime compiles for the board (`cargo check`: the Rust
+#                 type-checked, the C of libjpeg-turbo cross-compiled), without code generation,
+#                 linking or a binary; about a minute instead of many
 #   --unit-tests  first run the runtime's unit tests under qemu-user, built as the binary is (same
 #                 target, CPU tuning, profile and features: the binary then reuses that build)
 #   --check       also run the binary under qemu-user on the example model (needs the model made
@@ -12,14 +15,15 @@
 # glibc on armv7), tuned for the board's CPU, with the GPIO backend and (64-bit boards) V4L2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ $# -ge 1 ] || usage
 board=$1; shift
-glibc=0; check=0; unit_tests=0; qemu_cpu=
+glibc=0; check=0; unit_tests=0; cargo_check=0; qemu_cpu=
 while [ $# -gt 0 ]; do
   case $1 in
     --glibc) glibc=1 ;;
     --check) check=1 ;;
+    --cargo-check) cargo_check=1 ;;
     --unit-tests) unit_tests=1 ;;
     --qemu-cpu) [ $# -ge 2 ] || usage; qemu_cpu=$2; shift ;;
     *) usage ;;
@@ -41,6 +45,12 @@ export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
 runner=$QEMU
 [ -n "$qemu_cpu" ] && runner=$(echo "$runner" | sed -E "s/-cpu [^ ]+/-cpu $qemu_cpu/")
 [[ $target == *-gnu* && $glibc == 1 ]] && runner="$runner -L /usr/${target/-unknown-linux-gnu/-linux-gnu}"
+if [ "$cargo_check" = 1 ]; then
+  echo "checking resnext-edge for $BOARD_NAME: $target, $rustflags, features $FEATURES" >&2
+  RUSTFLAGS="$rustflags" cargo check --profile board --target "$target" -p resnext-edge \
+    --bin resnext-edge --features "$FEATURES"
+  exit 0
+fi
 if [ "$unit_tests" = 1 ]; then
   echo "unit tests of resnext-edge as built for $BOARD_NAME, under $runner" >&2
   runner_var=CARGO_TARGET_$(echo "$target" | tr a-z- A-Z_)_RUNNER
