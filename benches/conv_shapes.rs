@@ -142,13 +142,7 @@ fn conv_shapes(c: &mut Criterion) {
             pad: k / 2,
         };
         let (w, bias, x, requant) = common::operands(&geom);
-        let conv = PackedConv::new(
-            geom.clone(),
-            &w,
-            bias.clone(),
-            requant,
-            isa.kernel().family(),
-        );
+        let conv = PackedConv::new(geom.clone(), &w, bias.clone(), requant, isa.family());
         let mut out = vec![0u8; conv.out_len()];
         let mut group = c.benchmark_group(name);
         group.sample_size(10);

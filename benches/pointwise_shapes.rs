@@ -52,7 +52,7 @@ fn main() {
             pad: 0,
         };
         let (w, bias, x, requant) = common::operands(&geom);
-        let conv = PackedConv::new(geom, &w, bias, requant, isa.kernel().family());
+        let conv = PackedConv::new(geom, &w, bias, requant, isa.family());
         let mut out = vec![0u8; conv.out_len()];
         // Warm-up: the first tenths of a second of a busy core can run at a lower clock.
         let start = Instant::now();

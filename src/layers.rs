@@ -11,7 +11,8 @@ pub struct Layer {
     /// The layer kind (`grouped 3x3 (32 groups)/2`, `pointwise 1x1/1 + residual`, ...), or
     /// tract's operator name for what stays with tract.
     pub kind: String,
-    /// `native <kernel set>`, `native generic` or `stock tract`.
+    /// `native <kernel set>: <function>` (the kernel that runs it, and the requantization
+    /// when that is a pass of its own), `native generic` or `stock tract`.
     pub kernel: String,
     /// Multiply-accumulates of one image, for the native convolutions.
     pub macs: Option<usize>,
@@ -23,7 +24,7 @@ pub fn layer(node: &TypedNode) -> Option<Layer> {
     if let Some(c) = op.downcast_ref::<NativeConv>() {
         Some(Layer {
             kind: c.kind(),
-            kernel: format!("native {}", conv_kernels(&c.conv.geom).name()),
+            kernel: format!("native {}", c.conv.describe(kernels::selected())),
             macs: Some(c.conv.geom.macs()),
         })
     } else if op.downcast_ref::<NativeMaxPool>().is_some() {
@@ -35,7 +36,7 @@ pub fn layer(node: &TypedNode) -> Option<Layer> {
     } else if let Some(h) = op.downcast_ref::<NativeHead>() {
         Some(Layer {
             kind: "average pool + fully connected".into(),
-            kernel: format!("native {}", without_amx(kernels::selected()).name()),
+            kernel: format!("native {}", h.describe()),
             macs: Some(h.macs()),
         })
     } else if op.downcast_ref::<NativeQuantize>().is_some() {
@@ -52,26 +53,5 @@ pub fn layer(node: &TypedNode) -> Option<Layer> {
             kernel: "stock tract".into(),
             macs: None,
         })
-    }
-}
-
-/// The kernel set a convolution runs on: the selected one, except that the AMX kernel takes only
-/// dense convolutions with whole 64-byte depths and 32-output panels (the pointwise ones of a
-/// ResNeXt); the others run on its AVX-512 VNNI kernels.
-fn conv_kernels(g: &crate::kernels::conv::ConvGeometry) -> kernels::Isa {
-    let isa = kernels::selected();
-    let amx = g.groups == 1 && g.depth_quads().is_multiple_of(64) && g.out_c.is_multiple_of(32);
-    if amx {
-        isa
-    } else {
-        without_amx(isa)
-    }
-}
-
-/// `vnni` for `amx` (the kernels of everything but the AMX tiles).
-fn without_amx(isa: kernels::Isa) -> kernels::Isa {
-    match isa {
-        kernels::Isa::Amx => kernels::Isa::Vnni,
-        other => other,
     }
 }

@@ -23,21 +23,35 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 
 /// NEON twin of [`super::generic::dot_u8i8`].
-pub fn dot_u8i8_neon(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, acc: &mut [i32]) {
-    assert!(kq.is_multiple_of(4));
-    assert!(super::fits(rows, kq, n, patch.len(), w.len(), acc.len()));
+pub fn dot_u8i8_neon(
+    rows: usize,
+    patch: &[u8],
+    depth_bytes: usize,
+    w: &[i8],
+    n: usize,
+    acc: &mut [i32],
+) {
+    assert!(depth_bytes.is_multiple_of(4));
+    assert!(super::fits(
+        rows,
+        depth_bytes,
+        n,
+        patch.len(),
+        w.len(),
+        acc.len()
+    ));
     for (o0, width) in super::panels(n) {
-        // SAFETY: NEON is always present on aarch64; the slices hold rows * kq patch values,
-        // kq * n weights and rows * n accumulators (asserted above): the panel's kq * width
-        // weights from o0 * kq and its outputs o0..o0 + width of each row, all `dot_u8_neon`
+        // SAFETY: NEON is always present on aarch64; the slices hold rows * depth_bytes patch values,
+        // depth_bytes * n weights and rows * n accumulators (asserted above): the panel's depth_bytes * width
+        // weights from o0 * depth_bytes and its outputs o0..o0 + width of each row, all `dot_u8_neon`
         // touches.
         unsafe {
-            let w = w.as_ptr().add(o0 * kq);
+            let w = w.as_ptr().add(o0 * depth_bytes);
             let sink = AccSink {
                 acc: acc.as_mut_ptr(),
                 out_c: n,
             };
-            dot_u8_neon(rows, patch.as_ptr(), kq, w, width, (&sink, o0))
+            dot_u8_neon(rows, patch.as_ptr(), depth_bytes, w, width, (&sink, o0))
         }
     }
 }
@@ -47,7 +61,7 @@ pub fn dot_u8i8_neon(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, a
 pub fn dot_u8i8_requant_neon(
     rows: usize,
     patch: &[u8],
-    kq: usize,
+    depth_bytes: usize,
     w: &[i8],
     n: usize,
     rq: &Requantize,
@@ -57,7 +71,7 @@ pub fn dot_u8i8_requant_neon(
 ) {
     assert!(super::fits_requant(
         rows,
-        (patch, kq),
+        (patch, depth_bytes),
         w,
         n,
         rq,
@@ -67,12 +81,12 @@ pub fn dot_u8i8_requant_neon(
     ));
     let sink = RequantSink::new(rq, residual, out, ldo);
     for (o0, width) in super::panels(n) {
-        // SAFETY: `fits_requant` holds: rows * kq patch values, kq * n weights (the panel's
-        // from o0 * kq), n channels of requantization, and rows of n outputs (and residual
+        // SAFETY: `fits_requant` holds: rows * depth_bytes patch values, depth_bytes * n weights (the panel's
+        // from o0 * depth_bytes), n channels of requantization, and rows of n outputs (and residual
         // inputs, if any) ldo apart.
         unsafe {
-            let w = w.as_ptr().add(o0 * kq);
-            dot_u8_neon(rows, patch.as_ptr(), kq, w, width, (&sink, o0))
+            let w = w.as_ptr().add(o0 * depth_bytes);
+            dot_u8_neon(rows, patch.as_ptr(), depth_bytes, w, width, (&sink, o0))
         }
     }
 }
@@ -183,16 +197,16 @@ pub(super) unsafe fn put_lanes(
 /// Rows `r0..r0 + 4` of the patch, those past the last row replaced by it.
 ///
 /// # Safety
-/// `r0 < rows`, and the patch must hold `rows` rows of `kq`.
+/// `r0 < rows`, and the patch must hold `rows` rows of `depth_bytes`.
 #[inline(always)]
 pub(super) unsafe fn clamped_rows(
     patch: *const u8,
-    kq: usize,
+    depth_bytes: usize,
     r0: usize,
     rows: usize,
 ) -> [*const u8; 4] {
     // SAFETY: every row index is below `rows` (the caller's preconditions).
-    std::array::from_fn(|r| unsafe { patch.add((r0 + r).min(rows - 1) * kq) })
+    std::array::from_fn(|r| unsafe { patch.add((r0 + r).min(rows - 1) * depth_bytes) })
 }
 
 /// The weights of a tile of 8 outputs: quad `q`'s vector `v` (4 outputs x 4 bytes) at
@@ -302,12 +316,12 @@ impl Tile {
 /// One panel of `n` outputs, the first of them output `o0` of the sink's rows.
 ///
 /// # Safety
-/// `patch` must hold `rows * kq` values, `w` `kq * n`, and the sink rows of outputs
+/// `patch` must hold `rows * depth_bytes` values, `w` `depth_bytes * n`, and the sink rows of outputs
 /// `o0..o0 + n`.
 unsafe fn dot_u8_neon(
     rows: usize,
     patch: *const u8,
-    kq: usize,
+    depth_bytes: usize,
     w: *const i8,
     n: usize,
     (sink, o0): (&impl Sink, usize),
@@ -315,9 +329,9 @@ unsafe fn dot_u8_neon(
     if rows == 0 {
         return;
     }
-    let quads = kq / 4;
+    let quads = depth_bytes / 4;
     let whole = n / 4 * 4;
-    // SAFETY (every intrinsic and pointer below): NEON is baseline; rows are clamped to
+    // SAFETY: every intrinsic and pointer below: NEON is baseline; rows are clamped to
     // `rows - 1`, vectors to the block's last whole one, so every access stays inside the
     // bounds stated above.
     unsafe {
@@ -331,7 +345,7 @@ unsafe fn dot_u8_neon(
                 wv: [4 * o, 4 * last],
             };
             for r0 in (0..rows).step_by(4) {
-                let x = clamped_rows(patch, kq, r0, rows);
+                let x = clamped_rows(patch, depth_bytes, r0, rows);
                 let sums = if m0 || m1 {
                     tile.sums::<false>(x, quads)
                 } else {
@@ -346,7 +360,7 @@ unsafe fn dot_u8_neon(
             }
         }
         if whole < n {
-            partial_vector((rows, patch, kq), (w, n, whole), (sink, o0));
+            partial_vector((rows, patch, depth_bytes), (w, n, whole), (sink, o0));
         }
     }
 }
@@ -359,11 +373,11 @@ unsafe fn dot_u8_neon(
 /// # Safety
 /// As for [`dot_u8_neon`], with `n - 4 < o < n`.
 unsafe fn partial_vector(
-    (rows, patch, kq): (usize, *const u8, usize),
+    (rows, patch, depth_bytes): (usize, *const u8, usize),
     (w, n, o): (*const i8, usize, usize),
     (sink, o0): (&impl Sink, usize),
 ) {
-    let quads = kq / 4;
+    let quads = depth_bytes / 4;
     let lanes = n - o;
     // SAFETY: NEON is baseline; quads before the last read 16 bytes from output `o` of their
     // row of `n`, which ends inside the next quad's row; the last quad's `lanes` outputs are
@@ -381,7 +395,7 @@ unsafe fn partial_vector(
             wv: [0; 2],
         };
         for r0 in (0..rows).step_by(4) {
-            let x = clamped_rows(patch, kq, r0, rows);
+            let x = clamped_rows(patch, depth_bytes, r0, rows);
             let mut sums = tile.sums::<false>(x, quads.saturating_sub(1));
             if quads > 0 {
                 let x = x.map(|row| row.add(4 * (quads - 1)));

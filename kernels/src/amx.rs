@@ -5,7 +5,7 @@
 //!
 //! The AMX intrinsics are not stable Rust, so the tile loop is one block of inline assembly.
 //! Blocks of 32 pixels x 32 outputs (a weight panel, [`super::PANEL`]): four accumulator tiles,
-//! per 16 quads of depth two input tiles (the pixels' rows, `kq` bytes apart, read in place) and
+//! per 16 quads of depth two input tiles (the pixels' rows, `depth_bytes` bytes apart, read in place) and
 //! two weight tiles (the panel's `[quad][32][4]` rows are 128 bytes: a tile of 16 outputs is 64
 //! bytes of each, `tileloadd` with a 128-byte stride), four `tdpbusd`. The sums go to a stack
 //! buffer and are requantized there with the AVX-512 VNNI kernel's code; the rows past the last
@@ -69,7 +69,7 @@ const CONFIG: TileConfig = TileConfig {
 pub fn dot_u8i8_requant_amx(
     rows: usize,
     patch: &[u8],
-    kq: usize,
+    depth_bytes: usize,
     w: &[i8],
     n: usize,
     rq: &Requantize,
@@ -79,7 +79,7 @@ pub fn dot_u8i8_requant_amx(
 ) {
     assert!(super::fits_requant(
         rows,
-        (patch, kq),
+        (patch, depth_bytes),
         w,
         n,
         rq,
@@ -87,38 +87,45 @@ pub fn dot_u8i8_requant_amx(
         out,
         ldo
     ));
-    if !available() || kq == 0 || !kq.is_multiple_of(64) || !n.is_multiple_of(super::PANEL) {
-        return dot_u8i8_requant_vnni(rows, patch, kq, w, n, rq, residual, out, ldo);
+    if !available()
+        || depth_bytes == 0
+        || !depth_bytes.is_multiple_of(64)
+        || !n.is_multiple_of(super::PANEL)
+    {
+        return dot_u8i8_requant_vnni(rows, patch, depth_bytes, w, n, rq, residual, out, ldo);
     }
     // SAFETY: AMX and AVX-512 are available (checked above); `fits_requant` holds for `rows`
-    // (asserted above); kq is a non-zero multiple of 64 (the tile loop runs at least once) and
+    // (asserted above); depth_bytes is a non-zero multiple of 64 (the tile loop runs at least once) and
     // n a multiple of 32.
-    unsafe { amx_rows(rows, (patch, kq), w, n, rq, residual, (out, ldo)) };
+    unsafe { amx_rows(rows, (patch, depth_bytes), w, n, rq, residual, (out, ldo)) };
 }
 
 /// Rows `0..rows` of [`dot_u8i8_requant_amx`], panel by panel, in blocks of 32 rows (the last
 /// one 16 if need be), then the last `rows % 16` rows of every panel with the input and sum
-/// tiles configured that short (they were on the AVX-512 kernel, which streamed every panel's
-/// weights once more for them: at two threads a 49-pixel layer's ranges are 16 + 9 rows).
+/// tiles configured that short (on the AVX-512 kernel they would stream every panel's weights
+/// once more: at two threads a 49-pixel layer's ranges are 16 + 9 rows).
 ///
 /// # Safety
 /// AMX-INT8 (permission granted) and AVX-512 F/BW/VL/VNNI must be available; the buffers as
-/// `fits_requant` checks them for `rows` rows; `kq` a non-zero multiple of 64, `n` a multiple
+/// `fits_requant` checks them for `rows` rows; `depth_bytes` a non-zero multiple of 64, `n` a multiple
 /// of 32.
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni,avx512vl")]
 unsafe fn amx_rows(
     rows: usize,
-    (patch, kq): (&[u8], usize),
+    (patch, depth_bytes): (&[u8], usize),
     w: &[i8],
     n: usize,
     rq: &Requantize,
     residual: Option<&[u8]>,
     (out, ldo): (&mut [u8], usize),
 ) {
-    let requant = Requant16::new(
-        (rq.zero, rq.lo, rq.hi),
-        rq.residual.filter(|_| residual.is_some()),
-    );
+    // SAFETY: AVX-512 F is available (this function's precondition).
+    let requant = unsafe {
+        Requant16::new(
+            (rq.zero, rq.lo, rq.hi),
+            rq.residual.filter(|_| residual.is_some()),
+        )
+    };
     // The sums of one block: 32 rows of 32 outputs.
     let mut sums = [0i32; 32 * 32];
     // Requantizes `block` rows of `sums` into rows r0.. and outputs o..o + 32.
@@ -145,14 +152,14 @@ unsafe fn amx_rows(
     // SAFETY: AMX is available (the caller); the configuration is 64 readable bytes.
     unsafe { asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly)) };
     for o in (0..n).step_by(32) {
-        let panel = w[o * kq..(o + 32) * kq].as_ptr();
+        let panel = w[o * depth_bytes..(o + 32) * depth_bytes].as_ptr();
         let mut r0 = 0;
         while r0 < full {
             let block = if r0 + 32 <= full { 32 } else { 16 };
-            let x = patch[r0 * kq..(r0 + block) * kq].as_ptr();
-            // SAFETY: `block` rows of kq bytes from `x`, the panel's kq * 32 weights, and the
-            // 4 KB of `sums`; kq / 64 steps of 16 quads; tiles configured above.
-            unsafe { block_sums(x, kq, panel, block == 32, &mut sums) };
+            let x = patch[r0 * depth_bytes..(r0 + block) * depth_bytes].as_ptr();
+            // SAFETY: `block` rows of depth_bytes bytes from `x`, the panel's depth_bytes * 32 weights, and the
+            // 4 KB of `sums`; depth_bytes / 64 steps of 16 quads; tiles configured above.
+            unsafe { block_sums(x, depth_bytes, panel, block == 32, &mut sums) };
             put(&sums, r0, block, o);
             r0 += block;
         }
@@ -165,11 +172,11 @@ unsafe fn amx_rows(
         // SAFETY: AMX is available; the configuration is 64 readable bytes.
         unsafe { asm!("ldtilecfg [{}]", in(reg) &short, options(nostack, readonly)) };
         for o in (0..n).step_by(32) {
-            let panel = w[o * kq..(o + 32) * kq].as_ptr();
-            let x = patch[full * kq..rows * kq].as_ptr();
-            // SAFETY: the input tile is configured `tail` rows of 64 bytes: `tail` rows of kq
+            let panel = w[o * depth_bytes..(o + 32) * depth_bytes].as_ptr();
+            let x = patch[full * depth_bytes..rows * depth_bytes].as_ptr();
+            // SAFETY: the input tile is configured `tail` rows of 64 bytes: `tail` rows of depth_bytes
             // bytes from `x`; the weights and `sums` as above (`tail` rows stored).
-            unsafe { block_sums(x, kq, panel, false, &mut sums) };
+            unsafe { block_sums(x, depth_bytes, panel, false, &mut sums) };
             put(&sums, full, tail, o);
         }
     }
@@ -178,17 +185,23 @@ unsafe fn amx_rows(
 }
 
 /// The sums of one block into `sums` (rows 128 bytes apart): 32 rows (`two`) or 16, from `x`
-/// (rows `kq` bytes apart), times the 32-output panel `w` (`[kq / 4][32][4]`).
+/// (rows `depth_bytes` bytes apart), times the 32-output panel `w` (`[depth_bytes / 4][32][4]`).
 ///
 /// Tiles: 0-3 sums (rows 0-15 / 16-31 x outputs 0-15 / 16-31), 4-5 inputs, 6-7 weights.
 ///
 /// # Safety
 /// The tiles configured in this thread as [`CONFIG`], or with the input and sum tiles shorter
-/// (then as many rows are read and stored); `x` readable for the rows' kq bytes each,
-/// `w` for `kq * 32` bytes; `kq` a non-zero multiple of 64.
+/// (then as many rows are read and stored); `x` readable for the rows' depth_bytes bytes each,
+/// `w` for `depth_bytes * 32` bytes; `depth_bytes` a non-zero multiple of 64.
 #[inline(always)]
-unsafe fn block_sums(x: *const u8, kq: usize, w: *const i8, two: bool, sums: &mut [i32; 1024]) {
-    let steps = kq / 64;
+unsafe fn block_sums(
+    x: *const u8,
+    depth_bytes: usize,
+    w: *const i8,
+    two: bool,
+    sums: &mut [i32; 1024],
+) {
+    let steps = depth_bytes / 64;
     let c = sums.as_mut_ptr();
     // SAFETY: the caller's preconditions: each step reads 16 rows x 64 bytes of input from `x`
     // (+ 16 rows further when `two`), 16 rows x 128 bytes of weights; the stores write 32 (or 16)
@@ -201,8 +214,8 @@ unsafe fn block_sums(x: *const u8, kq: usize, w: *const i8, two: bool, sums: &mu
                 "tilezero tmm2",
                 "tilezero tmm3",
                 "2:",
-                "tileloadd tmm4, [{x} + {kq}*1]",
-                "tileloadd tmm5, [{x2} + {kq}*1]",
+                "tileloadd tmm4, [{x} + {depth_bytes}*1]",
+                "tileloadd tmm5, [{x2} + {depth_bytes}*1]",
                 "tileloadd tmm6, [{w} + {ws}*1]",
                 "tileloadd tmm7, [{w} + {ws}*1 + 64]",
                 "tdpbusd tmm0, tmm4, tmm6",
@@ -219,9 +232,9 @@ unsafe fn block_sums(x: *const u8, kq: usize, w: *const i8, two: bool, sums: &mu
                 "tilestored [{c} + {ws}*1 + 2048], tmm2",
                 "tilestored [{c} + {ws}*1 + 2112], tmm3",
                 x = inout(reg) x => _,
-                x2 = inout(reg) x.add(16 * kq) => _,
+                x2 = inout(reg) x.add(16 * depth_bytes) => _,
                 w = inout(reg) w => _,
-                kq = in(reg) kq,
+                depth_bytes = in(reg) depth_bytes,
                 ws = in(reg) 128usize,
                 steps = inout(reg) steps => _,
                 c = in(reg) c,
@@ -232,7 +245,7 @@ unsafe fn block_sums(x: *const u8, kq: usize, w: *const i8, two: bool, sums: &mu
                 "tilezero tmm0",
                 "tilezero tmm1",
                 "2:",
-                "tileloadd tmm4, [{x} + {kq}*1]",
+                "tileloadd tmm4, [{x} + {depth_bytes}*1]",
                 "tileloadd tmm6, [{w} + {ws}*1]",
                 "tileloadd tmm7, [{w} + {ws}*1 + 64]",
                 "tdpbusd tmm0, tmm4, tmm6",
@@ -245,7 +258,7 @@ unsafe fn block_sums(x: *const u8, kq: usize, w: *const i8, two: bool, sums: &mu
                 "tilestored [{c} + {ws}*1 + 64], tmm1",
                 x = inout(reg) x => _,
                 w = inout(reg) w => _,
-                kq = in(reg) kq,
+                depth_bytes = in(reg) depth_bytes,
                 ws = in(reg) 128usize,
                 steps = inout(reg) steps => _,
                 c = in(reg) c,
@@ -279,11 +292,11 @@ mod tests {
             if !available() {
                 return Ok(()); // nothing to compare on this CPU
             }
-            let (kq, n) = (64 * steps, 32 * panels);
+            let (depth_bytes, n) = (64 * steps, 32 * panels);
             let ldo = n + gap;
             let mut next = crate::tests::xorshift(seed);
-            let patch: Vec<u8> = (0..rows * kq).map(|_| next() as u8).collect();
-            let w: Vec<i8> = (0..kq * n).map(|_| next() as i8).collect();
+            let patch: Vec<u8> = (0..rows * depth_bytes).map(|_| next() as u8).collect();
+            let w: Vec<i8> = (0..depth_bytes * n).map(|_| next() as i8).collect();
             let bias: Vec<i32> = (0..n).map(|_| next() as i32 >> 12).collect();
             let multiplier: Vec<f32> = (0..n)
                 .map(|_| match next() % 64 {
@@ -310,9 +323,9 @@ mod tests {
             // disagree (the definition adds the term only when both are there).
             let res = (residual != (seed % 16 == 5)).then_some(&res[..]);
             let mut want = vec![0xC3u8; len + 3];
-            crate::generic::dot_u8i8_requant(rows, &patch, kq, &w, n, &rq, res, &mut want[..len], ldo);
+            crate::generic::dot_u8i8_requant(rows, &patch, depth_bytes, &w, n, &rq, res, &mut want[..len], ldo);
             let mut got = vec![0xC3u8; len + 3];
-            dot_u8i8_requant_amx(rows, &patch, kq, &w, n, &rq, res, &mut got[..len], ldo);
+            dot_u8i8_requant_amx(rows, &patch, depth_bytes, &w, n, &rq, res, &mut got[..len], ldo);
             prop_assert_eq!(got, want);
         }
     }

@@ -57,13 +57,27 @@ macro_rules! neon_asm {
 }
 
 /// NEON twin of [`super::generic::dot_u8i8`].
-pub fn dot_u8i8_armv7(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, acc: &mut [i32]) {
+pub fn dot_u8i8_armv7(
+    rows: usize,
+    patch: &[u8],
+    depth_bytes: usize,
+    w: &[i8],
+    n: usize,
+    acc: &mut [i32],
+) {
     assert!(available(), "the armv7 NEON kernels need NEON");
-    assert!(kq.is_multiple_of(4));
-    assert!(super::fits(rows, kq, n, patch.len(), w.len(), acc.len()));
-    let quads = kq / 4;
+    assert!(depth_bytes.is_multiple_of(4));
+    assert!(super::fits(
+        rows,
+        depth_bytes,
+        n,
+        patch.len(),
+        w.len(),
+        acc.len()
+    ));
+    let quads = depth_bytes / 4;
     for (o0, width) in super::panels(n) {
-        let wp = &w[o0 * kq..(o0 + width) * kq];
+        let wp = &w[o0 * depth_bytes..(o0 + width) * depth_bytes];
         let mut o = 0;
         while o + 8 <= width {
             // SAFETY: outputs o..o + 8 of each of the panel's quads are inside `wp`; each pass
@@ -73,9 +87,9 @@ pub fn dot_u8i8_armv7(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, 
                 passes(block, |wq, ws, first, count, back| {
                     let mut r = 0;
                     while r < rows {
-                        let x0 = &patch[r * kq + 4 * first..];
+                        let x0 = &patch[r * depth_bytes + 4 * first..];
                         let x1 = if r + 1 < rows {
-                            &patch[(r + 1) * kq + 4 * first..]
+                            &patch[(r + 1) * depth_bytes + 4 * first..]
                         } else {
                             x0
                         };
@@ -107,7 +121,7 @@ pub fn dot_u8i8_armv7(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, 
                     let mut r = 0;
                     while r < rows {
                         let x = std::array::from_fn(|dr| {
-                            patch[(r + dr).min(rows - 1) * kq + 4 * first..].as_ptr()
+                            patch[(r + dr).min(rows - 1) * depth_bytes + 4 * first..].as_ptr()
                         });
                         let at = r * n + o0 + o;
                         let full = r + 4 <= rows;
@@ -134,7 +148,7 @@ pub fn dot_u8i8_armv7(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, 
         }
         for o in o..width {
             for r in 0..rows {
-                let x = &patch[r * kq..(r + 1) * kq];
+                let x = &patch[r * depth_bytes..(r + 1) * depth_bytes];
                 let s: i32 = x
                     .iter()
                     .enumerate()

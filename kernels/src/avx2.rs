@@ -100,15 +100,29 @@ unsafe fn lane_mask(lanes: usize) -> __m256i {
 }
 
 /// AVX2 twin of [`super::generic::dot_u8i8`]; falls back to it without AVX2.
-pub fn dot_u8i8_avx2(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, acc: &mut [i32]) {
-    assert!(kq.is_multiple_of(4));
-    assert!(super::fits(rows, kq, n, patch.len(), w.len(), acc.len()));
+pub fn dot_u8i8_avx2(
+    rows: usize,
+    patch: &[u8],
+    depth_bytes: usize,
+    w: &[i8],
+    n: usize,
+    acc: &mut [i32],
+) {
+    assert!(depth_bytes.is_multiple_of(4));
+    assert!(super::fits(
+        rows,
+        depth_bytes,
+        n,
+        patch.len(),
+        w.len(),
+        acc.len()
+    ));
     if !available() {
-        return super::generic::dot_u8i8(rows, patch, kq, w, n, acc);
+        return super::generic::dot_u8i8(rows, patch, depth_bytes, w, n, acc);
     }
-    // SAFETY (the body): AVX2 is present (checked above) and `dot_u8_blocks` hands in
-    // arguments in bounds with q0 <= q1 <= kq / 4.
-    dot_u8_blocks(rows, patch, kq, w, n, acc, &|args| unsafe {
+    // SAFETY: the body: AVX2 is present (checked above) and `dot_u8_blocks` hands in
+    // arguments in bounds with q0 <= q1 <= depth_bytes / 4.
+    dot_u8_blocks(rows, patch, depth_bytes, w, n, acc, &|args| unsafe {
         dot_body(args)
     })
 }
@@ -134,7 +148,7 @@ unsafe fn dot_body(args: Vnni) {
 pub fn dot_u8i8_requant_avx2(
     rows: usize,
     patch: &[u8],
-    kq: usize,
+    depth_bytes: usize,
     w: &[i8],
     n: usize,
     rq: &Requantize,
@@ -144,7 +158,7 @@ pub fn dot_u8i8_requant_avx2(
 ) {
     assert!(super::fits_requant(
         rows,
-        (patch, kq),
+        (patch, depth_bytes),
         w,
         n,
         rq,
@@ -153,11 +167,21 @@ pub fn dot_u8i8_requant_avx2(
         ldo
     ));
     if !available() || !n.is_multiple_of(super::PANEL) {
-        return super::generic::dot_u8i8_requant(rows, patch, kq, w, n, rq, residual, out, ldo);
+        return super::generic::dot_u8i8_requant(
+            rows,
+            patch,
+            depth_bytes,
+            w,
+            n,
+            rq,
+            residual,
+            out,
+            ldo,
+        );
     }
-    let f = Fused::new((patch, kq), w, rq, residual, out, ldo);
+    let f = Fused::new((patch, depth_bytes), w, rq, residual, out, ldo);
     // SAFETY: AVX2 is present (checked above); `fits_requant` holds (asserted above): rows *
-    // kq patch bytes, kq * n weights in panels of 32, n biases and multipliers, and rows of n
+    // depth_bytes patch bytes, depth_bytes * n weights in panels of 32, n biases and multipliers, and rows of n
     // outputs (and residual inputs) ldo apart.
     unsafe { fused_slices(&f, rows, n) }
 }
@@ -209,7 +233,7 @@ unsafe fn widen(src: *const u8, len: usize, dst: *mut i16) {
 /// `rows` rows and `n` (a multiple of 32) outputs.
 #[target_feature(enable = "avx2")]
 unsafe fn fused_slices(f: &Fused, rows: usize, n: usize) {
-    let quads = f.kq / 4;
+    let quads = f.depth_bytes / 4;
     // Split weights take twice the bytes: up to 128 quads (16 KB) they stay in L1 with the
     // rows; deeper, the tiles split their own (layer4.1.conv3, 256 quads, ran 11 % slower on
     // a 32 KB buffer).
@@ -220,25 +244,29 @@ unsafe fn fused_slices(f: &Fused, rows: usize, n: usize) {
         [_mm256_setzero_si256(); 4],
     );
     // The rows in blocks, each widened once for all its slices of outputs (split in the tiles,
-    // 8 of a quad step's 40 vector instructions were the rows' shifts and masks).
-    let block = (WIDE_BYTES / (2 * f.kq)).max(4);
+    // 8 of a quad step's 40 vector instructions would be the rows' shifts and masks).
+    let block = (WIDE_BYTES / (2 * f.depth_bytes)).max(4);
     let mut wide = WIDE.take();
-    wide.resize(block.min(rows) * f.kq, 0);
+    wide.resize(block.min(rows) * f.depth_bytes, 0);
     // SAFETY: the feature is enabled here; a block's rows b0..b0 + rb are inside the patch and
-    // `wide` holds rb * kq i16; in the 32-output panel holding outputs o..o + 16, quad q's
-    // weights of those outputs are the 64 bytes at q * 128 + (o % 32) * 4 (q < kq / 4), and
+    // `wide` holds rb * depth_bytes i16; in the 32-output panel holding outputs o..o + 16, quad q's
+    // weights of those outputs are the 64 bytes at q * 128 + (o % 32) * 4 (q < depth_bytes / 4), and
     // the next panel lies inside `w` when o + 32 < n; every tile's rows are below the block's
     // and its outputs o..o + 16 below `n`, as `fused_tile` requires.
     unsafe {
         let mut b0 = 0;
         while b0 < rows {
             let rb = block.min(rows - b0);
-            widen(f.patch.add(b0 * f.kq), rb * f.kq, wide.as_mut_ptr());
+            widen(
+                f.patch.add(b0 * f.depth_bytes),
+                rb * f.depth_bytes,
+                wide.as_mut_ptr(),
+            );
             // Rows in as few tiles as 4-row tiles would take, of even sizes (49 rows: 4 x 4 +
             // 11 x 3, not 12 x 4 + 1): a short tile costs as many weight loads as a full one.
             let tiles = rb.div_ceil(4);
             for o in (0..n).step_by(16) {
-                let w = f.w.add(o / 32 * 32 * f.kq + o % 32 * 4);
+                let w = f.w.add(o / 32 * 32 * f.depth_bytes + o % 32 * 4);
                 // Quad q's weights of the 16 outputs, split.
                 let raw = |q: usize| {
                     let a = Pairs::weights(_mm256_loadu_si256(w.add(q * 128) as *const __m256i));
@@ -250,12 +278,12 @@ unsafe fn fused_slices(f: &Fused, rows: usize, n: usize) {
                 // inference: the model's 25 MB do not stay in L2), a quad's lines at a time
                 // along the split, or along the first tile of rows.
                 let mut next = if b0 == 0 && o % 32 == 0 && o + 32 < n {
-                    f.w.add((o + 32) * f.kq)
+                    f.w.add((o + 32) * f.depth_bytes)
                 } else {
                     std::ptr::null()
                 };
                 // The 16 outputs' weights split once, for every tile of the block (split in
-                // the tiles, 6 of a quad step's 46 vector instructions were their shifts).
+                // the tiles, 6 of a quad step's 46 vector instructions would be their shifts).
                 for (q, sq) in split.iter_mut().enumerate() {
                     let (a, b) = raw(q);
                     *sq = [a.e, a.o, b.e, b.o];
@@ -271,7 +299,7 @@ unsafe fn fused_slices(f: &Fused, rows: usize, n: usize) {
                 let mut r0 = 0;
                 for t in 0..tiles {
                     let r = rb / tiles + usize::from(t < rb % tiles);
-                    let rows = (wide.as_ptr().add(r0 * f.kq), b0 + r0, r);
+                    let rows = (wide.as_ptr().add(r0 * f.depth_bytes), b0 + r0, r);
                     if presplit {
                         tile_rows(f, rows, o, &stored, next);
                     } else {
@@ -328,12 +356,12 @@ unsafe fn prefetch_quad(next: *const i8, q: usize) {
 }
 
 /// Rows `r0..r0 + R` x outputs `o..o + 16` of [`fused_slices`], whose inputs are widened at
-/// `x` (`kq` i16 per row) and whose split weights of quad q `weights(q)` gives: the products
+/// `x` (`depth_bytes` i16 per row) and whose split weights of quad q `weights(q)` gives: the products
 /// over the whole depth, then the requantization.
 ///
 /// # Safety
 /// As for [`fused_slices`], and `r0 + R <= rows`, `o + 16 <= n`; `x` holds `R` widened rows;
-/// `weights` sound for every quad below `kq / 4`; `next` null or a panel to prefetch along the
+/// `weights` sound for every quad below `depth_bytes / 4`; `next` null or a panel to prefetch along the
 /// depth.
 #[inline(always)]
 unsafe fn fused_tile<const R: usize>(
@@ -343,8 +371,8 @@ unsafe fn fused_tile<const R: usize>(
     weights: &impl Fn(usize) -> (Pairs, Pairs),
     next: *const i8,
 ) {
-    // SAFETY (every intrinsic and pointer below): the caller enables AVX2; R widened rows at
-    // `x` (kq i16 each); outputs o..o + 16 of the biases and multipliers, and bytes o..o + 16
+    // SAFETY: every intrinsic and pointer below: the caller enables AVX2; R widened rows at
+    // `x` (depth_bytes i16 each); outputs o..o + 16 of the biases and multipliers, and bytes o..o + 16
     // of output and residual rows r0..r0 + R are in bounds.
     unsafe {
         // The accumulators start from the biases (i32 additions wrap: any order gives the same).
@@ -353,11 +381,11 @@ unsafe fn fused_tile<const R: usize>(
         let bias = f.bias.add(o) as *const __m256i;
         let bias = [_mm256_loadu_si256(bias), _mm256_loadu_si256(bias.add(1))];
         let mut a = [bias; R];
-        for q in 0..f.kq / 4 {
+        for q in 0..f.depth_bytes / 4 {
             let (wa, wb) = weights(q);
             prefetch_quad(next, q);
             for (r, ar) in a.iter_mut().enumerate() {
-                let p = x.add(r * f.kq + 4 * q) as *const i32;
+                let p = x.add(r * f.depth_bytes + 4 * q) as *const i32;
                 let x = Pairs {
                     e: _mm256_set1_epi32(p.read_unaligned()),
                     o: _mm256_set1_epi32(p.add(1).read_unaligned()),
@@ -756,7 +784,7 @@ unsafe fn direct_tile<const P: usize>(
     let quads = s.cin / 4;
     // One group per block: a broadcast of its quad serves every lane.
     let broadcast = s.cout.is_multiple_of(16) || s.cout == out_c;
-    // SAFETY (every intrinsic and pointer below): the feature is enabled here; reads stay
+    // SAFETY: every intrinsic and pointer below: the feature is enabled here; reads stay
     // within the windows of the P pixels (tap offsets < (k - 1) * row + k * in_c, a group's
     // channels within in_c; the 16-byte loads only when 16 | out_c, so they end by
     // out_c <= in_c), weights within k * k * quads * out_c * 4 bytes (a block narrower than 16

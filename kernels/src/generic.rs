@@ -23,13 +23,27 @@ pub fn dot_i16(rows: usize, patch: &[i16], kp: usize, w: &[i16], n: usize, acc: 
 
 /// `acc[r][o] += sum_q sum_t patch[r][4q + t] * w[q][o][t]`, patch u8, weights i8 in panels
 /// of [`super::PANEL`] outputs.
-pub fn dot_u8i8(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, acc: &mut [i32]) {
-    assert!(kq.is_multiple_of(4));
-    assert!(super::fits(rows, kq, n, patch.len(), w.len(), acc.len()));
+pub fn dot_u8i8(
+    rows: usize,
+    patch: &[u8],
+    depth_bytes: usize,
+    w: &[i8],
+    n: usize,
+    acc: &mut [i32],
+) {
+    assert!(depth_bytes.is_multiple_of(4));
+    assert!(super::fits(
+        rows,
+        depth_bytes,
+        n,
+        patch.len(),
+        w.len(),
+        acc.len()
+    ));
     for (o0, width) in super::panels(n) {
-        let wp = &w[o0 * kq..(o0 + width) * kq];
+        let wp = &w[o0 * depth_bytes..(o0 + width) * depth_bytes];
         for r in 0..rows {
-            let p = &patch[r * kq..(r + 1) * kq];
+            let p = &patch[r * depth_bytes..(r + 1) * depth_bytes];
             let a = &mut acc[r * n + o0..r * n + o0 + width];
             for (q, quad) in p.chunks_exact(4).enumerate() {
                 let wq = &wp[q * width * 4..(q + 1) * width * 4];
@@ -52,7 +66,7 @@ pub fn dot_u8i8(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, acc: &
 pub fn dot_u8i8_requant(
     rows: usize,
     patch: &[u8],
-    kq: usize,
+    depth_bytes: usize,
     w: &[i8],
     n: usize,
     rq: &super::requant::Requantize,
@@ -60,14 +74,21 @@ pub fn dot_u8i8_requant(
     out: &mut [u8],
     ldo: usize,
 ) {
-    let patch_kq = (patch, kq);
+    let patch_kq = (patch, depth_bytes);
     assert!(super::fits_requant(
         rows, patch_kq, w, n, rq, residual, out, ldo
     ));
     let mut acc = vec![0i32; n];
     for r in 0..rows {
         acc.fill(0);
-        dot_u8i8(1, &patch[r * kq..(r + 1) * kq], kq, w, n, &mut acc);
+        dot_u8i8(
+            1,
+            &patch[r * depth_bytes..(r + 1) * depth_bytes],
+            depth_bytes,
+            w,
+            n,
+            &mut acc,
+        );
         for (o, &a) in acc.iter().enumerate() {
             let at = r * ldo + o;
             out[at] = rq.output(o, a, residual.map(|res| res[at]));

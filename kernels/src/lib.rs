@@ -45,6 +45,7 @@ pub mod neon_dot;
 pub mod neon_dot_direct;
 #[cfg(target_arch = "aarch64")]
 mod neon_sink;
+pub mod nhwc;
 pub mod requant;
 pub mod workers;
 #[cfg(target_arch = "x86_64")]
@@ -73,19 +74,20 @@ pub fn panels(n: usize) -> impl Iterator<Item = (usize, usize)> {
 /// [`PANEL`] `(o0, width)` holding output `o`.
 pub type DotI16 = fn(rows: usize, patch: &[i16], kp: usize, w: &[i16], n: usize, acc: &mut [i32]);
 
-/// Signature of a `dot_u8i8` kernel: `acc[r * n + o] += sum_q patch[r * kq + 4q..][0..4] .
-/// wp[(q * width + o - o0) * 4..][0..4]` for `r < rows`, `kq` a multiple of 4, `wp` the
+/// Signature of a `dot_u8i8` kernel: `acc[r * n + o] += sum_q patch[r * depth_bytes + 4q..][0..4] .
+/// wp[(q * width + o - o0) * 4..][0..4]` for `r < rows`, `depth_bytes` a multiple of 4, `wp` the
 /// [`PANEL`] `(o0, width)` holding output `o`; `patch` u8, `w` i8.
-pub type DotU8I8 = fn(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, acc: &mut [i32]);
+pub type DotU8I8 =
+    fn(rows: usize, patch: &[u8], depth_bytes: usize, w: &[i8], n: usize, acc: &mut [i32]);
 
 /// Signature of a dot kernel that requantizes its own results ([`requant`]), so that its
 /// accumulators never leave the registers: for `r < rows` and `o < n`, `out[r * ldo + o] =
-/// rq.output(o, sum_q patch[r * kq + 4q..][0..4] . w(q, o), residual[r * ldo + o])`, the
+/// rq.output(o, sum_q patch[r * depth_bytes + 4q..][0..4] . w(q, o), residual[r * ldo + o])`, the
 /// weights as for [`DotU8I8`] ([`generic::dot_u8i8_requant`] is the definition).
 pub type DotU8Requant = fn(
     rows: usize,
     patch: &[u8],
-    kq: usize,
+    depth_bytes: usize,
     w: &[i8],
     n: usize,
     rq: &requant::Requantize,
@@ -230,6 +232,84 @@ impl Kernel {
     }
 }
 
+/// A kernel and the name of its function, which `info` reports.
+#[derive(Clone, Copy, Debug)]
+pub struct Named<F> {
+    pub name: &'static str,
+    pub f: F,
+}
+
+/// `Named` for the function `module::name`.
+macro_rules! named {
+    ($module:ident :: $f:ident) => {
+        Named {
+            name: stringify!($f),
+            f: $module::$f,
+        }
+    };
+    ($module:ident :: $f:ident as $wrap:path) => {
+        Named {
+            name: stringify!($f),
+            f: $wrap($module::$f),
+        }
+    };
+}
+
+/// How accumulators that reached memory are requantized: the same f32 operations everywhere
+/// ([`requant`] defines them), on vectors of the width the kernel set's CPU has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequantRows {
+    /// Plain Rust, vectorized by the compiler for the target's baseline.
+    Generic,
+    /// The same code compiled for AVX2 (8 lanes, 32-bit min/max).
+    Avx2,
+    /// The same code compiled for AVX-512 F/BW (16 lanes).
+    Avx512,
+    /// armv7 NEON ([`armv7::requantize_rows`]; the baseline there has no vector unit).
+    Armv7Neon,
+}
+
+impl RequantRows {
+    pub fn name(self) -> &'static str {
+        match self {
+            RequantRows::Generic => "requantize",
+            RequantRows::Avx2 => "requantize_avx2",
+            RequantRows::Avx512 => "requantize_avx512",
+            RequantRows::Armv7Neon => "requantize_rows_armv7",
+        }
+    }
+}
+
+/// Every kernel of one kernel set, by job: the one dispatch table ([`Isa::kernels`] fills it).
+/// A job the set has no kernel for takes the path the field names.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelSet {
+    pub isa: Isa,
+    /// The dot kernel: accumulators to memory, requantized by `requant_rows` afterwards.
+    pub dot: Named<Kernel>,
+    /// The dot kernel that requantizes its own tiles (dense convolutions); without it, `dot`
+    /// and `requant_rows`.
+    pub dot_requant: Option<Named<DotU8Requant>>,
+    /// Whether `dot_requant` takes only whole [`PANEL`]s of outputs (else `dot` runs).
+    pub dot_requant_whole_panels: bool,
+    /// The direct kernel (windows read in place: grouped convolutions); without it, patches
+    /// are gathered for `dot`.
+    pub direct: Option<Named<DirectU8>>,
+    /// The direct kernel that requantizes its own tiles; without it, `direct` and
+    /// `requant_rows`.
+    pub direct_requant: Option<Named<DirectU8Requant>>,
+    /// The requantization of accumulators in memory.
+    pub requant_rows: RequantRows,
+}
+
+impl KernelSet {
+    /// The requantizing dot kernel for `n` outputs, if the set has one that takes them.
+    pub fn dot_requant_for(&self, n: usize) -> Option<Named<DotU8Requant>> {
+        self.dot_requant
+            .filter(|_| !self.dot_requant_whole_panels || n.is_multiple_of(PANEL))
+    }
+}
+
 /// The instruction sets a kernel can be built for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
@@ -239,7 +319,11 @@ pub enum Isa {
     GenericU8,
     /// x86_64 AVX2 (two `vpmaddwd` per quad, on its even and its odd bytes), u8 quads.
     Avx2,
-    /// x86_64 AVX-VNNI or AVX-512 VNNI on 256-bit vectors (`vpdpbusd`), u8 quads.
+    /// x86_64 VNNI on 256-bit vectors (`vpdpbusd`: AVX-VNNI, or AVX-512 VNNI's VL forms) for
+    /// the dot kernel, the AVX2 set's direct and requantizing kernels: the set of CPUs with
+    /// AVX-VNNI and no AVX-512 (Alder Lake and later desktop Intel, ...), u8 quads.
+    AvxVnni,
+    /// x86_64 AVX-512 VNNI (512-bit tiles), u8 quads.
     Vnni,
     /// x86_64 AMX-INT8 (`tdpbusd`) for the pointwise convolutions, AVX-512 VNNI elsewhere.
     Amx,
@@ -257,6 +341,7 @@ impl Isa {
             Isa::Generic => "generic",
             Isa::GenericU8 => "generic-u8",
             Isa::Avx2 => "avx2",
+            Isa::AvxVnni => "avx-vnni",
             Isa::Vnni => "vnni",
             Isa::Amx => "amx",
             Isa::NeonI8 => "neon-i8",
@@ -265,7 +350,7 @@ impl Isa {
         }
     }
 
-    /// Every ISA this CPU can run, generic first.
+    /// Every ISA this CPU can run, generic first and the best last.
     pub fn available() -> Vec<Isa> {
         #[cfg_attr(
             not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "arm")),
@@ -276,8 +361,11 @@ impl Isa {
         {
             if avx2::available() {
                 v.push(Isa::Avx2);
+                if x86_64::has_vnni() {
+                    v.push(Isa::AvxVnni);
+                }
             }
-            if x86_64::has_vnni() {
+            if x86_64::has_vnni_512() {
                 v.push(Isa::Vnni);
             }
             if amx::available() {
@@ -298,80 +386,99 @@ impl Isa {
         v
     }
 
-    /// The direct-convolution kernel of this ISA, if it has one (the others gather patches for
-    /// the dot kernel, group by group).
-    pub fn direct(self) -> Option<DirectU8> {
+    /// The family of this ISA's kernels (the layout its weights are packed in).
+    pub fn family(self) -> Family {
+        self.kernels().dot.f.family()
+    }
+
+    /// The dispatch table: every kernel of this ISA's set. Each kernel checks the CPU features
+    /// it needs and falls back to its generic definition without them.
+    pub fn kernels(self) -> KernelSet {
+        let none = KernelSet {
+            isa: self,
+            dot: named!(generic::dot_u8i8 as Kernel::U8),
+            dot_requant: None,
+            dot_requant_whole_panels: false,
+            direct: None,
+            direct_requant: None,
+            requant_rows: RequantRows::Generic,
+        };
         match self {
-            Isa::GenericU8 => Some(generic::direct_u8),
+            Isa::Generic => KernelSet {
+                dot: named!(generic::dot_i16 as Kernel::I16),
+                ..none
+            },
+            Isa::GenericU8 => KernelSet {
+                direct: Some(named!(generic::direct_u8)),
+                ..none
+            },
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => Some(avx2::direct_u8_avx2),
+            Isa::Avx2 => KernelSet {
+                dot: named!(avx2::dot_u8i8_avx2 as Kernel::U8),
+                ..Isa::avx2_direct_and_requant(self)
+            },
             #[cfg(target_arch = "x86_64")]
-            Isa::Vnni | Isa::Amx if x86_64::has_vnni_512() => Some(x86_64::direct_u8_vnni),
+            Isa::AvxVnni => KernelSet {
+                dot: named!(x86_64::dot_u8i8_vnni256 as Kernel::U8),
+                ..Isa::avx2_direct_and_requant(self)
+            },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Vnni => KernelSet {
+                dot: named!(x86_64::dot_u8i8_vnni512 as Kernel::U8),
+                dot_requant: Some(named!(x86_64::dot_u8i8_requant_vnni)),
+                dot_requant_whole_panels: true,
+                direct: Some(named!(x86_64::direct_u8_vnni)),
+                direct_requant: Some(named!(x86_64::direct_u8_requant_vnni)),
+                requant_rows: RequantRows::Avx512,
+                ..none
+            },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Amx => KernelSet {
+                isa: self,
+                dot_requant: Some(named!(amx::dot_u8i8_requant_amx)),
+                ..Isa::Vnni.kernels()
+            },
             #[cfg(target_arch = "aarch64")]
-            Isa::NeonI8 => Some(neon_direct::direct_u8_neon),
+            Isa::NeonI8 => KernelSet {
+                dot: named!(aarch64::dot_u8i8_neon as Kernel::U8),
+                dot_requant: Some(named!(aarch64::dot_u8i8_requant_neon)),
+                direct: Some(named!(neon_direct::direct_u8_neon)),
+                direct_requant: Some(named!(neon_direct::direct_u8_requant_neon)),
+                ..none
+            },
             #[cfg(target_arch = "aarch64")]
-            Isa::NeonDot => Some(neon_dot_direct::direct_u8_sdot),
+            Isa::NeonDot => KernelSet {
+                dot: named!(neon_dot::dot_u8i8_sdot as Kernel::U8),
+                dot_requant: Some(named!(neon_dot::dot_u8i8_requant_sdot)),
+                direct: Some(named!(neon_dot_direct::direct_u8_sdot)),
+                direct_requant: Some(named!(neon_dot_direct::direct_u8_requant_sdot)),
+                ..none
+            },
             #[cfg(target_arch = "arm")]
-            Isa::Armv7Neon => Some(armv7::direct_u8_armv7),
-            _ => None,
-        }
-    }
-
-    /// The direct kernel of this ISA that requantizes its own tiles, if it has one.
-    pub fn direct_requant(self) -> Option<DirectU8Requant> {
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => Some(avx2::direct_u8_requant_avx2),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Vnni | Isa::Amx if x86_64::has_vnni_512() => Some(x86_64::direct_u8_requant_vnni),
-            #[cfg(target_arch = "aarch64")]
-            Isa::NeonI8 => Some(neon_direct::direct_u8_requant_neon),
-            #[cfg(target_arch = "aarch64")]
-            Isa::NeonDot => Some(neon_dot_direct::direct_u8_requant_sdot),
-            _ => None,
-        }
-    }
-
-    /// The dot kernel of this ISA that requantizes its own tiles, if it has one, for `n`
-    /// outputs.
-    pub fn dot_requant(self, n: usize) -> Option<DotU8Requant> {
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 if n.is_multiple_of(PANEL) => Some(avx2::dot_u8i8_requant_avx2),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Vnni if x86_64::has_vnni_512() && n.is_multiple_of(PANEL) => {
-                Some(x86_64::dot_u8i8_requant_vnni)
-            }
-            #[cfg(target_arch = "x86_64")]
-            Isa::Amx if n.is_multiple_of(PANEL) => Some(amx::dot_u8i8_requant_amx),
-            #[cfg(target_arch = "aarch64")]
-            Isa::NeonI8 => Some(aarch64::dot_u8i8_requant_neon),
-            #[cfg(target_arch = "aarch64")]
-            Isa::NeonDot => Some(neon_dot::dot_u8i8_requant_sdot),
-            _ => {
-                let _ = n;
-                None
-            }
-        }
-    }
-
-    /// The kernel of this ISA.
-    pub fn kernel(self) -> Kernel {
-        match self {
-            Isa::Generic => Kernel::I16(generic::dot_i16),
-            Isa::GenericU8 => Kernel::U8(generic::dot_u8i8),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => Kernel::U8(avx2::dot_u8i8_avx2),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Vnni | Isa::Amx => Kernel::U8(x86_64::dot_u8i8_vnni),
-            #[cfg(target_arch = "aarch64")]
-            Isa::NeonI8 => Kernel::U8(aarch64::dot_u8i8_neon),
-            #[cfg(target_arch = "aarch64")]
-            Isa::NeonDot => Kernel::U8(neon_dot::dot_u8i8_sdot),
-            #[cfg(target_arch = "arm")]
-            Isa::Armv7Neon => Kernel::U8(armv7::dot_u8i8_armv7),
+            Isa::Armv7Neon => KernelSet {
+                dot: named!(armv7::dot_u8i8_armv7 as Kernel::U8),
+                direct: Some(named!(armv7::direct_u8_armv7)),
+                requant_rows: RequantRows::Armv7Neon,
+                ..none
+            },
+            // Another architecture's set: never available here (the generic kernels).
             #[allow(unreachable_patterns)]
-            _ => Kernel::I16(generic::dot_i16),
+            _ => none,
+        }
+    }
+
+    /// The direct and requantizing kernels of the AVX2 set, which the AVX-VNNI set shares
+    /// (AVX-VNNI has no 512-bit vectors for the VNNI ones).
+    #[cfg(target_arch = "x86_64")]
+    fn avx2_direct_and_requant(self) -> KernelSet {
+        KernelSet {
+            isa: self,
+            dot: named!(avx2::dot_u8i8_avx2 as Kernel::U8),
+            dot_requant: Some(named!(avx2::dot_u8i8_requant_avx2)),
+            dot_requant_whole_panels: true,
+            direct: Some(named!(avx2::direct_u8_avx2)),
+            direct_requant: Some(named!(avx2::direct_u8_requant_avx2)),
+            requant_rows: RequantRows::Avx2,
         }
     }
 }
@@ -384,13 +491,13 @@ pub(crate) fn fits(rows: usize, k: usize, n: usize, patch: usize, w: usize, acc:
     holds(rows, k, patch) && holds(k, n, w) && holds(rows, n, acc)
 }
 
-/// Whether the arguments of a [`DotU8Requant`] call are consistent (`kq` whole quads) and its
+/// Whether the arguments of a [`DotU8Requant`] call are consistent (`depth_bytes` whole quads) and its
 /// buffers hold what they say (as [`fits`], and `n` channels of requantization, and `rows`
 /// rows of `n` outputs `ldo` apart in `out` and in the residual input if there is one).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn fits_requant(
     rows: usize,
-    (patch, kq): (&[u8], usize),
+    (patch, depth_bytes): (&[u8], usize),
     w: &[i8],
     n: usize,
     rq: &requant::Requantize,
@@ -405,8 +512,8 @@ pub(crate) fn fits_requant(
                 .and_then(|a| a.checked_add(n))
                 .is_some_and(|end| end <= len)
     };
-    kq.is_multiple_of(4)
-        && fits(rows, kq, n, patch.len(), w.len(), usize::MAX)
+    depth_bytes.is_multiple_of(4)
+        && fits(rows, depth_bytes, n, patch.len(), w.len(), usize::MAX)
         && ldo >= n
         && rq.lo <= rq.hi
         && rq.bias.len() >= n
@@ -468,7 +575,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// A reproducible stream of pseudo-random words from a proptest seed.
     /// An input byte: random, except every eighth case (by seed) half of them 0, the input
     /// whose `x - 128` times a -128 weight is the largest product, 16384 (with
     /// [`clash_weight`]: two such products in one i16 lane overflow it).
@@ -490,6 +596,7 @@ mod tests {
         }
     }
 
+    /// A reproducible stream of pseudo-random words from a proptest seed.
     pub(super) fn xorshift(seed: u64) -> impl FnMut() -> u64 {
         let mut s = seed | 1;
         move || {
@@ -500,25 +607,65 @@ mod tests {
         }
     }
 
+    /// The dispatch table: every SIMD set has direct kernels and kernels that requantize their
+    /// own tiles (armv7's requantize in a pass of their own), of its own ISA; the AVX-VNNI set
+    /// takes the AVX2 set's, as it has no 512-bit vectors.
+    #[test]
+    fn every_simd_set_has_direct_and_requantizing_kernels_of_its_isa() {
+        for isa in Isa::available() {
+            let set = isa.kernels();
+            assert_eq!(set.isa, isa);
+            let suffix = match isa {
+                Isa::Generic | Isa::GenericU8 | Isa::Armv7Neon => continue,
+                Isa::Avx2 | Isa::AvxVnni => "_avx2",
+                Isa::Vnni | Isa::Amx => "_vnni",
+                Isa::NeonI8 => "_neon",
+                Isa::NeonDot => "_sdot",
+            };
+            let (direct, direct_requant, dot_requant) = (
+                set.direct.expect("direct"),
+                set.direct_requant.expect("direct_requant"),
+                set.dot_requant.expect("dot_requant"),
+            );
+            assert!(
+                direct.name.ends_with(suffix),
+                "{}: {}",
+                isa.name(),
+                direct.name
+            );
+            assert!(
+                direct_requant.name.ends_with(suffix),
+                "{}",
+                direct_requant.name
+            );
+            let amx = isa == Isa::Amx && dot_requant.name.ends_with("_amx");
+            assert!(
+                dot_requant.name.ends_with(suffix) || amx,
+                "{}",
+                dot_requant.name
+            );
+        }
+    }
+
     /// The corners of the input ranges, where pairing products in 16 bits could overflow:
     /// `x = 0` (`x - 128 = -128`) against `w = -128` is 16384 per product.
     #[test]
     fn extreme_values_equal_the_generic_kernel() {
-        // kq = 12: three quads, so the odd last one is taken alone.
-        for (rows, kq, n, x, wv) in [0u8, 255].into_iter().flat_map(|x| {
+        // depth_bytes = 12: three quads, so the odd last one is taken alone.
+        for (rows, depth_bytes, n, x, wv) in [0u8, 255].into_iter().flat_map(|x| {
             [-128i8, -127, 127]
                 .into_iter()
                 .flat_map(move |wv| [(5, 16, 12, x, wv), (5, 12, 12, x, wv)])
         }) {
             {
-                let patch = vec![x; rows * kq];
-                let w = vec![wv; kq * n];
+                let patch = vec![x; rows * depth_bytes];
+                let w = vec![wv; depth_bytes * n];
                 let mut want = vec![0; rows * n];
-                generic::dot_u8i8(rows, &patch, kq, &w, n, &mut want);
+                generic::dot_u8i8(rows, &patch, depth_bytes, &w, n, &mut want);
                 for isa in Isa::available() {
-                    if let Kernel::U8(dot) = isa.kernel() {
+                    if let Kernel::U8(dot) = isa.kernels().dot.f {
                         let mut got = vec![0; rows * n];
-                        dot(rows, &patch, kq, &w, n, &mut got);
+                        dot(rows, &patch, depth_bytes, &w, n, &mut got);
                         assert_eq!(got, want, "{} with x = {x}, w = {wv}", isa.name());
                     }
                 }
@@ -536,21 +683,21 @@ mod tests {
             n in 1usize..=72, // up to two weight panels and a narrower third
             seed in any::<u64>(),
         ) {
-            let kq = 4 * quads;
+            let depth_bytes = 4 * quads;
             let mut next = xorshift(seed);
-            let patch: Vec<u8> = (0..rows * kq).map(|_| clash_input(seed, next())).collect();
+            let patch: Vec<u8> = (0..rows * depth_bytes).map(|_| clash_input(seed, next())).collect();
             // Weights as the quantizer writes them, [-127, 127]; every fourth case the full
             // i8 range (ONNX allows -128; kernels that pair products must notice).
             let floor = if seed % 4 == 0 { -128 } else { -127 };
-            let w: Vec<i8> = (0..kq * n).map(|_| clash_weight(seed, next()).max(floor)).collect();
+            let w: Vec<i8> = (0..depth_bytes * n).map(|_| clash_weight(seed, next()).max(floor)).collect();
             let guard = 3;
             let start: Vec<i32> = (0..rows * n + 2 * guard).map(|_| next() as i32 >> 8).collect();
             let mut want = start.clone();
-            generic::dot_u8i8(rows, &patch, kq, &w, n, &mut want[guard..guard + rows * n]);
+            generic::dot_u8i8(rows, &patch, depth_bytes, &w, n, &mut want[guard..guard + rows * n]);
             for isa in Isa::available() {
-                if let Kernel::U8(dot) = isa.kernel() {
+                if let Kernel::U8(dot) = isa.kernels().dot.f {
                     let mut got = start.clone();
-                    dot(rows, &patch, kq, &w, n, &mut got[guard..guard + rows * n]);
+                    dot(rows, &patch, depth_bytes, &w, n, &mut got[guard..guard + rows * n]);
                     prop_assert_eq!(&got, &want, "{}", isa.name());
                 }
             }
@@ -567,12 +714,12 @@ mod tests {
             residual in any::<bool>(),
             seed in any::<u64>(),
         ) {
-            let (kq, n) = (4 * quads, PANEL * panels - short);
+            let (depth_bytes, n) = (4 * quads, PANEL * panels - short);
             let ldo = n + gap;
             let mut next = xorshift(seed);
-            let patch: Vec<u8> = (0..rows * kq).map(|_| clash_input(seed, next())).collect();
+            let patch: Vec<u8> = (0..rows * depth_bytes).map(|_| clash_input(seed, next())).collect();
             let floor = if seed % 4 == 0 { -128 } else { -127 };
-            let w: Vec<i8> = (0..kq * n).map(|_| clash_weight(seed, next()).max(floor)).collect();
+            let w: Vec<i8> = (0..depth_bytes * n).map(|_| clash_weight(seed, next()).max(floor)).collect();
             let bias: Vec<i32> = (0..n).map(|_| next() as i32 >> 12).collect();
             // Scales as a quantizer makes them, some large enough to saturate, and (rarely)
             // the values no quantizer writes: NaN, infinities, zero.
@@ -608,11 +755,11 @@ mod tests {
             // Canary bytes in the gaps between rows and after the last one.
             let canary = 0xA5u8;
             let mut want = vec![canary; len + 3];
-            generic::dot_u8i8_requant(rows, &patch, kq, &w, n, &rq, res, &mut want[..len], ldo);
+            generic::dot_u8i8_requant(rows, &patch, depth_bytes, &w, n, &rq, res, &mut want[..len], ldo);
             for isa in Isa::available() {
-                if let Some(fused) = isa.dot_requant(n) {
+                if let Some(fused) = isa.kernels().dot_requant_for(n).map(|k| k.f) {
                     let mut got = vec![canary; len + 3];
-                    fused(rows, &patch, kq, &w, n, &rq, res, &mut got[..len], ldo);
+                    fused(rows, &patch, depth_bytes, &w, n, &rq, res, &mut got[..len], ldo);
                     prop_assert_eq!(&got, &want, "{}", isa.name());
                 }
             }
@@ -667,7 +814,7 @@ mod tests {
             let mut want = vec![canary; len + 3];
             generic::direct_u8_requant(&s, &xp, pixels, &w, &rq, res, &mut want[..len]);
             for isa in Isa::available() {
-                if let Some(fused) = isa.direct_requant() {
+                if let Some(fused) = isa.kernels().direct_requant.map(|k| k.f) {
                     let mut got = vec![canary; len + 3];
                     fused(&s, &xp, pixels, &w, &rq, res, &mut got[..len]);
                     prop_assert_eq!(&got, &want, "{}", isa.name());
@@ -711,7 +858,7 @@ mod tests {
             let mut want = start.clone();
             generic::direct_u8(&s, &xp, pixels, &w, &mut want[guard..guard + pixels * out_c]);
             for isa in Isa::available() {
-                if let Some(direct) = isa.direct() {
+                if let Some(direct) = isa.kernels().direct.map(|k| k.f) {
                     let mut got = start.clone();
                     direct(&s, &xp, pixels, &w, &mut got[guard..guard + pixels * out_c]);
                     prop_assert_eq!(&got, &want, "{}", isa.name());

@@ -112,7 +112,7 @@ unsafe fn run(
 ) {
     let steps = steps.get();
     let pstride = s.stride * s.in_c;
-    // SAFETY (every pointer below): blocks, tiles and pixels stay inside `out_c` and `pixels`,
+    // SAFETY: every pointer below: blocks, tiles and pixels stay inside `out_c` and `pixels`,
     // and the weights of a block inside `w` (the caller's preconditions).
     unsafe {
         for b0 in (0..s.out_c).step_by(16) {

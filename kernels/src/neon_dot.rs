@@ -24,23 +24,37 @@ pub fn available() -> bool {
 }
 
 /// `sdot` twin of [`super::generic::dot_u8i8`].
-pub fn dot_u8i8_sdot(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, acc: &mut [i32]) {
-    assert!(kq.is_multiple_of(4));
-    assert!(super::fits(rows, kq, n, patch.len(), w.len(), acc.len()));
+pub fn dot_u8i8_sdot(
+    rows: usize,
+    patch: &[u8],
+    depth_bytes: usize,
+    w: &[i8],
+    n: usize,
+    acc: &mut [i32],
+) {
+    assert!(depth_bytes.is_multiple_of(4));
+    assert!(super::fits(
+        rows,
+        depth_bytes,
+        n,
+        patch.len(),
+        w.len(),
+        acc.len()
+    ));
     if !available() {
-        return super::generic::dot_u8i8(rows, patch, kq, w, n, acc);
+        return super::generic::dot_u8i8(rows, patch, depth_bytes, w, n, acc);
     }
     let sink = AccSink {
         acc: acc.as_mut_ptr(),
         out_c: n,
     };
     for (o0, width) in super::panels(n) {
-        // SAFETY: the CPU has `dotprod` (checked above); the slices hold rows * kq patch
-        // values, kq * n weights and rows * n accumulators (asserted above): the panel's
-        // kq * width weights from o0 * kq and its outputs o0..o0 + width of each row.
+        // SAFETY: the CPU has `dotprod` (checked above); the slices hold rows * depth_bytes patch
+        // values, depth_bytes * n weights and rows * n accumulators (asserted above): the panel's
+        // depth_bytes * width weights from o0 * depth_bytes and its outputs o0..o0 + width of each row.
         unsafe {
-            let w = w.as_ptr().add(o0 * kq);
-            panel(rows, patch.as_ptr(), kq, w, width, (&sink, o0))
+            let w = w.as_ptr().add(o0 * depth_bytes);
+            panel(rows, patch.as_ptr(), depth_bytes, w, width, (&sink, o0))
         }
     }
 }
@@ -50,7 +64,7 @@ pub fn dot_u8i8_sdot(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, a
 pub fn dot_u8i8_requant_sdot(
     rows: usize,
     patch: &[u8],
-    kq: usize,
+    depth_bytes: usize,
     w: &[i8],
     n: usize,
     rq: &Requantize,
@@ -60,7 +74,7 @@ pub fn dot_u8i8_requant_sdot(
 ) {
     assert!(super::fits_requant(
         rows,
-        (patch, kq),
+        (patch, depth_bytes),
         w,
         n,
         rq,
@@ -69,16 +83,26 @@ pub fn dot_u8i8_requant_sdot(
         ldo
     ));
     if !available() {
-        return super::generic::dot_u8i8_requant(rows, patch, kq, w, n, rq, residual, out, ldo);
+        return super::generic::dot_u8i8_requant(
+            rows,
+            patch,
+            depth_bytes,
+            w,
+            n,
+            rq,
+            residual,
+            out,
+            ldo,
+        );
     }
     let sink = RequantSink::new(rq, residual, out, ldo);
     for (o0, width) in super::panels(n) {
-        // SAFETY: the CPU has `dotprod`; `fits_requant` holds: rows * kq patch values, kq * n
-        // weights (the panel's from o0 * kq), n channels of requantization, and rows of n
+        // SAFETY: the CPU has `dotprod`; `fits_requant` holds: rows * depth_bytes patch values, depth_bytes * n
+        // weights (the panel's from o0 * depth_bytes), n channels of requantization, and rows of n
         // outputs (and residual inputs, if any) ldo apart.
         unsafe {
-            let w = w.as_ptr().add(o0 * kq);
-            panel(rows, patch.as_ptr(), kq, w, width, (&sink, o0))
+            let w = w.as_ptr().add(o0 * depth_bytes);
+            panel(rows, patch.as_ptr(), depth_bytes, w, width, (&sink, o0))
         }
     }
 }
@@ -113,13 +137,13 @@ pub(super) unsafe fn sdot<const L: i32>(a: int32x4_t, w: int8x16_t, x: int8x16_t
 /// tile too, see [`partial_vector`].
 ///
 /// # Safety
-/// The CPU must have `dotprod`; `patch` must hold `rows * kq` values, `w` `kq * n`, and the
+/// The CPU must have `dotprod`; `patch` must hold `rows * depth_bytes` values, `w` `depth_bytes * n`, and the
 /// sink rows of outputs `o0..o0 + n`.
 #[target_feature(enable = "dotprod")]
 unsafe fn panel(
     rows: usize,
     patch: *const u8,
-    kq: usize,
+    depth_bytes: usize,
     w: *const i8,
     n: usize,
     (sink, o0): (&impl Sink, usize),
@@ -128,13 +152,13 @@ unsafe fn panel(
         return;
     }
     let whole = n / 4 * 4;
-    // SAFETY (every intrinsic and pointer below): NEON is baseline, `dotprod` the caller's
+    // SAFETY: every intrinsic and pointer below: NEON is baseline, `dotprod` the caller's
     // guarantee; rows are clamped to `rows - 1`, vectors to the block's last whole one, so
     // every load stays inside the bounds stated above.
     unsafe {
         for o in (0..whole).step_by(16) {
             // 16 outputs, or a last 8 or 4 on their own tile (12 as 16, the last repeated).
-            let (x, ws) = ((rows, patch, kq), (w, n, o));
+            let (x, ws) = ((rows, patch, depth_bytes), (w, n, o));
             match ((whole - o) / 4).min(4) {
                 1 => block::<1>(x, ws, (sink, o0), 1),
                 2 => block::<2>(x, ws, (sink, o0), 2),
@@ -142,7 +166,7 @@ unsafe fn panel(
             }
         }
         if whole < n {
-            partial_vector((rows, patch, kq), (w, n, whole), (sink, o0));
+            partial_vector((rows, patch, depth_bytes), (w, n, whole), (sink, o0));
         }
     }
 }
@@ -154,12 +178,12 @@ unsafe fn panel(
 /// As for [`panel`], with the outputs inside the panel's whole vectors.
 #[inline(always)]
 unsafe fn block<const V: usize>(
-    (rows, patch, kq): (usize, *const u8, usize),
+    (rows, patch, depth_bytes): (usize, *const u8, usize),
     (w, n, o): (*const i8, usize, usize),
     (sink, o0): (&impl Sink, usize),
     vectors: usize,
 ) {
-    let quads = kq / 4;
+    let quads = depth_bytes / 4;
     // SAFETY: the caller's preconditions; rows and vectors clamped.
     unsafe {
         let vector = |v: usize| o + 4 * v.min(vectors - 1);
@@ -170,7 +194,7 @@ unsafe fn block<const V: usize>(
             wv: std::array::from_fn(|v| 4 * vector(v)),
         };
         for r0 in (0..rows).step_by(4) {
-            let x = clamped_rows(patch, kq, r0, rows);
+            let x = clamped_rows(patch, depth_bytes, r0, rows);
             let sums = tile.sums(x, quads);
             put_tile(
                 sink,
@@ -220,11 +244,11 @@ unsafe fn put_tile<const V: usize>(
 /// As for [`panel`], with `n - 4 < o < n`.
 #[inline(always)]
 unsafe fn partial_vector(
-    (rows, patch, kq): (usize, *const u8, usize),
+    (rows, patch, depth_bytes): (usize, *const u8, usize),
     (w, n, o): (*const i8, usize, usize),
     (sink, o0): (&impl Sink, usize),
 ) {
-    let quads = kq / 4;
+    let quads = depth_bytes / 4;
     let lanes = n - o;
     // SAFETY: NEON is baseline, `dotprod` the caller's; quads before the last read 16 bytes
     // from output `o` of their row of `n`, which ends inside the next quad's row; the last
@@ -242,7 +266,7 @@ unsafe fn partial_vector(
             wv: [0],
         };
         for r0 in (0..rows).step_by(4) {
-            let x = clamped_rows(patch, kq, r0, rows);
+            let x = clamped_rows(patch, depth_bytes, r0, rows);
             let mut sums = tile.sums(x, quads.saturating_sub(1));
             if quads > 0 {
                 let x = x.map(|row| row.add(4 * (quads - 1)));
@@ -317,9 +341,9 @@ impl<const V: usize> Tile<V> {
     /// `x[r]` and the quad's weights must be readable.
     #[inline(always)]
     unsafe fn quad(&self, a: &mut [[int32x4_t; V]; 4], x: [*const u8; 4], q: usize) {
-        let flip = vdupq_n_u8(0x80);
         // SAFETY: the caller's preconditions.
         unsafe {
+            let flip = vdupq_n_u8(0x80);
             let w = self.w(q);
             for (ar, xr) in a.iter_mut().zip(x) {
                 let word = (xr as *const u32).read_unaligned();

@@ -121,7 +121,7 @@ unsafe fn run(
     let quads = s.cin / 4;
     let steps = taps.len * quads;
     let layout = layout(s);
-    // SAFETY (every pointer below): blocks stay inside `out_c`, their weights inside `w`, and
+    // SAFETY: every pointer below: blocks stay inside `out_c`, their weights inside `w`, and
     // tiles inside `pixels` (the caller's preconditions).
     unsafe {
         for b0 in (0..s.out_c).step_by(16) {
@@ -207,7 +207,8 @@ impl Tile<'_> {
     /// with it.
     #[inline(always)]
     unsafe fn sums<const L: u8>(&self, at: [usize; 4]) -> [[int32x4_t; 4]; 4] {
-        let mut a = [[vdupq_n_s32(0); 4]; 4];
+        // SAFETY: NEON is baseline on aarch64.
+        let mut a = [[unsafe { vdupq_n_s32(0) }; 4]; 4];
         // SAFETY: the caller's preconditions: each load is a window's bytes of the block's
         // groups (16 bytes: 4 groups of 4, 2 of 8, or 4 quads of one group), each weight a
         // step's.

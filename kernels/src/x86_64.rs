@@ -11,29 +11,70 @@ pub fn has_vnni() -> bool {
             && std::arch::is_x86_feature_detected!("avx512vl"))
 }
 
-/// VNNI twin of [`super::generic::dot_u8i8`]; falls back to it without VNNI.
+/// VNNI twin of [`super::generic::dot_u8i8`] on 256-bit vectors (AVX-VNNI's `vpdpbusd`, or
+/// AVX-512 VNNI's VL form); falls back to the generic kernel without either.
 ///
 /// Tile: 4 rows x 8 outputs in 4 ymm accumulators; per input quad one weight load (8 outputs
 /// x 4 i8) shared by the rows, one broadcast and one `vpdpbusd` (32 multiply-adds) per row.
 /// The depth runs in blocks of `KC` quads; outputs beyond the last multiple of 8 run one by one.
-pub fn dot_u8i8_vnni(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, acc: &mut [i32]) {
-    assert!(kq.is_multiple_of(4));
-    assert!(super::fits(rows, kq, n, patch.len(), w.len(), acc.len()));
+pub fn dot_u8i8_vnni256(
+    rows: usize,
+    patch: &[u8],
+    depth_bytes: usize,
+    w: &[i8],
+    n: usize,
+    acc: &mut [i32],
+) {
+    assert!(depth_bytes.is_multiple_of(4));
+    assert!(super::fits(
+        rows,
+        depth_bytes,
+        n,
+        patch.len(),
+        w.len(),
+        acc.len()
+    ));
     let avx = std::arch::is_x86_feature_detected!("avxvnni");
-    let zmm = has_vnni_512();
     if !avx && !has_vnni() {
-        return super::generic::dot_u8i8(rows, patch, kq, w, n, acc);
+        return super::generic::dot_u8i8(rows, patch, depth_bytes, w, n, acc);
     }
-    // SAFETY (the body): the feature is present (checked above) and `dot_u8_blocks` hands
-    // in arguments in bounds with q0 <= q1 <= kq / 4.
-    dot_u8_blocks(rows, patch, kq, w, n, acc, &|args| unsafe {
-        if zmm {
-            dot_vnni_zmm(args)
-        } else if avx {
+    // SAFETY: the body: the feature is present (checked above) and `dot_u8_blocks` hands
+    // in arguments in bounds with q0 <= q1 <= depth_bytes / 4.
+    dot_u8_blocks(rows, patch, depth_bytes, w, n, acc, &|args| unsafe {
+        if avx {
             dot_vnni_avx(args, 0)
         } else {
             dot_vnni_512(args, 0)
         }
+    })
+}
+
+/// AVX-512 VNNI twin of [`super::generic::dot_u8i8`] on 512-bit tiles ([`dot_vnni_zmm`]);
+/// [`dot_u8i8_vnni256`] without full AVX-512.
+pub fn dot_u8i8_vnni512(
+    rows: usize,
+    patch: &[u8],
+    depth_bytes: usize,
+    w: &[i8],
+    n: usize,
+    acc: &mut [i32],
+) {
+    assert!(depth_bytes.is_multiple_of(4));
+    assert!(super::fits(
+        rows,
+        depth_bytes,
+        n,
+        patch.len(),
+        w.len(),
+        acc.len()
+    ));
+    if !has_vnni_512() {
+        return dot_u8i8_vnni256(rows, patch, depth_bytes, w, n, acc);
+    }
+    // SAFETY: the body: AVX-512 VNNI, VL and BW are present (checked above) and
+    // `dot_u8_blocks` hands in arguments in bounds with q0 <= q1 <= depth_bytes / 4.
+    dot_u8_blocks(rows, patch, depth_bytes, w, n, acc, &|args| unsafe {
+        dot_vnni_zmm(args)
     })
 }
 
@@ -43,30 +84,37 @@ pub fn dot_u8i8_vnni(rows: usize, patch: &[u8], kq: usize, w: &[i8], n: usize, a
 pub(super) fn dot_u8_blocks(
     rows: usize,
     patch: &[u8],
-    kq: usize,
+    depth_bytes: usize,
     w: &[i8],
     n: usize,
     acc: &mut [i32],
     body: &dyn Fn(Vnni),
 ) {
-    debug_assert!(super::fits(rows, kq, n, patch.len(), w.len(), acc.len()));
+    debug_assert!(super::fits(
+        rows,
+        depth_bytes,
+        n,
+        patch.len(),
+        w.len(),
+        acc.len()
+    ));
     // 64 quads: the 32 rows' patch slices (8 KB) and one 32-output slice of the weights (8 KB)
     // of a block stay in L1 while the tiles pass over them (256 quads ran 15 % slower).
     const KC: usize = 64;
-    let quads = kq / 4;
+    let quads = depth_bytes / 4;
     // Depth blocks outside, panels inside: a block's patch rows stay in L1 for every panel.
     // (Panels outside measured the same on resnext50.)
     let mut q0 = 0;
     while q0 < quads {
         let q1 = (q0 + KC).min(quads);
         for (o0, width) in super::panels(n) {
-            // The panel's kq * width weights from o0 * kq, and its outputs o0..o0 + width of
+            // The panel's depth_bytes * width weights from o0 * depth_bytes, and its outputs o0..o0 + width of
             // each row, n apart.
             body(Vnni {
                 rows,
                 patch: patch.as_ptr(),
-                kq,
-                w: w[o0 * kq..].as_ptr(),
+                depth_bytes,
+                w: w[o0 * depth_bytes..].as_ptr(),
                 n: width,
                 acc: acc[o0..].as_mut_ptr(),
                 ldc: n,
@@ -78,13 +126,13 @@ pub(super) fn dot_u8_blocks(
     }
 }
 
-/// One panel's share of a [`dot_u8i8_vnni`] call: `rows` patch rows of `kq` bytes, the
-/// panel's weights `[kq / 4][n][4]`, its accumulators (rows `ldc` apart), quads `q0..q1`.
+/// One panel's share of a dot kernel call: `rows` patch rows of `depth_bytes` bytes, the
+/// panel's weights `[depth_bytes / 4][n][4]`, its accumulators (rows `ldc` apart), quads `q0..q1`.
 #[derive(Clone, Copy)]
 pub(super) struct Vnni {
     rows: usize,
     patch: *const u8,
-    kq: usize,
+    depth_bytes: usize,
     w: *const i8,
     n: usize,
     acc: *mut i32,
@@ -161,7 +209,7 @@ unsafe fn dot_vnni_zmm(args: Vnni) {
 unsafe fn zmm_tile<const R: usize>(
     Vnni {
         patch,
-        kq,
+        depth_bytes,
         w,
         n,
         acc,
@@ -173,9 +221,9 @@ unsafe fn zmm_tile<const R: usize>(
     r0: usize,
     o: usize,
 ) {
-    // SAFETY (every intrinsic and pointer below): the caller enables the features; rows
-    // r0..r0 + R and quads q0..q1 are inside `patch` (rows * kq bytes), outputs o..o + 32 of
-    // quad q inside `w` ((q * n + o) * 4 + 128 <= kq * n), and of each row inside `acc` (rows
+    // SAFETY: every intrinsic and pointer below: the caller enables the features; rows
+    // r0..r0 + R and quads q0..q1 are inside `patch` (rows * depth_bytes bytes), outputs o..o + 32 of
+    // quad q inside `w` ((q * n + o) * 4 + 128 <= depth_bytes * n), and of each row inside `acc` (rows
     // `ldc` apart).
     unsafe {
         let z = _mm512_setzero_si512();
@@ -184,7 +232,7 @@ unsafe fn zmm_tile<const R: usize>(
             let wa = _mm512_loadu_si512(w.add((q * n + o) * 4) as *const __m512i);
             let wb = _mm512_loadu_si512(w.add((q * n + o + 16) * 4) as *const __m512i);
             for (r, ar) in a.iter_mut().enumerate() {
-                let v = (patch.add((r0 + r) * kq + 4 * q) as *const i32).read_unaligned();
+                let v = (patch.add((r0 + r) * depth_bytes + 4 * q) as *const i32).read_unaligned();
                 let x = _mm512_set1_epi32(v);
                 ar[0] = _mm512_dpbusd_epi32(ar[0], x, wa);
                 ar[1] = _mm512_dpbusd_epi32(ar[1], x, wb);
@@ -205,7 +253,7 @@ unsafe fn zmm_tile<const R: usize>(
 /// AVX-512 VNNI twin of [`super::generic::dot_u8i8_requant`] for `n` a multiple of
 /// [`super::PANEL`]; the generic kernel otherwise, or without AVX-512 VNNI.
 ///
-/// Tiles of 8 rows x 32 outputs as in [`dot_u8i8_vnni`] (then 4, 2, 1 rows), each over the
+/// Tiles of 8 rows x 32 outputs as in [`dot_u8i8_vnni512`] (then 4, 2, 1 rows), each over the
 /// whole depth, so that its accumulators stay in registers until the requantization runs on
 /// them in place: bias, multiplier, residual, rounding and clamp on 16 lanes, 16 bytes stored
 /// per row and vector. What this saves against the dot kernel and a requantization pass: the
@@ -214,7 +262,7 @@ unsafe fn zmm_tile<const R: usize>(
 pub fn dot_u8i8_requant_vnni(
     rows: usize,
     patch: &[u8],
-    kq: usize,
+    depth_bytes: usize,
     w: &[i8],
     n: usize,
     rq: &super::requant::Requantize,
@@ -222,16 +270,26 @@ pub fn dot_u8i8_requant_vnni(
     out: &mut [u8],
     ldo: usize,
 ) {
-    let patch_kq = (patch, kq);
+    let patch_kq = (patch, depth_bytes);
     assert!(super::fits_requant(
         rows, patch_kq, w, n, rq, residual, out, ldo
     ));
     if !has_vnni_512() || !n.is_multiple_of(super::PANEL) {
-        return super::generic::dot_u8i8_requant(rows, patch, kq, w, n, rq, residual, out, ldo);
+        return super::generic::dot_u8i8_requant(
+            rows,
+            patch,
+            depth_bytes,
+            w,
+            n,
+            rq,
+            residual,
+            out,
+            ldo,
+        );
     }
-    let f = Fused::new((patch, kq), w, rq, residual, out, ldo);
+    let f = Fused::new((patch, depth_bytes), w, rq, residual, out, ldo);
     // SAFETY: AVX-512 VNNI/BW/VL are present (checked above); `fits_requant` holds (asserted
-    // above): rows * kq patch bytes, kq * n weights in panels of 32, n biases and multipliers,
+    // above): rows * depth_bytes patch bytes, depth_bytes * n weights in panels of 32, n biases and multipliers,
     // and rows of n outputs (and residual inputs) ldo apart.
     unsafe { fused_panels(&f, rows, n) }
 }
@@ -239,7 +297,7 @@ pub fn dot_u8i8_requant_vnni(
 /// The operands of [`dot_u8i8_requant_vnni`] (and of its AVX2 twin) as pointers.
 pub(super) struct Fused {
     pub patch: *const u8,
-    pub kq: usize,
+    pub depth_bytes: usize,
     pub w: *const i8,
     pub bias: *const i32,
     pub multiplier: *const f32,
@@ -254,7 +312,7 @@ pub(super) struct Fused {
 impl Fused {
     /// The operands of a [`super::DotU8Requant`] call.
     pub fn new(
-        (patch, kq): (&[u8], usize),
+        (patch, depth_bytes): (&[u8], usize),
         w: &[i8],
         rq: &super::requant::Requantize,
         residual: Option<&[u8]>,
@@ -263,7 +321,7 @@ impl Fused {
     ) -> Fused {
         Fused {
             patch: patch.as_ptr(),
-            kq,
+            depth_bytes,
             w: w.as_ptr(),
             bias: rq.bias.as_ptr(),
             multiplier: rq.multiplier.as_ptr(),
@@ -293,7 +351,7 @@ unsafe fn fused_panels(f: &Fused, rows: usize, n: usize) {
                 // The first tile of a panel fetches the next panel's weights ahead (they come
                 // from L3 or memory once per inference: the model's 25 MB do not stay in L2).
                 let next = if t == 0 && o + 32 < n {
-                    f.w.add((o + 32) * f.kq)
+                    f.w.add((o + 32) * f.depth_bytes)
                 } else {
                     std::ptr::null()
                 };
@@ -322,15 +380,15 @@ unsafe fn fused_panels(f: &Fused, rows: usize, n: usize) {
 /// As for [`fused_panels`], and `r0 + R <= rows`, `o + 32 <= n`.
 #[inline(always)]
 unsafe fn fused_tile<const R: usize>(f: &Fused, r0: usize, o: usize, next: *const i8) {
-    // SAFETY (every intrinsic and pointer below): the caller enables the features; rows
-    // r0..r0 + R of the patch (kq bytes each), the 32-output panel at o * kq of the weights
-    // ((q + 1) * 128 <= kq * 32 for q < kq / 4), outputs o..o + 32 of the biases and
+    // SAFETY: every intrinsic and pointer below: the caller enables the features; rows
+    // r0..r0 + R of the patch (depth_bytes bytes each), the 32-output panel at o * depth_bytes of the weights
+    // ((q + 1) * 128 <= depth_bytes * 32 for q < depth_bytes / 4), outputs o..o + 32 of the biases and
     // multipliers, and bytes o..o + 32 of output and residual rows r0..r0 + R are in bounds.
     unsafe {
-        let w = f.w.add(o * f.kq);
+        let w = f.w.add(o * f.depth_bytes);
         let z = _mm512_setzero_si512();
         let mut a = [[z; 2]; R];
-        for q in 0..f.kq / 4 {
+        for q in 0..f.depth_bytes / 4 {
             let wa = _mm512_loadu_si512(w.add(q * 128) as *const __m512i);
             let wb = _mm512_loadu_si512(w.add(q * 128 + 64) as *const __m512i);
             if !next.is_null() {
@@ -339,7 +397,8 @@ unsafe fn fused_tile<const R: usize>(f: &Fused, r0: usize, o: usize, next: *cons
                 _mm_prefetch::<_MM_HINT_T1>(next.add(q * 128 + 64));
             }
             for (r, ar) in a.iter_mut().enumerate() {
-                let v = (f.patch.add((r0 + r) * f.kq + 4 * q) as *const i32).read_unaligned();
+                let v =
+                    (f.patch.add((r0 + r) * f.depth_bytes + 4 * q) as *const i32).read_unaligned();
                 let x = _mm512_set1_epi32(v);
                 ar[0] = _mm512_dpbusd_epi32(ar[0], x, wa);
                 ar[1] = _mm512_dpbusd_epi32(ar[1], x, wb);
@@ -442,14 +501,14 @@ pub(super) unsafe fn add_to(p: *mut i32, v: __m256i) {
 /// rows per vector), then one by one.
 ///
 /// # Safety
-/// AVX2 and the `dp` instructions must be available; `patch` must hold `rows * kq` bytes, `w`
-/// `kq * n`, `acc` rows of `n` accumulators `ldc` apart, and `q0 <= q1 <= kq / 4`.
+/// AVX2 and the `dp` instructions must be available; `patch` must hold `rows * depth_bytes` bytes, `w`
+/// `depth_bytes * n`, `acc` rows of `n` accumulators `ldc` apart, and `q0 <= q1 <= depth_bytes / 4`.
 #[inline(always)]
 pub(super) unsafe fn dot_vnni_body(
     Vnni {
         rows,
         patch,
-        kq,
+        depth_bytes,
         w,
         n,
         acc,
@@ -462,16 +521,16 @@ pub(super) unsafe fn dot_vnni_body(
 ) {
     // The input quad of row r at quad q, as one i32 to broadcast.
     let quad = |r: usize, q: usize| -> i32 {
-        // SAFETY: r < rows and q < kq / 4, so the four bytes at r * kq + 4q are inside `patch`.
-        unsafe { (patch.add(r * kq + 4 * q) as *const i32).read_unaligned() }
+        // SAFETY: r < rows and q < depth_bytes / 4, so the four bytes at r * depth_bytes + 4q are inside `patch`.
+        unsafe { (patch.add(r * depth_bytes + 4 * q) as *const i32).read_unaligned() }
     };
     // Weights of quad q for outputs o..o + 8 (`o + 8 <= n`).
     let wload = |q: usize, o: usize| -> __m256i {
-        // SAFETY: (q * n + o) * 4 + 32 <= kq * n because o + 8 <= n and q < kq / 4.
+        // SAFETY: (q * n + o) * 4 + 32 <= depth_bytes * n because o + 8 <= n and q < depth_bytes / 4.
         unsafe { _mm256_loadu_si256(w.add((q * n + o) * 4) as *const __m256i) }
     };
     let mut o = o_begin;
-    // SAFETY (every intrinsic and pointer below): the features are enabled by the caller, and
+    // SAFETY: every intrinsic and pointer below: the features are enabled by the caller, and
     // each access stays inside the bounds stated above, as the loop conditions ensure.
     unsafe {
         while o + 16 <= n {
@@ -577,7 +636,7 @@ pub(super) unsafe fn dot_vnni_body(
                 let mut s = 0i32;
                 for q in q0..q1 {
                     for t in 0..4 {
-                        s += *patch.add(r * kq + 4 * q + t) as i32
+                        s += *patch.add(r * depth_bytes + 4 * q + t) as i32
                             * *w.add((q * n + o) * 4 + t) as i32;
                     }
                 }
@@ -757,7 +816,7 @@ unsafe fn direct_tile<const P: usize>(
     });
     // One group per vector: a broadcast of its quad serves every lane.
     let broadcast = s.cout.is_multiple_of(16) || s.cout == out_c;
-    // SAFETY (every intrinsic and pointer below): the features are enabled here; reads stay
+    // SAFETY: every intrinsic and pointer below: the features are enabled here; reads stay
     // within the windows of the P pixels (tap offsets < (k - 1) * row + k * in_c, a group's
     // channels within in_c; the permute path only when 16 | out_c, so its 16 bytes end by
     // out_c <= in_c), weights within k * k * quads * out_c * 4 bytes and accumulators within

@@ -7,9 +7,8 @@
 
 use crate::contrib_ops::konst;
 use crate::kernels;
-use crate::kernels::conv::{
-    average_pool_nhwc, max_pool_nhwc, ConvGeometry, PackedConv, Requant, MAX_WINDOW,
-};
+use crate::kernels::conv::{ConvGeometry, PackedConv, Requant, MAX_WINDOW};
+use crate::kernels::nhwc::{average_pool_nhwc, max_pool_nhwc};
 use tract_onnx::model::{OnnxOpRegister, ParsingContext};
 use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
@@ -33,7 +32,7 @@ pub fn register(reg: &mut OnnxOpRegister) {
     reg.insert(HEAD_OP, head_builder);
 }
 
-fn attr_usize(node: &NodeProto, name: &str) -> TractResult<usize> {
+fn read_usize_attr(node: &NodeProto, name: &str) -> TractResult<usize> {
     let v: i64 = node.get_attr(name)?;
     usize::try_from(v).with_context(|| format!("{}: attribute {name} = {v}", node.name))
 }
@@ -51,7 +50,7 @@ fn window_out(size: usize, kernel: usize, stride: usize, pad: usize) -> TractRes
     Ok((size + 2 * pad - kernel) / stride + 1)
 }
 
-fn attr_i32(node: &NodeProto, name: &str) -> TractResult<i32> {
+fn read_i32_attr(node: &NodeProto, name: &str) -> TractResult<i32> {
     Ok(node.get_attr::<i64>(name)? as i32)
 }
 
@@ -78,21 +77,21 @@ fn conv_builder(
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     let residual = if node.input.len() == 5 {
         Some((
-            attr_i32(node, "residual_zero")?,
+            read_i32_attr(node, "residual_zero")?,
             node.get_attr::<f32>("residual_multiplier")?.to_bits(),
         ))
     } else {
         None
     };
     let spec = ConvSpec {
-        kernel: attr_usize(node, "kernel")?,
-        stride: attr_usize(node, "stride")?,
-        pad: attr_usize(node, "pad")?,
-        groups: attr_usize(node, "group")?,
-        in_zero: attr_i32(node, "in_zero")?,
-        out_zero: attr_i32(node, "out_zero")?,
-        lo: attr_i32(node, "lo")?,
-        hi: attr_i32(node, "hi")?,
+        kernel: read_usize_attr(node, "kernel")?,
+        stride: read_usize_attr(node, "stride")?,
+        pad: read_usize_attr(node, "pad")?,
+        groups: read_usize_attr(node, "group")?,
+        in_zero: read_i32_attr(node, "in_zero")?,
+        out_zero: read_i32_attr(node, "out_zero")?,
+        lo: read_i32_attr(node, "lo")?,
+        hi: read_i32_attr(node, "hi")?,
         residual,
     };
     Ok((expand(spec), vec![]))
@@ -221,7 +220,7 @@ impl Expansion for ConvSpec {
             w.try_as_plain_ram()?.as_slice::<i8>()?,
             bias.try_as_plain_ram()?.as_slice::<i32>()?.to_vec(),
             requant,
-            kernels::selected().kernel().family(),
+            kernels::selected().family(),
         );
         let op = NativeConv {
             conv: Arc::new(conv),
@@ -358,9 +357,9 @@ fn max_pool_builder(
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     let op = NativeMaxPool {
-        kernel: attr_usize(node, "kernel")?,
-        stride: attr_usize(node, "stride")?,
-        pad: attr_usize(node, "pad")?,
+        kernel: read_usize_attr(node, "kernel")?,
+        stride: read_usize_attr(node, "stride")?,
+        pad: read_usize_attr(node, "pad")?,
     };
     ensure!(
         (1..=MAX_WINDOW).contains(&op.kernel)
@@ -487,7 +486,7 @@ fn quantize_builder(
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     let scale: f32 = node.get_attr("scale")?;
-    let zero = attr_i32(node, "zero")?;
+    let zero = read_i32_attr(node, "zero")?;
     ensure!(
         scale.is_finite() && scale > 0.0 && (0..=255).contains(&zero),
         "{}: scale {scale}, zero point {zero}",
@@ -558,7 +557,7 @@ impl EvalOp for NativeQuantize {
         let x = inputs[0].try_as_plain_ram()?.as_slice::<f32>()?;
         let os = Self::out_shape(&shape)?;
         let mut out = Tensor::zero::<u8>(&os)?;
-        crate::kernels::conv::quantize_to_nhwc(
+        crate::kernels::nhwc::quantize_to_nhwc(
             x,
             (shape[1], shape[2] * shape[3]),
             f32::from_bits(self.recip_bits),
@@ -598,9 +597,9 @@ fn head_builder(
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     let spec = HeadSpec {
         x_scale: node.get_attr::<f32>("x_scale")?.to_bits(),
-        x_zero: attr_i32(node, "x_zero")?,
+        x_zero: read_i32_attr(node, "x_zero")?,
         pool_scale: node.get_attr::<f32>("pool_scale")?.to_bits(),
-        pool_zero: attr_i32(node, "pool_zero")?,
+        pool_zero: read_i32_attr(node, "pool_zero")?,
     };
     let byte = 0..=255;
     let scale_ok = |b: u32| f32::from_bits(b).is_finite() && f32::from_bits(b) > 0.0;
@@ -699,7 +698,7 @@ impl Expansion for HeadSpec {
             w.try_as_plain_ram()?.as_slice::<i8>()?,
             vec![0; classes],
             requant,
-            kernels::selected().kernel().family(),
+            kernels::selected().family(),
         );
         let op = NativeHead {
             fc: Arc::new(fc),
@@ -737,6 +736,12 @@ impl NativeHead {
     /// Multiply-accumulates of the fully connected layer.
     pub fn macs(&self) -> usize {
         self.fc.geom.macs()
+    }
+
+    /// What runs the fully connected layer: the kernel set and its dot kernel.
+    pub fn describe(&self) -> String {
+        let set = self.fc.kernels(kernels::selected());
+        format!("{}: {}", set.isa.name(), set.dot.name)
     }
 
     /// The logits of one NHWC image (`pixels` x `channels` bytes).
