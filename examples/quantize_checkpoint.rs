@@ -26,7 +26,7 @@ fn main() -> anyhow::Result<()> {
     println!(
         "{}: ResNeXt-{} {:?}, {} groups x {}, {} classes",
         checkpoint.display(),
-        resnext_edge::arch::depth_of(&source.config.layers),
+        resnext_edge::resnext::depth_of(&source.config.layers),
         source.config.layers,
         source.config.groups,
         source.config.width_per_group,

@@ -415,31 +415,12 @@ mod tests {
     //! Each op in a one-node model through the project's loader, against the ONNX definition
     //! computed here in f64.
     use super::*;
+    use crate::onnx_build::{f32_tensor, raw_tensor};
     use tract_onnx::pb;
     use tract_onnx::pb::tensor_proto::DataType;
 
-    /// An initializer from little-endian bytes.
-    fn init(name: &str, dt: DataType, dims: &[i64], raw: Vec<u8>) -> pb::TensorProto {
-        pb::TensorProto {
-            name: name.into(),
-            dims: dims.to_vec(),
-            data_type: dt as i32,
-            raw_data: raw,
-            ..Default::default()
-        }
-    }
-
-    fn f32s(name: &str, dims: &[i64], v: &[f32]) -> pb::TensorProto {
-        init(
-            name,
-            DataType::Float,
-            dims,
-            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        )
-    }
-
     fn bytes(name: &str, dt: DataType, dims: &[i64], v: &[u8]) -> pb::TensorProto {
-        init(name, dt, dims, v.to_vec())
+        raw_tensor(name, dt, dims, v.to_vec())
     }
 
     /// Runs a single `op` node whose first input `x` is the graph input.
@@ -537,12 +518,12 @@ mod tests {
             "QLinearAdd",
             &["x", "sa", "za", "b", "sb", "zb", "sc", "zc"],
             vec![
-                f32s("sa", &[], &[sa]),
+                f32_tensor("sa", &[], &[sa]),
                 bytes("za", DataType::Uint8, &[], &[za]),
                 bytes("b", DataType::Uint8, &[3, 4], &b),
-                f32s("sb", &[], &[sb]),
+                f32_tensor("sb", &[], &[sb]),
                 bytes("zb", DataType::Uint8, &[], &[zb]),
-                f32s("sc", &[], &[sc]),
+                f32_tensor("sc", &[], &[sc]),
                 bytes("zc", DataType::Uint8, &[], &[zc]),
             ],
             vec![],
@@ -578,9 +559,9 @@ mod tests {
             "QLinearGlobalAveragePool",
             &["x", "sx", "zx", "sy", "zy"],
             vec![
-                f32s("sx", &[], &[sx]),
+                f32_tensor("sx", &[], &[sx]),
                 bytes("zx", DataType::Int8, &[], &[zx as u8]),
-                f32s("sy", &[], &[sy]),
+                f32_tensor("sy", &[], &[sy]),
                 bytes("zy", DataType::Int8, &[], &[zy as u8]),
             ],
             vec![],
@@ -616,20 +597,20 @@ mod tests {
         };
         let inits = |quantized: bool| {
             let mut v = vec![
-                f32s("sa", &[], &[sa]),
+                f32_tensor("sa", &[], &[sa]),
                 bytes("za", DataType::Uint8, &[], &[za]),
                 bytes("b", DataType::Int8, &[n as i64, k as i64], &b),
-                f32s("sb", &[n as i64], &b_scales),
+                f32_tensor("sb", &[n as i64], &b_scales),
                 bytes("zb", DataType::Int8, &[n as i64], &[0; 3]),
-                init(
+                raw_tensor(
                     "c",
                     DataType::Int32,
-                    &[n as i64],
+                    [n as i64],
                     c.iter().flat_map(|v| v.to_le_bytes()).collect(),
                 ),
             ];
             if quantized {
-                v.push(f32s("sy", &[], &[0.05]));
+                v.push(f32_tensor("sy", &[], &[0.05]));
                 v.push(bytes("zy", DataType::Int8, &[], &[0]));
             }
             v

@@ -5,12 +5,12 @@
 //! does, and ranks the classes. It stays lean enough to cross-compile with only a C
 //! cross-compiler: no host-only dependency belongs here.
 
-pub mod arch;
 pub mod classify;
 pub mod contrib_ops;
 pub mod gpio;
 pub mod inputs;
 pub mod jpeg;
+pub mod resnext;
 pub use resnext_kernels as kernels;
 pub mod labels;
 pub mod layers;
@@ -18,6 +18,7 @@ pub mod logging;
 pub mod metadata;
 pub mod model;
 pub mod native;
+pub mod onnx_build;
 pub mod onnx_limits;
 pub mod preprocess;
 #[cfg(test)]

@@ -1,10 +1,7 @@
 //! `resnext-edge`: the command-line runtime.
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use resnext_edge::classify::{format_text, Classifier};
-use resnext_edge::inputs;
-use resnext_edge::model::{Backend, Model};
+use resnext_edge::model::Backend;
 
 /// `println!` that ends the program quietly when standard output is closed (`| head`), instead
 /// of panicking.
@@ -20,8 +17,7 @@ macro_rules! out {
     }};
 }
 
-mod bench;
-mod stream_cmd;
+mod cli;
 use resnext_edge::gpio::{PinSpec, TriggerSpec};
 use resnext_edge::stream::SourceSpec;
 use std::path::PathBuf;
@@ -80,8 +76,10 @@ enum Command {
         /// Also print the raw logits.
         #[arg(long)]
         logits: bool,
-        /// Who runs the int8 convolutions: the native kernels, stock tract, or the faster of the
-        /// two on this CPU (auto: native on x86_64, stock elsewhere for now).
+        /// Who runs the int8 convolutions: the native kernels, stock tract, or auto (the native
+        /// kernels, except on an armv7 CPU without NEON, where only their generic form would
+        /// run). RESNEXT_EDGE_KERNELS=SET forces one of the CPU's kernel sets (`info` lists
+        /// what runs each layer).
         #[arg(long, value_enum, default_value = "auto")]
         kernels: Kernels,
         /// Threads for the native kernels (default: every core).
@@ -152,7 +150,8 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         warmup: usize,
         /// Who runs the int8 convolutions: the native kernels, stock tract (the same file
-        /// without the native rewrite), or auto (native on x86_64, stock elsewhere for now).
+        /// without the native rewrite), or auto (the native kernels, except on an armv7 CPU
+        /// without NEON).
         #[arg(long, value_enum, default_value = "auto")]
         kernels: Kernels,
         /// Threads for the native kernels (default: every core; stock tract uses one).
@@ -225,7 +224,7 @@ fn main() -> ExitCode {
             threads,
         } => {
             set_threads(threads);
-            classify(&model, &images, top_k, json, logits, kernels)
+            cli::classify::run(&model, &images, top_k, json, logits, kernels)
         }
         Command::Bench {
             model,
@@ -237,20 +236,20 @@ fn main() -> ExitCode {
             json,
         } => {
             set_threads(threads);
-            let opts = bench::Options {
+            let opts = cli::bench::Options {
                 runs,
                 warmup,
                 kernels,
                 profile,
                 json,
             };
-            fatal_on_error(bench::run(&model, &opts))
+            fatal_on_error(cli::bench::run(&model, &opts))
         }
         Command::Info {
             model,
             kernels,
             json,
-        } => fatal_on_error(info(&model, kernels, json)),
+        } => fatal_on_error(cli::info::run(&model, kernels, json)),
         Command::Stream {
             model,
             source,
@@ -269,7 +268,7 @@ fn main() -> ExitCode {
             threads,
         } => {
             set_threads(threads);
-            let opts = stream_cmd::StreamArgs {
+            let opts = cli::stream::StreamArgs {
                 source,
                 json,
                 restarts: resnext_edge::stream::Restarts {
@@ -292,7 +291,7 @@ fn main() -> ExitCode {
                     every_frame,
                 },
             };
-            stream_cmd::run(&model, kernels.backend(), opts)
+            cli::stream::run(&model, kernels.backend(), opts)
         }
     }
 }
@@ -308,124 +307,5 @@ fn fatal_on_error(r: anyhow::Result<()>) -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(exit::FATAL)
         }
-    }
-}
-
-/// `info`: every node of the optimized plan with what runs it.
-fn info(path: &std::path::Path, kernels: Kernels, json: bool) -> anyhow::Result<()> {
-    let model = Model::load_with(path, kernels.backend()).context("cannot load the model")?;
-    let layers: Vec<_> = model
-        .typed_model()
-        .nodes()
-        .iter()
-        .filter_map(|node| {
-            resnext_edge::layers::layer(node)
-                .map(|l| serde_json::json!({ "name": node.name, "op": l.kind, "kernel": l.kernel }))
-        })
-        .collect();
-    let native = layers
-        .iter()
-        .filter(|l| l["kernel"].as_str().unwrap_or("").starts_with("native"))
-        .count();
-    if json {
-        let v = serde_json::json!({
-            "model": path.display().to_string(),
-            "kernels": kernels.describe(),
-            "native_layers": native,
-            "layers": layers,
-        });
-        out!("{v}");
-    } else {
-        out!(
-            "{}: {} nodes, {native} on native kernels ({})",
-            path.display(),
-            layers.len(),
-            kernels.describe()
-        );
-        for l in &layers {
-            out!(
-                "{:<40} {:<36} {}",
-                l["name"].as_str().unwrap_or(""),
-                l["op"].as_str().unwrap_or(""),
-                l["kernel"].as_str().unwrap_or("")
-            );
-        }
-    }
-    Ok(())
-}
-
-fn classify(
-    model: &std::path::Path,
-    paths: &[PathBuf],
-    k: usize,
-    json: bool,
-    keep_logits: bool,
-    kernels: Kernels,
-) -> ExitCode {
-    let loaded = Model::load_with(model, kernels.backend()).map(Classifier::new);
-    let mut classifier = match loaded.context("cannot load the model") {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::from(exit::FATAL);
-        }
-    };
-    let (files, missing) = inputs::collect(paths);
-    let mut failed = missing.len();
-    for (p, e) in &missing {
-        report_failure(
-            json,
-            &p.display().to_string(),
-            &format!("{}: {e}", p.display()),
-        );
-    }
-    if files.is_empty() {
-        eprintln!(
-            "error: no images found in {}",
-            paths
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        return ExitCode::from(exit::FATAL);
-    }
-    let mut done = 0usize;
-    for f in &files {
-        match classifier.classify_file(f, k, keep_logits) {
-            Ok(c) => {
-                done += 1;
-                if json {
-                    out!(
-                        "{}",
-                        serde_json::to_string(&c).expect("plain data serializes")
-                    );
-                } else {
-                    out!("{}", format_text(&c));
-                }
-            }
-            Err(e) => {
-                failed += 1;
-                report_failure(json, &f.display().to_string(), &format!("{e:#}"));
-            }
-        }
-    }
-    log::info!("{done} images classified, {failed} failed");
-    match (done, failed) {
-        (_, 0) => ExitCode::SUCCESS,
-        (0, _) => ExitCode::from(exit::FATAL),
-        _ => ExitCode::from(exit::PARTIAL),
-    }
-}
-
-/// A failed input: on stderr always, and as a JSON line too when the output is JSON, so that a
-/// machine reading stdout sees every input accounted for.
-fn report_failure(json: bool, image: &str, message: &str) {
-    eprintln!("error: {message}");
-    if json {
-        out!(
-            "{}",
-            serde_json::json!({ "image": image, "error": message })
-        );
     }
 }

@@ -5,7 +5,7 @@
 //! The quantizer writes these keys, the runtime reads them; models from elsewhere have none of
 //! them, and then the mmcls ImageNet defaults apply.
 
-use crate::arch::ResNeXtConfig;
+use crate::resnext::ResNeXtConfig;
 use serde::{Deserialize, Serialize};
 
 /// Prefix of every key this project writes.
@@ -171,7 +171,7 @@ mod tests {
                 crop: 256,
                 ..Default::default()
             },
-            arch: Some(crate::arch::preset("resnext50_32x4d").unwrap().config),
+            arch: Some(crate::resnext::preset("resnext50_32x4d").unwrap().config),
             source_sha256: Some("ab".repeat(32)),
             source: Some("x.pth".into()),
             extra: vec![("quant.method".into(), "entropy".into())],

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use resnext_edge::stream::mjpeg::{MjpegSplitter, Split};
+use resnext_edge::stream::mjpeg_split::{MjpegSplitter, Split};
 use std::io::Read;
 
 /// A reader that returns at most `step` bytes per call.

@@ -3,7 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use resnext_edge::stream::source::{Captured, FrameSource, RawSource};
+use resnext_edge::stream::sources::raw::RawSource;
+use resnext_edge::stream::{Captured, FrameSource};
 
 fuzz_target!(|data: &[u8]| {
     let [w, h, rest @ ..] = data else { return };

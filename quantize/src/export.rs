@@ -9,8 +9,8 @@ use crate::infer;
 use crate::onnx_builder::encode;
 use crate::random_weights::random_checkpoint;
 use anyhow::{bail, Context, Result};
-use resnext_edge::arch::{self, ResNeXtConfig};
 use resnext_edge::metadata::{ModelMetadata, Preprocessing};
+use resnext_edge::resnext::{self, ResNeXtConfig};
 use std::path::{Path, PathBuf};
 
 /// What the user said about the architecture.
@@ -28,8 +28,8 @@ impl ArchRequest {
         match (&self.preset, &self.config_file) {
             (Some(_), Some(_)) => bail!("give either --arch or --config, not both"),
             (Some(name), None) => {
-                let p = arch::preset(name).with_context(|| {
-                    let names: Vec<_> = arch::presets().iter().map(|p| p.name).collect();
+                let p = resnext::preset(name).with_context(|| {
+                    let names: Vec<_> = resnext::presets().iter().map(|p| p.name).collect();
                     format!("unknown --arch `{name}` (known: {})", names.join(", "))
                 })?;
                 Ok(Some((p.config, format!("--arch {}", p.name))))

@@ -7,8 +7,8 @@
 
 use crate::checkpoint::Checkpoint;
 use crate::onnx_builder::{Attr, Dim, GraphBuilder};
-use resnext_edge::arch::{ConvShape, ResNeXtConfig};
 use resnext_edge::metadata::ModelMetadata;
+use resnext_edge::resnext::{ConvShape, ResNeXtConfig};
 use tract_onnx::pb;
 use tract_onnx::pb::tensor_proto::DataType;
 

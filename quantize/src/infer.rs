@@ -4,7 +4,7 @@
 //! file fails here with the key's name rather than deep inside graph building.
 
 use crate::checkpoint::{Checkpoint, Tensor};
-use resnext_edge::arch::ResNeXtConfig;
+use resnext_edge::resnext::ResNeXtConfig;
 use std::collections::BTreeMap;
 
 /// A checkpoint that does not hold a ResNeXt, or not the one asked for. Messages name the file

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use resnext_edge::arch;
+use resnext_edge::resnext;
 use resnext_quantize::export::{self, ArchRequest, WeightSource};
 use resnext_quantize::quant::params::ActType;
 use resnext_quantize::quant::ranges::Method;
@@ -259,7 +259,7 @@ fn main() -> ExitCode {
 }
 
 fn list_presets(json: bool) -> Result<()> {
-    let presets = arch::presets();
+    let presets = resnext::presets();
     if json {
         let rows: Vec<_> = presets
             .iter()

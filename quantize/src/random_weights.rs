@@ -6,7 +6,7 @@
 
 use crate::checkpoint::{Checkpoint, Container, KeyLayout, Tensor};
 use crate::infer::expected_tensors;
-use resnext_edge::arch::ResNeXtConfig;
+use resnext_edge::resnext::ResNeXtConfig;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

@@ -4,7 +4,7 @@
 mod common;
 
 use common::fixtures;
-use resnext_edge::arch::ResNeXtConfig;
+use resnext_edge::resnext::ResNeXtConfig;
 use resnext_quantize::checkpoint::{self, Container, KeyLayout};
 use resnext_quantize::export::{load_source, ArchRequest, WeightSource};
 use resnext_quantize::infer;

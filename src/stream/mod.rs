@@ -6,16 +6,18 @@
 //! the camera lag, and what it skipped is counted as dropped. Corrupt frames are counted and
 //! skipped. Whatever happens, `frames_read = processed + dropped + corrupt`.
 
-pub mod command;
-pub mod mjpeg;
+pub mod mjpeg_split;
 pub mod run;
 pub mod slot;
 pub mod source;
-pub mod v4l2;
+pub mod sources;
+pub mod spec;
 
 pub use run::{run, Event, FrameResult, Options, SourceFailed, Stats};
 pub use slot::Counts;
-pub use source::{Captured, FrameSource, Restarts, SourceSpec};
+pub use source::{Captured, FrameSource};
+pub use sources::command::Restarts;
+pub use spec::{SourceSpec, SOURCE_SYNTAX};
 
 use std::time::Instant;
 

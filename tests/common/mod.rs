@@ -13,50 +13,10 @@ pub mod deadline;
 pub mod frames;
 
 use prost::Message;
+use resnext_edge::onnx_build::{f32_tensor, f32_value_info, new_int_attr, node};
 use std::path::Path;
 use std::process::Output;
 use tract_onnx::pb;
-
-fn attr_int(name: &str, v: i64) -> pb::AttributeProto {
-    pb::AttributeProto {
-        name: name.into(),
-        r#type: pb::attribute_proto::AttributeType::Int as i32,
-        i: v,
-        ..Default::default()
-    }
-}
-
-fn value_info(name: &str, dims: &[Option<i64>]) -> pb::ValueInfoProto {
-    use pb::tensor_shape_proto::{dimension::Value, Dimension};
-    let dim = dims
-        .iter()
-        .map(|d| Dimension {
-            value: Some(d.map_or(Value::DimParam("N".into()), Value::DimValue)),
-            ..Default::default()
-        })
-        .collect();
-    pb::ValueInfoProto {
-        name: name.into(),
-        r#type: Some(pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: pb::tensor_proto::DataType::Float as i32,
-                shape: Some(pb::TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn f32_init(name: &str, dims: &[i64], data: &[f32]) -> pb::TensorProto {
-    pb::TensorProto {
-        name: name.into(),
-        dims: dims.to_vec(),
-        data_type: pb::tensor_proto::DataType::Float as i32,
-        raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ..Default::default()
-    }
-}
 
 /// Writes the colour classifier to `path`.
 pub fn colour_model(path: &Path) {
@@ -65,32 +25,32 @@ pub fn colour_model(path: &Path) {
 
 /// Writes the colour classifier to `path` after `edit` (for malformed variants).
 pub fn colour_model_edited(path: &Path, edit: impl FnOnce(&mut pb::ModelProto)) {
-    let node = |op: &str, i: &[&str], o: &str, attribute: Vec<pb::AttributeProto>| pb::NodeProto {
-        op_type: op.into(),
-        name: o.into(),
-        input: i.iter().map(|s| s.to_string()).collect(),
-        output: vec![o.into()],
-        attribute,
-        ..Default::default()
-    };
     let graph = pb::GraphProto {
         name: "colours".into(),
         node: vec![
             node("GlobalAveragePool", &["input"], "pooled", vec![]),
-            node("Flatten", &["pooled"], "flat", vec![attr_int("axis", 1)]),
+            node(
+                "Flatten",
+                &["pooled"],
+                "flat",
+                vec![new_int_attr("axis", 1)],
+            ),
             node(
                 "Gemm",
                 &["flat", "w", "b"],
                 "logits",
-                vec![attr_int("transB", 1)],
+                vec![new_int_attr("transB", 1)],
             ),
         ],
         initializer: vec![
-            f32_init("w", &[3, 3], &[4.0, 0.0, 0.0, 0.0, 4.0, 0.0, 0.0, 0.0, 4.0]),
-            f32_init("b", &[3], &[0.0, 0.0, 0.0]),
+            f32_tensor("w", &[3, 3], &[4.0, 0.0, 0.0, 0.0, 4.0, 0.0, 0.0, 0.0, 4.0]),
+            f32_tensor("b", &[3], &[0.0, 0.0, 0.0]),
         ],
-        input: vec![value_info("input", &[None, Some(3), Some(224), Some(224)])],
-        output: vec![value_info("logits", &[None, Some(3)])],
+        input: vec![f32_value_info(
+            "input",
+            &[None, Some(3), Some(224), Some(224)],
+        )],
+        output: vec![f32_value_info("logits", &[None, Some(3)])],
         ..Default::default()
     };
     let model = pb::ModelProto {
@@ -117,4 +77,124 @@ pub fn json_lines(o: &Output) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// Writes a small int8 QDQ network to `path`, in the layout the quantizer writes: the input
+/// quantized to u8, then a dense 3x3/2 convolution (3 -> 32 channels, ReLU), a grouped 3x3 one
+/// (8 groups of 4 channels, ReLU) and a pointwise one (32 -> 32), each `DQ -> Conv -> [Relu] ->
+/// Q` with int8 weights per output channel, then a float global average pool as the 32
+/// "classes". Weights are deterministic pseudo-random values.
+pub fn int8_conv_model(path: &Path) {
+    use pb::tensor_proto::DataType;
+    use resnext_edge::onnx_build::{new_ints_attr, raw_tensor};
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut nodes = vec![
+        node("QuantizeLinear", &["input", "s_in", "z_in"], "x_q", vec![]),
+        node("DequantizeLinear", &["x_q", "s_in", "z_in"], "x", vec![]),
+    ];
+    let mut inits = vec![
+        f32_tensor("s_in", &[], &[0.02]),
+        raw_tensor("z_in", DataType::Uint8, &[] as &[i64], vec![128]),
+    ];
+    // (name, input, in channels per group, groups, kernel, stride, relu)
+    let layers: [(&str, &str, usize, usize, usize, usize, bool); 3] = [
+        ("stem", "x", 3, 1, 3, 2, true),
+        ("grouped", "stem_out", 4, 8, 3, 1, true),
+        ("pointwise", "grouped_out", 32, 1, 1, 1, false),
+    ];
+    for (name, input, cin, groups, k, stride, relu) in layers {
+        let out_c = 32usize;
+        let w: Vec<u8> = (0..out_c * cin * k * k).map(|_| next() as u8).collect();
+        let wn = |s: &str| format!("{name}_{s}");
+        inits.push(raw_tensor(
+            wn("w_q"),
+            DataType::Int8,
+            [out_c, cin, k, k].map(|d| d as i64).to_vec(),
+            w,
+        ));
+        let scales: Vec<f32> = (0..out_c).map(|o| 0.002 + 0.0001 * o as f32).collect();
+        inits.push(f32_tensor(&wn("w_s"), &[out_c as i64], &scales));
+        inits.push(raw_tensor(
+            wn("w_z"),
+            DataType::Int8,
+            vec![out_c as i64],
+            vec![0; out_c],
+        ));
+        inits.push(f32_tensor(&wn("b"), &[out_c as i64], &vec![0.01; out_c]));
+        inits.push(f32_tensor(&wn("s"), &[], &[0.03]));
+        inits.push(raw_tensor(
+            wn("z"),
+            DataType::Uint8,
+            &[] as &[i64],
+            vec![if relu { 0 } else { 128 }],
+        ));
+        let (w_q, w_s, w_z, w_f) = (wn("w_q"), wn("w_s"), wn("w_z"), wn("w"));
+        nodes.push(node(
+            "DequantizeLinear",
+            &[&w_q, &w_s, &w_z],
+            &w_f,
+            vec![new_int_attr("axis", 0)],
+        ));
+        let pad = (k / 2) as i64;
+        let conv = wn("conv");
+        nodes.push(node(
+            "Conv",
+            &[input, &w_f, &wn("b")],
+            &conv,
+            vec![
+                new_int_attr("group", groups as i64),
+                new_ints_attr("kernel_shape", vec![k as i64, k as i64]),
+                new_ints_attr("strides", vec![stride as i64; 2]),
+                new_ints_attr("pads", vec![pad; 4]),
+            ],
+        ));
+        let act = if relu {
+            nodes.push(node("Relu", &[&conv], &wn("relu"), vec![]));
+            wn("relu")
+        } else {
+            conv
+        };
+        let (s, z, q) = (wn("s"), wn("z"), wn("q"));
+        nodes.push(node("QuantizeLinear", &[&act, &s, &z], &q, vec![]));
+        nodes.push(node("DequantizeLinear", &[&q, &s, &z], &wn("out"), vec![]));
+    }
+    nodes.push(node(
+        "GlobalAveragePool",
+        &["pointwise_out"],
+        "pooled",
+        vec![],
+    ));
+    nodes.push(node(
+        "Flatten",
+        &["pooled"],
+        "logits",
+        vec![new_int_attr("axis", 1)],
+    ));
+    let graph = pb::GraphProto {
+        name: "int8 convolutions".into(),
+        node: nodes,
+        initializer: inits,
+        input: vec![f32_value_info(
+            "input",
+            &[None, Some(3), Some(224), Some(224)],
+        )],
+        output: vec![f32_value_info("logits", &[None, Some(32)])],
+        ..Default::default()
+    };
+    let model = pb::ModelProto {
+        ir_version: 7,
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        graph: Some(graph),
+        ..Default::default()
+    };
+    std::fs::write(path, model.encode_to_vec()).unwrap();
 }

@@ -87,7 +87,7 @@ fn scale_inputs(conv: &mut FoldedConv, s: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use resnext_edge::arch::ConvShape;
+    use resnext_edge::resnext::ConvShape;
 
     fn conv(i: usize, o: usize, g: usize, seed: f32) -> FoldedConv {
         let shape = ConvShape {

@@ -8,7 +8,7 @@
 //! ten failed reopens in a row the source fails (the stream ends with exit code 1).
 
 #[cfg(not(feature = "v4l2"))]
-use super::source::FrameSource;
+use crate::stream::source::FrameSource;
 use std::path::Path;
 
 /// Frame size asked of the camera when the source names none.
@@ -69,9 +69,9 @@ pub use camera::open;
 
 #[cfg(feature = "v4l2")]
 mod camera {
-    use super::super::source::{Captured, FrameSource};
-    use super::super::FrameData;
     use super::{parse_device, yuyv_to_rgb};
+    use crate::stream::source::{Captured, FrameSource};
+    use crate::stream::FrameData;
     use anyhow::Context;
     use linuxvideo::format::{PixFormat, PixelFormat};
     use linuxvideo::stream::ReadStream;

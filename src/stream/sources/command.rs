@@ -16,7 +16,8 @@
 //! timeout (`--stall-timeout`, default 10 s) without any, it kills the command, which then
 //! restarts like any other exit.
 
-use super::source::{Captured, FrameSource, MjpegSource};
+use super::mjpeg::MjpegSource;
+use crate::stream::source::{Captured, FrameSource};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,6 +28,24 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
 /// How long a command may deliver no bytes before it is killed and restarted.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How a `cmd:` source is kept alive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Restarts {
+    /// How often the command is started again after it exits (`None`: for ever).
+    pub max_restarts: Option<u32>,
+    /// Kill (and restart) the command after this long without a byte (`None`: never).
+    pub stall_timeout: Option<std::time::Duration>,
+}
+
+impl Default for Restarts {
+    fn default() -> Self {
+        Restarts {
+            max_restarts: None,
+            stall_timeout: Some(DEFAULT_STALL_TIMEOUT),
+        }
+    }
+}
+
 /// Runs in a row that end without writing a byte before the command is taken to be unable to
 /// run.
 pub const MAX_SILENT_RUNS: u32 = 3;
