@@ -108,15 +108,7 @@ fn stock_plan(g: &ConvGeometry, w: &[i8], bias: &[i32]) -> Arc<TypedRunnableMode
         }],
         ..Default::default()
     };
-    let proto = pb::ModelProto {
-        ir_version: 7,
-        opset_import: vec![pb::OperatorSetIdProto {
-            domain: String::new(),
-            version: 13,
-        }],
-        graph: Some(graph),
-        ..Default::default()
-    };
+    let proto = resnext_edge::onnx_build::model(graph, &[]);
     tract_onnx::onnx()
         .model_for_proto_model(&proto)
         .unwrap()

@@ -113,3 +113,24 @@ pub fn f32_value_info(name: &str, dims: &[Option<i64>]) -> pb::ValueInfoProto {
         ..Default::default()
     }
 }
+
+/// A model of `graph` on the default ONNX domain at opset 13 (IR version 7), with `metadata`
+/// as its key-value properties.
+pub fn model(graph: pb::GraphProto, metadata: &[(&str, &str)]) -> pb::ModelProto {
+    pb::ModelProto {
+        ir_version: 7,
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        graph: Some(graph),
+        metadata_props: metadata
+            .iter()
+            .map(|(key, value)| pb::StringStringEntryProto {
+                key: key.to_string(),
+                value: value.to_string(),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}

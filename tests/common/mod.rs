@@ -13,7 +13,7 @@ pub mod deadline;
 pub mod frames;
 
 use prost::Message;
-use resnext_edge::onnx_build::{f32_tensor, f32_value_info, new_int_attr, node};
+use resnext_edge::onnx_build::{f32_tensor, f32_value_info, model, new_int_attr, node};
 use std::path::Path;
 use std::process::Output;
 use tract_onnx::pb;
@@ -53,20 +53,10 @@ pub fn colour_model_edited(path: &Path, edit: impl FnOnce(&mut pb::ModelProto)) 
         output: vec![f32_value_info("logits", &[None, Some(3)])],
         ..Default::default()
     };
-    let model = pb::ModelProto {
-        ir_version: 7,
-        opset_import: vec![pb::OperatorSetIdProto {
-            domain: String::new(),
-            version: 13,
-        }],
-        graph: Some(graph),
-        metadata_props: vec![pb::StringStringEntryProto {
-            key: "resnext_edge.labels".into(),
-            value: r#"["red","green","blue"]"#.into(),
-        }],
-        ..Default::default()
-    };
-    let mut model = model;
+    let mut model = model(
+        graph,
+        &[("resnext_edge.labels", r#"["red","green","blue"]"#)],
+    );
     edit(&mut model);
     std::fs::write(path, model.encode_to_vec()).unwrap();
 }
@@ -187,14 +177,5 @@ pub fn int8_conv_model(path: &Path) {
         output: vec![f32_value_info("logits", &[None, Some(32)])],
         ..Default::default()
     };
-    let model = pb::ModelProto {
-        ir_version: 7,
-        opset_import: vec![pb::OperatorSetIdProto {
-            domain: String::new(),
-            version: 13,
-        }],
-        graph: Some(graph),
-        ..Default::default()
-    };
-    std::fs::write(path, model.encode_to_vec()).unwrap();
+    std::fs::write(path, model(graph, &[]).encode_to_vec()).unwrap();
 }
