@@ -28,6 +28,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
 /// How long a command may deliver no bytes before it is killed and restarted.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How a `cmd:` source is kept alive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Restarts {
