@@ -92,13 +92,9 @@ pub fn dot_u8i8_requant_neon(
 }
 
 /// `128 * sum_k w[k][o]` for outputs `o..o + 4` (what `x - 128` took away), and whether two
-/// quads the paired loop takes together (`2j`, `2j + 1`) hold -128 in the same byte lane.
-///
-/// Only then may the two products of a lane overflow their i16: each product of `x - 128` and
-/// a weight lies in [-16256, 16384], the top only for a -128 weight (times an input of 0), so
-/// with at most one -128 weight per lane the pair's sum stays within [-32512, 32640]. Models
-/// quantized with a symmetric [-128, 127] range (onnxruntime's quantizer) hold a -128 here and
-/// there; they keep the paired loop.
+/// quads the paired loop takes together (`2j`, `2j + 1`) hold -128 in the same byte lane: only
+/// then may the two products of a lane overflow their i16 ([`super::weight_split`]). Weights
+/// with a -128 here and there (onnxruntime's symmetric [-128, 127] range) keep the paired loop.
 ///
 /// # Safety
 /// Outputs `o..o + 4` of every quad must be inside `w`.

@@ -27,6 +27,7 @@
 //! such value rounds to 0 either way.
 
 use super::requant::{LIMIT, MAGIC};
+use super::weight_split::split_weights;
 use std::arch::asm;
 use std::mem::MaybeUninit;
 use std::sync::OnceLock;
@@ -221,13 +222,7 @@ unsafe fn passes(
             for i in 0..n {
                 let step = std::slice::from_raw_parts(w.add((first + i) * ws), bytes);
                 let at = i * bytes;
-                for ((m, r), &v) in most[at..at + bytes]
-                    .iter_mut()
-                    .zip(&mut rest[at..])
-                    .zip(step)
-                {
-                    (*m, *r) = if v == i8::MIN { (-64, -64) } else { (v, 0) };
-                }
+                split_weights(step, &mut most[at..at + bytes], &mut rest[at..at + bytes]);
             }
             for copy in [&most, &rest] {
                 let (back, _) = block_back(copy.as_ptr(), bytes, n, width);

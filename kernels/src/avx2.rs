@@ -15,13 +15,11 @@
 //!
 //! Kernels: the dot product (the tiles of the VNNI body in [`super::x86_64`]); the dot
 //! product that requantizes its own tiles (up to 4 rows x 16 outputs over the whole depth in 8
-//! accumulators); the direct convolution with and without requantization (up to 4 pixels x 16
-//! output channels; in groups of 4 or 8 channels each lane's input quad comes from one 16-byte
-//! load by `vpshufb`, which also widens it).
+//! accumulators). The direct convolution that shares [`Pairs`], [`dot`] and [`Requant8`] is
+//! [`super::avx2_direct`].
 
 use super::requant::{Requantize, LIMIT};
-use super::x86_64::{add_to, dot_u8_blocks, dot_vnni_body, Fused, Vnni};
-use super::DirectShape;
+use super::x86_64::{dot_u8_blocks, dot_vnni_body, Fused, Vnni};
 use std::arch::x86_64::*;
 use std::cell::Cell;
 
@@ -32,9 +30,9 @@ pub fn available() -> bool {
 
 /// 8 quads as i16 pairs: `e` holds bytes 0 and 2 of each quad, `o` bytes 1 and 3.
 #[derive(Clone, Copy)]
-struct Pairs {
-    e: __m256i,
-    o: __m256i,
+pub(super) struct Pairs {
+    pub(super) e: __m256i,
+    pub(super) o: __m256i,
 }
 
 impl Pairs {
@@ -43,7 +41,7 @@ impl Pairs {
     /// # Safety
     /// AVX2 must be available.
     #[inline(always)]
-    unsafe fn inputs(x: __m256i) -> Pairs {
+    pub(super) unsafe fn inputs(x: __m256i) -> Pairs {
         // SAFETY: the caller's preconditions; register operations only.
         unsafe {
             Pairs {
@@ -58,7 +56,7 @@ impl Pairs {
     /// # Safety
     /// AVX2 must be available.
     #[inline(always)]
-    unsafe fn weights(w: __m256i) -> Pairs {
+    pub(super) unsafe fn weights(w: __m256i) -> Pairs {
         // SAFETY: the caller's preconditions; register operations only.
         unsafe {
             Pairs {
@@ -75,7 +73,7 @@ impl Pairs {
 /// # Safety
 /// AVX2 must be available.
 #[inline(always)]
-unsafe fn dot(acc: __m256i, x: Pairs, w: Pairs) -> __m256i {
+pub(super) unsafe fn dot(acc: __m256i, x: Pairs, w: Pairs) -> __m256i {
     // SAFETY: the caller's preconditions; register operations only.
     unsafe {
         let even = _mm256_madd_epi16(x.e, w.e);
@@ -89,7 +87,7 @@ unsafe fn dot(acc: __m256i, x: Pairs, w: Pairs) -> __m256i {
 /// # Safety
 /// AVX2 must be available.
 #[inline(always)]
-unsafe fn lane_mask(lanes: usize) -> __m256i {
+pub(super) unsafe fn lane_mask(lanes: usize) -> __m256i {
     // SAFETY: the caller's preconditions; register operations only.
     unsafe {
         _mm256_cmpgt_epi32(
@@ -495,7 +493,7 @@ impl Bytes16 {
 
 /// The constants of [`super::requant::requantize`] on 8 lanes.
 #[derive(Clone, Copy)]
-struct Requant8 {
+pub(super) struct Requant8 {
     zero: __m256i,
     lo: __m256i,
     hi: __m256i,
@@ -507,7 +505,10 @@ impl Requant8 {
     /// # Safety
     /// AVX2 must be available.
     #[inline(always)]
-    unsafe fn new((zero, lo, hi): (i32, i32, i32), residual: Option<(i32, f32)>) -> Self {
+    pub(super) unsafe fn new(
+        (zero, lo, hi): (i32, i32, i32),
+        residual: Option<(i32, f32)>,
+    ) -> Self {
         // SAFETY: the caller's preconditions.
         unsafe {
             Requant8 {
@@ -529,7 +530,7 @@ impl Requant8 {
     /// # Safety
     /// AVX2 must be available.
     #[inline(always)]
-    unsafe fn apply(&self, sum: __m256i, m: __m256, res: Option<__m128i>) -> __m128i {
+    pub(super) unsafe fn apply(&self, sum: __m256i, m: __m256, res: Option<__m128i>) -> __m128i {
         // SAFETY: the caller's preconditions.
         unsafe { self.finish(self.rounded(sum, m, res)) }
     }
@@ -577,282 +578,6 @@ impl Requant8 {
             );
             let b = _mm256_shuffle_epi8(y, low);
             _mm_unpacklo_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256::<1>(b))
-        }
-    }
-}
-
-/// AVX2 twin of [`super::generic::direct_u8`]; the generic kernel for shapes outside
-/// [`DirectShape::supported`] or without AVX2.
-pub fn direct_u8_avx2(s: &DirectShape, xp: &[u8], pixels: usize, w: &[i8], acc: &mut [i32]) {
-    assert!(s.fits(pixels, xp.len(), w.len(), acc.len()));
-    if !available() || !s.supported() {
-        return super::generic::direct_u8(s, xp, pixels, w, acc);
-    }
-    // SAFETY: AVX2 is present and the shape supported (checked above); `fits` holds for all
-    // `pixels`, so every tile's windows lie inside `xp`, the weights inside `w`, and the
-    // accumulators of pixels p..p + P at p * out_c inside `acc`.
-    unsafe { direct_acc(s, xp.as_ptr(), pixels, w.as_ptr(), acc.as_mut_ptr()) }
-}
-
-/// [`direct_u8_avx2`]'s tiles, added to the accumulators.
-///
-/// # Safety
-/// As for [`direct_tiles`], and `acc` must hold `pixels * out_c` accumulators.
-#[target_feature(enable = "avx2")]
-unsafe fn direct_acc(s: &DirectShape, xp: *const u8, pixels: usize, w: *const i8, acc: *mut i32) {
-    // SAFETY: the caller's preconditions; each pixel's lanes lie inside `acc` (masked loads
-    // and stores leave out the lanes beyond `lanes`).
-    unsafe {
-        direct_tiles(s, xp, pixels, w, &|p, o, lanes, a| {
-            let d = acc.add(p * s.out_c + o);
-            if lanes == 8 {
-                add_to(d, a);
-            } else {
-                let m = lane_mask(lanes);
-                let sum = _mm256_add_epi32(_mm256_maskload_epi32(d, m), a);
-                _mm256_maskstore_epi32(d, m, sum);
-            }
-        })
-    }
-}
-
-/// AVX2 twin of [`super::generic::direct_u8_requant`]: the tiles of [`direct_u8_avx2`], each
-/// requantized in registers ([`Requant8`]) and stored as bytes.
-#[allow(clippy::too_many_arguments)]
-pub fn direct_u8_requant_avx2(
-    s: &DirectShape,
-    xp: &[u8],
-    pixels: usize,
-    w: &[i8],
-    rq: &Requantize,
-    residual: Option<&[u8]>,
-    out: &mut [u8],
-) {
-    let lens = (xp.len(), w.len(), out.len(), residual.map(<[u8]>::len));
-    assert!(super::fits_direct_requant(s, pixels, lens, rq));
-    if !available() || !s.supported() {
-        return super::generic::direct_u8_requant(s, xp, pixels, w, rq, residual, out);
-    }
-    // SAFETY: AVX2 is present and the shape supported (checked above); `fits_direct_requant`
-    // holds: the windows, the weights, out_c biases and multipliers and pixels * out_c outputs
-    // and residual inputs.
-    unsafe {
-        direct_out(
-            s,
-            (xp.as_ptr(), pixels),
-            w.as_ptr(),
-            rq,
-            residual,
-            out.as_mut_ptr(),
-        )
-    }
-}
-
-/// [`direct_u8_requant_avx2`]'s tiles, requantized and stored.
-///
-/// # Safety
-/// As for [`direct_tiles`]; `rq` holds `out_c` channels, and `out` (and `residual`)
-/// `pixels * out_c` bytes.
-#[target_feature(enable = "avx2")]
-unsafe fn direct_out(
-    s: &DirectShape,
-    (xp, pixels): (*const u8, usize),
-    w: *const i8,
-    rq: &Requantize,
-    residual: Option<&[u8]>,
-    out: *mut u8,
-) {
-    let res = residual.map(<[u8]>::as_ptr);
-    let (bias, mult) = (rq.bias.as_ptr(), rq.multiplier.as_ptr());
-    // SAFETY: the caller's preconditions; a vector of fewer than 8 lanes (the last of a dense
-    // convolution) loads and stores only its lanes, which lie below out_c.
-    unsafe {
-        let q = Requant8::new((rq.zero, rq.lo, rq.hi), rq.residual);
-        direct_tiles(s, xp, pixels, w, &|p, o, lanes, a| {
-            let at = p * s.out_c + o;
-            if lanes == 8 {
-                let b = _mm256_loadu_si256(bias.add(o) as *const __m256i);
-                let mv = _mm256_loadu_ps(mult.add(o));
-                let r = res.map(|r| _mm_loadl_epi64(r.add(at).cast()));
-                _mm_storel_epi64(out.add(at).cast(), q.apply(_mm256_add_epi32(a, b), mv, r));
-            } else {
-                let m = lane_mask(lanes);
-                let b = _mm256_maskload_epi32(bias.add(o), m);
-                let mv = _mm256_maskload_ps(mult.add(o), m);
-                let r = res.map(|r| {
-                    let mut t = [0u8; 16];
-                    std::ptr::copy_nonoverlapping(r.add(at), t.as_mut_ptr(), lanes);
-                    _mm_loadu_si128(t.as_ptr().cast())
-                });
-                let y = q.apply(_mm256_add_epi32(a, b), mv, r);
-                let mut t = [0u8; 16];
-                _mm_storeu_si128(t.as_mut_ptr().cast(), y);
-                std::ptr::copy_nonoverlapping(t.as_ptr(), out.add(at), lanes);
-            }
-        })
-    }
-}
-
-/// The `vpshufb` patterns that give each lane of the vector of output channels `8h..8h + 8`
-/// (of a 16-channel block in groups of `cout` = 4 or 8 channels, `cin == cout`) its group's
-/// input quad `q` as i16 pairs, from the block's 16 input bytes loaded in both halves. The
-/// four lanes of a half share a group: input dword `d = (8h + 4 * half) / cout * quads + q`.
-///
-/// # Safety
-/// AVX2 must be available.
-#[inline(always)]
-unsafe fn spread_patterns(cout: usize, quads: usize) -> [[Pairs; 2]; 2] {
-    let pattern = |h: usize, q: usize, odd: usize| -> [u8; 32] {
-        std::array::from_fn(|i| {
-            let (half, t) = (i / 16, i % 4);
-            let d = (8 * h + 4 * half) / cout * quads + q;
-            match t {
-                0 | 2 => ((4 * d + t + odd) & 15) as u8,
-                _ => 0x80, // the pair's upper byte: zero
-            }
-        })
-    };
-    std::array::from_fn(|h| {
-        std::array::from_fn(|q| {
-            let (e, o) = (pattern(h, q, 0), pattern(h, q, 1));
-            // SAFETY: the caller's preconditions; reads the 32 bytes of each array.
-            unsafe {
-                Pairs {
-                    e: _mm256_loadu_si256(e.as_ptr() as *const __m256i),
-                    o: _mm256_loadu_si256(o.as_ptr() as *const __m256i),
-                }
-            }
-        })
-    })
-}
-
-/// Runs the direct tiles over `pixels` pixels (4 at a time, then 2, 1), handing each pixel's
-/// accumulators for output channels `o..o + 8` (the first `lanes` of them real) to
-/// `end(pixel, o, lanes, acc)`.
-///
-/// # Safety
-/// AVX2 must be available; `s` supported; `xp` must hold the windows of `pixels` pixels, `w`
-/// the weights of `s`; `end` must be sound for every pixel and vector.
-#[inline(always)]
-unsafe fn direct_tiles(
-    s: &DirectShape,
-    xp: *const u8,
-    pixels: usize,
-    w: *const i8,
-    end: &impl Fn(usize, usize, usize, __m256i),
-) {
-    // SAFETY: the caller's preconditions.
-    let spread = unsafe { spread_patterns(s.cout.min(16), s.cin / 4) };
-    let mut p = 0;
-    while p < pixels {
-        let n = match pixels - p {
-            4.. => 4,
-            2 | 3 => 2,
-            _ => 1,
-        };
-        // SAFETY: pixels p..p + n read inside `xp` from offset p * stride * in_c (the
-        // caller's bounds); `end` gets pixel indices from p.
-        unsafe {
-            let x = xp.add(p * s.stride * s.in_c);
-            let end = |i: usize, o: usize, lanes: usize, a: __m256i| end(p + i, o, lanes, a);
-            match n {
-                4 => direct_tile::<4>(s, x, w, &spread, &end),
-                2 => direct_tile::<2>(s, x, w, &spread, &end),
-                _ => direct_tile::<1>(s, x, w, &spread, &end),
-            }
-        }
-        p += n;
-    }
-}
-
-/// `P` pixels of [`direct_tiles`]: per block of 16 output channels two vectors of 8, each
-/// ending in `end`.
-///
-/// # Safety
-/// AVX2 must be available; `s` supported; `xp` must hold the windows of `P` pixels, `w` the
-/// weights of `s`; `end` sound for pixels `0..P`.
-#[target_feature(enable = "avx2")]
-unsafe fn direct_tile<const P: usize>(
-    s: &DirectShape,
-    xp: *const u8,
-    w: *const i8,
-    spread: &[[Pairs; 2]; 2],
-    end: &impl Fn(usize, usize, usize, __m256i),
-) {
-    let (in_c, out_c, k) = (s.in_c, s.out_c, s.kernel);
-    let step = s.stride * in_c;
-    let quads = s.cin / 4;
-    // One group per block: a broadcast of its quad serves every lane.
-    let broadcast = s.cout.is_multiple_of(16) || s.cout == out_c;
-    // SAFETY: every intrinsic and pointer below: the feature is enabled here; reads stay
-    // within the windows of the P pixels (tap offsets < (k - 1) * row + k * in_c, a group's
-    // channels within in_c; the 16-byte loads only when 16 | out_c, so they end by
-    // out_c <= in_c), weights within k * k * quads * out_c * 4 bytes (a block narrower than 16
-    // loads only its lanes) and `end` gets pixels below P and lanes below out_c.
-    unsafe {
-        let mut o0 = 0;
-        while o0 < out_c {
-            // Output channels of this block (fewer than 16 only in the last block of a dense
-            // convolution): masked weight loads, and `end` told how many lanes are real.
-            let lanes = (out_c - o0).min(16);
-            let masks = (lane_mask(lanes.min(8)), lane_mask(lanes.saturating_sub(8)));
-            let mut a = [[_mm256_setzero_si256(); 2]; P];
-            // This block's weights (`DirectShape::weight_at`), `lanes` quads per tap and quad.
-            let wb = w.add(s.weight_at(0, 0, o0));
-            for ky in 0..k {
-                for kx in 0..k {
-                    let off = ky * s.row + kx * in_c;
-                    let tap = ky * k + kx;
-                    // `spread` has the patterns of the first two quads only (spread groups
-                    // have no more); broadcast shapes have more quads and never index it.
-                    #[allow(clippy::needless_range_loop)]
-                    for q in 0..quads {
-                        let wq = wb.add((tap * quads + q) * lanes * 4);
-                        let (wa, wv) = if lanes == 16 {
-                            (
-                                _mm256_loadu_si256(wq as *const __m256i),
-                                _mm256_loadu_si256(wq.add(32) as *const __m256i),
-                            )
-                        } else {
-                            (
-                                _mm256_maskload_epi32(wq as *const i32, masks.0),
-                                _mm256_maskload_epi32(wq.wrapping_add(32) as *const i32, masks.1),
-                            )
-                        };
-                        let wv = [Pairs::weights(wa), Pairs::weights(wv)];
-                        if broadcast {
-                            let at = off + o0 / s.cout * s.cin + 4 * q;
-                            for (p, ap) in a.iter_mut().enumerate() {
-                                let v = (xp.add(p * step + at) as *const i32).read_unaligned();
-                                let x = Pairs::inputs(_mm256_set1_epi32(v));
-                                ap[0] = dot(ap[0], x, wv[0]);
-                                ap[1] = dot(ap[1], x, wv[1]);
-                            }
-                        } else {
-                            let at = off + o0;
-                            for (p, ap) in a.iter_mut().enumerate() {
-                                let v = _mm_loadu_si128(xp.add(p * step + at) as *const __m128i);
-                                let v = _mm256_broadcastsi128_si256(v);
-                                for (h, ah) in ap.iter_mut().enumerate() {
-                                    let sp = spread[h][q];
-                                    let x = Pairs {
-                                        e: _mm256_shuffle_epi8(v, sp.e),
-                                        o: _mm256_shuffle_epi8(v, sp.o),
-                                    };
-                                    *ah = dot(*ah, x, wv[h]);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            for (p, ap) in a.into_iter().enumerate() {
-                end(p, o0, lanes.min(8), ap[0]);
-                if lanes > 8 {
-                    end(p, o0 + 8, lanes - 8, ap[1]);
-                }
-            }
-            o0 += 16;
         }
     }
 }

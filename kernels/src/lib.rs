@@ -35,6 +35,8 @@ pub mod amx;
 pub mod armv7;
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub mod avx2_direct;
 pub mod conv;
 pub mod generic;
 #[cfg(target_arch = "aarch64")]
@@ -47,6 +49,13 @@ pub mod neon_dot_direct;
 mod neon_sink;
 pub mod nhwc;
 pub mod requant;
+#[cfg(target_arch = "x86_64")]
+pub mod vnni_direct;
+#[cfg_attr(
+    not(any(target_arch = "aarch64", target_arch = "arm")),
+    allow(dead_code)
+)]
+mod weight_split;
 pub mod workers;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
@@ -170,6 +179,24 @@ impl DirectShape {
             && (pixels == 0 || reach().is_some_and(|r| r <= xp))
             && self.weights().is_some_and(|n| n <= w)
             && pixels.checked_mul(self.out_c).is_some_and(|n| n <= acc)
+    }
+}
+
+/// The pixel walk of the SIMD direct kernels: `pixels` pixels in tiles of `max` (a power of
+/// two), then of the largest smaller power of two that fits, `tile(first, n)` for each in order.
+/// A kernel matches `n` to its `P`-pixel tile, monomorphized for each size.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[inline(always)]
+pub(crate) fn pixel_tiles(pixels: usize, max: usize, mut tile: impl FnMut(usize, usize)) {
+    debug_assert!(max.is_power_of_two());
+    let mut p = 0;
+    while p < pixels {
+        let mut n = max;
+        while n > pixels - p {
+            n /= 2;
+        }
+        tile(p, n);
+        p += n;
     }
 }
 
@@ -427,8 +454,8 @@ impl Isa {
                 dot: named!(x86_64::dot_u8i8_vnni512 as Kernel::U8),
                 dot_requant: Some(named!(x86_64::dot_u8i8_requant_vnni)),
                 dot_requant_whole_panels: true,
-                direct: Some(named!(x86_64::direct_u8_vnni)),
-                direct_requant: Some(named!(x86_64::direct_u8_requant_vnni)),
+                direct: Some(named!(vnni_direct::direct_u8_vnni)),
+                direct_requant: Some(named!(vnni_direct::direct_u8_requant_vnni)),
                 requant_rows: RequantRows::Avx512,
                 ..none
             },
@@ -476,8 +503,8 @@ impl Isa {
             dot: named!(avx2::dot_u8i8_avx2 as Kernel::U8),
             dot_requant: Some(named!(avx2::dot_u8i8_requant_avx2)),
             dot_requant_whole_panels: true,
-            direct: Some(named!(avx2::direct_u8_avx2)),
-            direct_requant: Some(named!(avx2::direct_u8_requant_avx2)),
+            direct: Some(named!(avx2_direct::direct_u8_avx2)),
+            direct_requant: Some(named!(avx2_direct::direct_u8_requant_avx2)),
             requant_rows: RequantRows::Avx2,
         }
     }
@@ -863,6 +890,25 @@ mod tests {
                     direct(&s, &xp, pixels, &w, &mut got[guard..guard + pixels * out_c]);
                     prop_assert_eq!(&got, &want, "{}", isa.name());
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn pixel_tiles_cover_each_pixel_once_largest_first() {
+        for max in [1, 2, 4, 8] {
+            for pixels in 0..40 {
+                let mut seen = Vec::new();
+                super::pixel_tiles(pixels, max, |p, n| seen.push((p, n)));
+                let mut next = 0;
+                for &(p, n) in &seen {
+                    assert_eq!(p, next, "max {max}, pixels {pixels}: {seen:?}");
+                    assert!(n.is_power_of_two() && n <= max);
+                    // The largest tile that fits: twice it would not.
+                    assert!(n == max || 2 * n > pixels - p, "{seen:?}");
+                    next += n;
+                }
+                assert_eq!(next, pixels);
             }
         }
     }

@@ -15,9 +15,10 @@
 //!
 //! The requantizing twin hands the tile's sums to [`super::neon_sink`] and stores bytes.
 
-use super::aarch64::{mul, paired_step};
+use super::aarch64::{bias_back, mul, paired_step};
 use super::neon_sink::{AccSink, RequantSink, Sink, SinkExt};
 use super::requant::Requantize;
+use super::weight_split::split_weights;
 use super::DirectShape;
 use std::arch::aarch64::*;
 use std::arch::asm;
@@ -187,10 +188,7 @@ impl Tile<'_> {
                 for (v, &wv) in self.wv.iter().enumerate() {
                     let from = std::slice::from_raw_parts(self.w.add(i * self.wstride + wv), 16);
                     let at = 32 * i + 16 * v;
-                    for ((m, r), &x) in most[at..at + 16].iter_mut().zip(&mut rest[at..]).zip(from)
-                    {
-                        (*m, *r) = if x == i8::MIN { (-64, -64) } else { (x, 0) };
-                    }
+                    split_weights(from, &mut most[at..at + 16], &mut rest[at..at + 16]);
                 }
             }
             let copy = |w: &[i8]| Tile {
@@ -245,29 +243,19 @@ impl Tile<'_> {
     }
 
     /// `128 * sum w` of each output (what `x - 128` takes away), and whether two steps the
-    /// paired loop takes together (`2j`, `2j + 1`) hold -128 in the same byte lane (then their
-    /// products may overflow an i16: see [`super::aarch64::bias_back`]).
+    /// paired loop takes together (`2j`, `2j + 1`) hold -128 in the same byte lane of a vector
+    /// (then their products may overflow an i16): [`bias_back`] of each vector.
     ///
     /// # Safety
     /// The tile's weights must be readable for every step.
     #[inline(always)]
     unsafe fn bias_back(&self) -> ([int32x4_t; V], bool) {
-        // SAFETY: the caller's preconditions; NEON is baseline.
-        unsafe {
-            let mut s = [vdupq_n_s32(0); V];
-            let (mut clash, mut first) = (vdupq_n_s8(0), [vdupq_n_s8(0); V]);
-            for i in 0..self.steps.len() {
-                for ((sv, &wv), fv) in s.iter_mut().zip(&self.wv).zip(first.iter_mut()) {
-                    let wv = vld1q_s8(self.w.add(i * self.wstride + wv));
-                    *sv = vpadalq_s16(*sv, vpaddlq_s8(wv));
-                    if i % 2 == 1 {
-                        clash = vminq_s8(clash, vmaxq_s8(*fv, wv));
-                    }
-                    *fv = wv;
-                }
-            }
-            (s.map(|v| vshlq_n_s32::<7>(v)), vminvq_s8(clash) == i8::MIN)
-        }
+        // SAFETY: the caller's preconditions: vector v's 16 bytes of step i at
+        // `w + i * wstride + wv[v]`, both offsets multiples of 4 (whole quads).
+        let each: [_; V] = std::array::from_fn(|v| unsafe {
+            bias_back(self.w, self.wstride / 4, self.wv[v] / 4, self.steps.len())
+        });
+        (each.map(|(b, _)| b), each.iter().any(|&(_, low)| low))
     }
 
     /// The input quads of the pixel at byte `p` for step offset `off`, one per vector, as i8
