@@ -55,13 +55,13 @@ fn info_names_the_forced_set_and_function_of_every_convolution() {
             if matches!(isa, Isa::Avx2 | Isa::AvxVnni) {
                 assert!(!kernel.contains("512"), "{name}: {op} runs on {kernel}");
             }
-            if matches!(isa, Isa::Generic | Isa::GenericU8) {
+            if matches!(isa, Isa::GenericI16 | Isa::GenericU8) {
                 assert!(
                     !kernel.contains("avx") && !kernel.contains("vnni"),
                     "{kernel}"
                 );
             }
-            let simd = !matches!(isa, Isa::Generic | Isa::GenericU8 | Isa::Armv7Neon);
+            let simd = !matches!(isa, Isa::GenericI16 | Isa::GenericU8 | Isa::Armv7Neon);
             if simd && op.contains("grouped") {
                 assert!(
                     kernel.contains("direct_u8_requant"),
@@ -88,7 +88,7 @@ fn every_kernel_set_gives_the_same_logits() {
         let o = run(set, &["classify", model, images, "--json", "--logits"]);
         json_lines(&o).iter().map(|l| l["logits"].clone()).collect()
     };
-    let want = logits("generic");
+    let want = logits("generic-i16");
     assert_eq!(want.len(), 5);
     assert!(want
         .iter()

@@ -18,7 +18,7 @@
 //! the sink; a panel's last 1-3 outputs run it too ([`partial_vector`]).
 
 use super::neon_sink::{AccSink, RequantSink, Sink, SinkExt};
-use super::requant::Requantize;
+use super::requant::TileRequant;
 use std::arch::aarch64::*;
 use std::arch::asm;
 
@@ -64,7 +64,7 @@ pub fn dot_u8i8_requant_neon(
     depth_bytes: usize,
     w: &[i8],
     n: usize,
-    rq: &Requantize,
+    rq: &TileRequant,
     residual: Option<&[u8]>,
     out: &mut [u8],
     ldo: usize,

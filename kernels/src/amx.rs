@@ -16,8 +16,8 @@
 //! process, in [`available`]); each call loads the tile configuration in its own thread and
 //! releases the tiles at the end.
 
-use super::requant::Requantize;
-use super::x86_64::{dot_u8i8_requant_vnni, has_vnni_512, Requant16};
+use super::requant::TileRequant;
+use super::x86_64::{dot_u8i8_requant_vnni, has_vnni_512, Avx512Requant};
 use std::arch::asm;
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
@@ -72,7 +72,7 @@ pub fn dot_u8i8_requant_amx(
     depth_bytes: usize,
     w: &[i8],
     n: usize,
-    rq: &Requantize,
+    rq: &TileRequant,
     residual: Option<&[u8]>,
     out: &mut [u8],
     ldo: usize,
@@ -115,13 +115,13 @@ unsafe fn amx_rows(
     (patch, depth_bytes): (&[u8], usize),
     w: &[i8],
     n: usize,
-    rq: &Requantize,
+    rq: &TileRequant,
     residual: Option<&[u8]>,
     (out, ldo): (&mut [u8], usize),
 ) {
     // SAFETY: AVX-512 F is available (this function's precondition).
     let requant = unsafe {
-        Requant16::new(
+        Avx512Requant::new(
             (rq.zero, rq.lo, rq.hi),
             rq.residual.filter(|_| residual.is_some()),
         )
@@ -309,7 +309,7 @@ mod tests {
                 })
                 .collect();
             let (a, b) = (next() as u8 as i32, next() as u8 as i32);
-            let rq = Requantize {
+            let rq = TileRequant {
                 bias: &bias,
                 multiplier: &multiplier,
                 zero: next() as u8 as i32,

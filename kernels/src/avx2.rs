@@ -15,10 +15,10 @@
 //!
 //! Kernels: the dot product (the tiles of the VNNI body in [`super::x86_64`]); the dot
 //! product that requantizes its own tiles (up to 4 rows x 16 outputs over the whole depth in 8
-//! accumulators). The direct convolution that shares [`Pairs`], [`dot`] and [`Requant8`] is
+//! accumulators). The direct convolution that shares [`Pairs`], [`dot`] and [`Avx2Requant`] is
 //! [`super::avx2_direct`].
 
-use super::requant::{Requantize, LIMIT};
+use super::requant::{TileRequant, LIMIT};
 use super::x86_64::{dot_u8_blocks, dot_vnni_body, Fused, Vnni};
 use std::arch::x86_64::*;
 use std::cell::Cell;
@@ -141,7 +141,7 @@ unsafe fn dot_body(args: Vnni) {
 /// [`super::PANEL`]; the generic kernel otherwise, or without AVX2.
 ///
 /// Tiles of up to 4 rows x 16 outputs, each over the whole depth, so that its 8 accumulators
-/// stay in registers until the requantization runs on them ([`Requant8`]).
+/// stay in registers until the requantization runs on them ([`Avx2Requant`]).
 #[allow(clippy::too_many_arguments)]
 pub fn dot_u8i8_requant_avx2(
     rows: usize,
@@ -149,7 +149,7 @@ pub fn dot_u8i8_requant_avx2(
     depth_bytes: usize,
     w: &[i8],
     n: usize,
-    rq: &Requantize,
+    rq: &TileRequant,
     residual: Option<&[u8]>,
     out: &mut [u8],
     ldo: usize,
@@ -392,7 +392,7 @@ unsafe fn fused_tile<const R: usize>(
                 ar[1] = dot(ar[1], x, wb);
             }
         }
-        let rq = Requant8::new(f.bounds, f.residual.map(|(r, _)| r));
+        let rq = Avx2Requant::new(f.bounds, f.residual.map(|(r, _)| r));
         let mult = f.multiplier.add(o);
         let mult = [_mm256_loadu_ps(mult), _mm256_loadu_ps(mult.add(8))];
         // Each row's 16 values, rounded (before the zero point), and where they go. (Loops,
@@ -432,7 +432,7 @@ unsafe fn fused_tile<const R: usize>(
 /// of u8 outputs (a model's always are): two rows at once, narrowed with saturation (i32 to
 /// i16, the zero point added at i16 with saturation, i16 to u8), then clamped as bytes. With
 /// `0 <= lo <= hi <= 255` and `|zero| <= 32000` the saturations keep every value on the side
-/// of the bounds it was on, so the bytes are those of [`Requant8::finish`].
+/// of the bounds it was on, so the bytes are those of [`Avx2Requant::finish`].
 #[derive(Clone, Copy)]
 struct Bytes16 {
     zero: __m256i,
@@ -461,7 +461,7 @@ impl Bytes16 {
     }
 
     /// Stores the 16 outputs of each row (its two vectors of rounded values, from
-    /// [`Requant8::rounded`]) at its pointer; the second row is optional.
+    /// [`Avx2Requant::rounded`]) at its pointer; the second row is optional.
     ///
     /// # Safety
     /// AVX2 must be available; each pointer writable for 16 bytes.
@@ -493,7 +493,7 @@ impl Bytes16 {
 
 /// The constants of [`super::requant::requantize`] on 8 lanes.
 #[derive(Clone, Copy)]
-pub(super) struct Requant8 {
+pub(super) struct Avx2Requant {
     zero: __m256i,
     lo: __m256i,
     hi: __m256i,
@@ -501,7 +501,7 @@ pub(super) struct Requant8 {
     residual: Option<(__m256i, __m256)>,
 }
 
-impl Requant8 {
+impl Avx2Requant {
     /// # Safety
     /// AVX2 must be available.
     #[inline(always)]
@@ -511,7 +511,7 @@ impl Requant8 {
     ) -> Self {
         // SAFETY: the caller's preconditions.
         unsafe {
-            Requant8 {
+            Avx2Requant {
                 zero: _mm256_set1_epi32(zero),
                 lo: _mm256_set1_epi32(lo),
                 hi: _mm256_set1_epi32(hi),

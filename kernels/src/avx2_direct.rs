@@ -5,8 +5,8 @@
 //! load by `vpshufb`, which also widens it. The pixel walk is [`super::pixel_tiles`], as for
 //! every SIMD direct kernel.
 
-use super::avx2::{available, dot, lane_mask, Pairs, Requant8};
-use super::requant::Requantize;
+use super::avx2::{available, dot, lane_mask, Avx2Requant, Pairs};
+use super::requant::TileRequant;
 use super::x86_64::add_to;
 use super::DirectShape;
 use std::arch::x86_64::*;
@@ -47,14 +47,14 @@ unsafe fn direct_acc(s: &DirectShape, xp: *const u8, pixels: usize, w: *const i8
 }
 
 /// AVX2 twin of [`super::generic::direct_u8_requant`]: the tiles of [`direct_u8_avx2`], each
-/// requantized in registers ([`Requant8`]) and stored as bytes.
+/// requantized in registers ([`Avx2Requant`]) and stored as bytes.
 #[allow(clippy::too_many_arguments)]
 pub fn direct_u8_requant_avx2(
     s: &DirectShape,
     xp: &[u8],
     pixels: usize,
     w: &[i8],
-    rq: &Requantize,
+    rq: &TileRequant,
     residual: Option<&[u8]>,
     out: &mut [u8],
 ) {
@@ -88,7 +88,7 @@ unsafe fn direct_out(
     s: &DirectShape,
     (xp, pixels): (*const u8, usize),
     w: *const i8,
-    rq: &Requantize,
+    rq: &TileRequant,
     residual: Option<&[u8]>,
     out: *mut u8,
 ) {
@@ -97,7 +97,7 @@ unsafe fn direct_out(
     // SAFETY: the caller's preconditions; a vector of fewer than 8 lanes (the last of a dense
     // convolution) loads and stores only its lanes, which lie below out_c.
     unsafe {
-        let q = Requant8::new((rq.zero, rq.lo, rq.hi), rq.residual);
+        let q = Avx2Requant::new((rq.zero, rq.lo, rq.hi), rq.residual);
         direct_tiles(s, xp, pixels, w, &|p, o, lanes, a| {
             let at = p * s.out_c + o;
             if lanes == 8 {

@@ -69,7 +69,7 @@ pub fn dot_u8i8_requant(
     depth_bytes: usize,
     w: &[i8],
     n: usize,
-    rq: &super::requant::Requantize,
+    rq: &super::requant::TileRequant,
     residual: Option<&[u8]>,
     out: &mut [u8],
     ldo: usize,
@@ -130,7 +130,7 @@ pub fn direct_u8_requant(
     xp: &[u8],
     pixels: usize,
     w: &[i8],
-    rq: &super::requant::Requantize,
+    rq: &super::requant::TileRequant,
     residual: Option<&[u8]>,
     out: &mut [u8],
 ) {

@@ -6,7 +6,7 @@
 //! Two families, each with its generic definition:
 //! * **i16 pairs** ([`DotI16`]): the patch holds `x - zero_point` as i16, weights are packed as
 //!   `[k / 2][n][2]` i16 per [`PANEL`] of outputs, one pair of inputs times a pair of weights
-//!   per lane. Only the generic kernel (`RESNEXT_EDGE_KERNELS=generic`) is of this family: a
+//!   per lane. Only the generic kernel (`RESNEXT_EDGE_KERNELS=generic-i16`) is of this family: a
 //!   second, independent definition of the convolution.
 //! * **u8 quads** ([`DotU8I8`]): the patch holds `x` as is (u8), weights `[k / 4][n][4]` i8 per
 //!   panel, one quad per `vpdpbusd` lane (x86 VNNI; two `vpmaddwd` on AVX2, `smull`/`sdot` on
@@ -17,7 +17,7 @@
 //! kernel bit for bit, and both families give the same convolution; the property tests check
 //! both on random shapes.
 //!
-//! `RESNEXT_EDGE_KERNELS=generic` forces the generic path (any other kernel set's name forces
+//! `RESNEXT_EDGE_KERNELS=generic-i16` forces the generic path (any other kernel set's name forces
 //! that one, for comparisons).
 //!
 //! Around the kernels, the crate holds the convolution engine that feeds them ([`conv`]:
@@ -99,7 +99,7 @@ pub type DotU8Requant = fn(
     depth_bytes: usize,
     w: &[i8],
     n: usize,
-    rq: &requant::Requantize,
+    rq: &requant::TileRequant,
     residual: Option<&[u8]>,
     out: &mut [u8],
     ldo: usize,
@@ -215,7 +215,7 @@ pub type DirectU8Requant = fn(
     xp: &[u8],
     pixels: usize,
     w: &[i8],
-    rq: &requant::Requantize,
+    rq: &requant::TileRequant,
     residual: Option<&[u8]>,
     out: &mut [u8],
 );
@@ -226,7 +226,7 @@ pub(crate) fn fits_direct_requant(
     s: &DirectShape,
     pixels: usize,
     (xp, w, out, residual): (usize, usize, usize, Option<usize>),
-    rq: &requant::Requantize,
+    rq: &requant::TileRequant,
 ) -> bool {
     let outputs = pixels.checked_mul(s.out_c);
     s.fits(pixels, xp, w, usize::MAX)
@@ -340,9 +340,10 @@ impl KernelSet {
 /// The instruction sets a kernel can be built for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
-    /// Plain Rust, i16 pairs: the definition.
-    Generic,
-    /// Plain Rust, u8 quads: the definition of the other family.
+    /// Plain Rust, i16 pairs: the definition of the i16-pair family (only when asked for; the
+    /// set of a target without SIMD kernels).
+    GenericI16,
+    /// Plain Rust, u8 quads: the definition every SIMD twin is tested against, bit for bit.
     GenericU8,
     /// x86_64 AVX2 (two `vpmaddwd` per quad, on its even and its odd bytes), u8 quads.
     Avx2,
@@ -365,7 +366,7 @@ pub enum Isa {
 impl Isa {
     pub fn name(self) -> &'static str {
         match self {
-            Isa::Generic => "generic",
+            Isa::GenericI16 => "generic-i16",
             Isa::GenericU8 => "generic-u8",
             Isa::Avx2 => "avx2",
             Isa::AvxVnni => "avx-vnni",
@@ -383,7 +384,7 @@ impl Isa {
             not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "arm")),
             allow(unused_mut)
         )]
-        let mut v = vec![Isa::Generic, Isa::GenericU8];
+        let mut v = vec![Isa::GenericI16, Isa::GenericU8];
         #[cfg(target_arch = "x86_64")]
         {
             if avx2::available() {
@@ -431,7 +432,7 @@ impl Isa {
             requant_rows: RequantRows::Generic,
         };
         match self {
-            Isa::Generic => KernelSet {
+            Isa::GenericI16 => KernelSet {
                 dot: named!(generic::dot_i16 as Kernel::I16),
                 ..none
             },
@@ -527,7 +528,7 @@ pub(crate) fn fits_requant(
     (patch, depth_bytes): (&[u8], usize),
     w: &[i8],
     n: usize,
-    rq: &requant::Requantize,
+    rq: &requant::TileRequant,
     residual: Option<&[u8]>,
     out: &[u8],
     ldo: usize,
@@ -565,7 +566,7 @@ pub fn set_threads(n: usize) {
 }
 
 /// The kernel set this process uses: the best the CPU has, unless `RESNEXT_EDGE_KERNELS` names
-/// another it has (`generic`, `generic-u8`, `avx2`, `vnni`, `amx`, `neon-i8`,
+/// another it has (`generic-i16`, `generic-u8`, `avx2`, `avx-vnni`, `vnni`, `amx`, `neon-i8`,
 /// `neon-dot`, `armv7-neon`).
 pub fn selected() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
@@ -643,7 +644,7 @@ mod tests {
             let set = isa.kernels();
             assert_eq!(set.isa, isa);
             let suffix = match isa {
-                Isa::Generic | Isa::GenericU8 | Isa::Armv7Neon => continue,
+                Isa::GenericI16 | Isa::GenericU8 | Isa::Armv7Neon => continue,
                 Isa::Avx2 | Isa::AvxVnni => "_avx2",
                 Isa::Vnni | Isa::Amx => "_vnni",
                 Isa::NeonI8 => "_neon",
@@ -766,7 +767,7 @@ mod tests {
             // And every eighth a zero point far outside with byte bounds (a kernel that
             // narrows with saturation before the zero point must not take it).
             let zero = if seed % 8 == 1 { (next() % (1 << 21)) as i32 - (1 << 20) } else { wide(next()) };
-            let rq = requant::Requantize {
+            let rq = requant::TileRequant {
                 bias: &bias,
                 multiplier: &multiplier,
                 zero,
@@ -826,7 +827,7 @@ mod tests {
                 })
                 .collect();
             let (a, b) = (next() as u8 as i32, next() as u8 as i32);
-            let rq = requant::Requantize {
+            let rq = requant::TileRequant {
                 bias: &bias,
                 multiplier: &multiplier,
                 zero: next() as u8 as i32,

@@ -17,7 +17,7 @@
 
 use super::aarch64::{bias_back, mul, paired_step};
 use super::neon_sink::{AccSink, RequantSink, Sink, SinkExt};
-use super::requant::Requantize;
+use super::requant::TileRequant;
 use super::weight_split::split_weights;
 use super::DirectShape;
 use std::arch::aarch64::*;
@@ -52,7 +52,7 @@ pub fn direct_u8_requant_neon(
     xp: &[u8],
     pixels: usize,
     w: &[i8],
-    rq: &Requantize,
+    rq: &TileRequant,
     residual: Option<&[u8]>,
     out: &mut [u8],
 ) {

@@ -14,7 +14,7 @@
 
 use super::aarch64::{bias_back, clamped_rows, partial_weights, put_lanes};
 use super::neon_sink::{AccSink, RequantSink, Sink};
-use super::requant::Requantize;
+use super::requant::TileRequant;
 use std::arch::aarch64::*;
 use std::arch::asm;
 
@@ -67,7 +67,7 @@ pub fn dot_u8i8_requant_sdot(
     depth_bytes: usize,
     w: &[i8],
     n: usize,
-    rq: &Requantize,
+    rq: &TileRequant,
     residual: Option<&[u8]>,
     out: &mut [u8],
     ldo: usize,

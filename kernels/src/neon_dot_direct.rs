@@ -18,7 +18,7 @@
 use super::aarch64::bias_back;
 use super::neon_dot::{available, sdot};
 use super::neon_sink::{AccSink, RequantSink, Sink, SinkExt};
-use super::requant::Requantize;
+use super::requant::TileRequant;
 use super::DirectShape;
 use std::arch::aarch64::*;
 
@@ -46,7 +46,7 @@ pub fn direct_u8_requant_sdot(
     xp: &[u8],
     pixels: usize,
     w: &[i8],
-    rq: &Requantize,
+    rq: &TileRequant,
     residual: Option<&[u8]>,
     out: &mut [u8],
 ) {

@@ -1,34 +1,34 @@
 //! Where the aarch64 kernels' tiles put their sums ([`Sink`]): added to i32 accumulators, or
-//! requantized into bytes by [`Requant4`], which is [`super::requant`] on four NEON lanes: the same f32 operations in the same order (`scvtf`, `fmul`, the residual's `fmul` and
+//! requantized into bytes by [`NeonRequant`], which is [`super::requant`] on four NEON lanes: the same f32 operations in the same order (`scvtf`, `fmul`, the residual's `fmul` and
 //! `fadd`, no fused multiply-add), the clamp to +-2^22 with `fmax` / `fmin` (a NaN stays NaN),
 //! then `fcvtns`, which rounds ties to even as [`super::requant::round_half_even`] does and
 //! turns a NaN into 0 as it does. Zero point and bounds are added and applied in i32, and the
 //! low byte of each lane is the output (`as u8`).
 
-use super::requant::{Requantize, LIMIT};
+use super::requant::{TileRequant, LIMIT};
 use std::arch::aarch64::*;
 
-/// A [`Requantize`] with its per-call constants in vector registers.
-pub(crate) struct Requant4<'a> {
-    rq: &'a Requantize<'a>,
+/// A [`TileRequant`] with its per-call constants in vector registers.
+pub(crate) struct NeonRequant<'a> {
+    rq: &'a TileRequant<'a>,
     zero: int32x4_t,
     lo: int32x4_t,
     hi: int32x4_t,
     residual_zero: int32x4_t,
     residual_multiplier: float32x4_t,
     /// Whether the residual term is added: the requantization has one and the call passed
-    /// the residual inputs (as [`Requantize::output`], which zips the two).
+    /// the residual inputs (as [`TileRequant::output`], which zips the two).
     with_residual: bool,
 }
 
-impl<'a> Requant4<'a> {
+impl<'a> NeonRequant<'a> {
     /// `rq`, with the residual term only if `residual_inputs` (the call has them).
     #[inline(always)]
-    pub(crate) fn new(rq: &'a Requantize<'a>, residual_inputs: bool) -> Self {
+    pub(crate) fn new(rq: &'a TileRequant<'a>, residual_inputs: bool) -> Self {
         let (rz, rm) = rq.residual.unwrap_or((0, 0.0));
         // SAFETY: NEON is baseline on aarch64; register operations only.
         unsafe {
-            Requant4 {
+            NeonRequant {
                 rq,
                 zero: vdupq_n_s32(rq.zero),
                 lo: vdupq_n_s32(rq.lo),
@@ -45,8 +45,8 @@ impl<'a> Requant4<'a> {
     /// (read only when the requantization has a residual and the call residual inputs).
     ///
     /// # Safety
-    /// `o + 4 <= n` for the `n` channels the [`Requantize`] holds, and `residual` must point
-    /// at 4 readable bytes when [`Requant4::new`] was told the call has residual inputs.
+    /// `o + 4 <= n` for the `n` channels the [`TileRequant`] holds, and `residual` must point
+    /// at 4 readable bytes when [`NeonRequant::new`] was told the call has residual inputs.
     #[inline(always)]
     pub(crate) unsafe fn lanes(&self, acc: int32x4_t, o: usize, residual: *const u8) -> int32x4_t {
         // SAFETY: the caller guarantees the channels and residual bytes are in bounds; NEON
@@ -145,7 +145,7 @@ impl Sink for AccSink {
 
 /// Requantized into bytes, rows `out_c` apart, with residual inputs laid out alike.
 pub(crate) struct RequantSink<'a> {
-    pub(crate) rq: Requant4<'a>,
+    pub(crate) rq: NeonRequant<'a>,
     pub(crate) residual: *const u8,
     pub(crate) out: *mut u8,
     pub(crate) out_c: usize,
@@ -155,13 +155,13 @@ impl<'a> RequantSink<'a> {
     /// Requantized by `rq` into `out`, rows `out_c` apart, with the residual inputs (if any)
     /// laid out alike. The kernel that makes it has checked the buffers' lengths.
     pub(crate) fn new(
-        rq: &'a Requantize<'a>,
+        rq: &'a TileRequant<'a>,
         residual: Option<&[u8]>,
         out: &mut [u8],
         out_c: usize,
     ) -> Self {
         RequantSink {
-            rq: Requant4::new(rq, residual.is_some()),
+            rq: NeonRequant::new(rq, residual.is_some()),
             residual: residual.map_or(std::ptr::null(), <[u8]>::as_ptr),
             out: out.as_mut_ptr(),
             out_c,
@@ -182,11 +182,11 @@ impl Sink for RequantSink<'_> {
             });
             if V.is_multiple_of(2) {
                 for v in (0..V).step_by(2) {
-                    Requant4::store8(self.out.add(at + 4 * v), lanes[v], lanes[v + 1]);
+                    NeonRequant::store8(self.out.add(at + 4 * v), lanes[v], lanes[v + 1]);
                 }
             } else {
                 for (v, l) in lanes.into_iter().enumerate() {
-                    Requant4::store4(self.out.add(at + 4 * v), l);
+                    NeonRequant::store4(self.out.add(at + 4 * v), l);
                 }
             }
         }

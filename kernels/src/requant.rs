@@ -7,6 +7,11 @@
 //! when there is a residual input, then `round_half_even(v) + zero` clamped to `[lo, hi]`
 //! (`lo = zero` is a fused ReLU). Plain f32 multiplies and adds in this order (no fused
 //! multiply-add), so that every ISA computes the same bits.
+//!
+//! One name per role: [`requantize`] is the definition for one value; a convolution layer owns
+//! its parameters as a [`crate::conv::LayerRequant`]; a kernel gets those of the channels it
+//! writes as a [`TileRequant`]; the SIMD kernels hold a `TileRequant`'s constants in
+//! registers as `NeonRequant`, `Avx2Requant` or `Avx512Requant`.
 
 /// `x.round_ties_even() as i32` for the values a requantization can keep (anything beyond
 /// +-2^22 saturates anyway): with `x` clamped to that range, adding and subtracting 1.5 * 2^23
@@ -50,7 +55,7 @@ pub fn requantize(
 /// (added to the sum of products) and the multiplier, the output zero point and clamp bounds,
 /// and the residual input's zero point and multiplier when there is one.
 #[derive(Clone, Copy, Debug)]
-pub struct Requantize<'a> {
+pub struct TileRequant<'a> {
     pub bias: &'a [i32],
     pub multiplier: &'a [f32],
     pub zero: i32,
@@ -59,7 +64,7 @@ pub struct Requantize<'a> {
     pub residual: Option<(i32, f32)>,
 }
 
-impl Requantize<'_> {
+impl TileRequant<'_> {
     /// Output channel `o` of accumulator `acc` (bias not yet added), with the residual input's
     /// value `r` (used only when there is a residual).
     #[inline(always)]

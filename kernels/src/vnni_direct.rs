@@ -3,8 +3,8 @@
 //! masked to the channels of a dense convolution's last vector. The pixel walk is
 //! [`super::pixel_tiles`], as for every SIMD direct kernel.
 
-use super::requant::Requantize;
-use super::x86_64::{has_vnni_512, Requant16};
+use super::requant::TileRequant;
+use super::x86_64::{has_vnni_512, Avx512Requant};
 use super::DirectShape;
 use std::arch::x86_64::*;
 
@@ -53,7 +53,7 @@ pub fn direct_u8_requant_vnni(
     xp: &[u8],
     pixels: usize,
     w: &[i8],
-    rq: &Requantize,
+    rq: &TileRequant,
     residual: Option<&[u8]>,
     out: &mut [u8],
 ) {
@@ -87,7 +87,7 @@ unsafe fn direct_out(
     s: &DirectShape,
     (xp, pixels): (*const u8, usize),
     w: *const i8,
-    rq: &Requantize,
+    rq: &TileRequant,
     residual: Option<&[u8]>,
     out: *mut u8,
 ) {
@@ -96,7 +96,7 @@ unsafe fn direct_out(
     // SAFETY: the caller's preconditions; loads and stores are masked to the vector's
     // channels, which lie below out_c.
     unsafe {
-        let q = Requant16::new((rq.zero, rq.lo, rq.hi), rq.residual);
+        let q = Avx512Requant::new((rq.zero, rq.lo, rq.hi), rq.residual);
         direct_tiles(s, xp, pixels, w, &|p, o0, m, a| {
             let at = p * s.out_c + o0;
             let b = _mm512_maskz_loadu_epi32(m, bias.add(o0));

@@ -265,7 +265,7 @@ pub fn dot_u8i8_requant_vnni(
     depth_bytes: usize,
     w: &[i8],
     n: usize,
-    rq: &super::requant::Requantize,
+    rq: &super::requant::TileRequant,
     residual: Option<&[u8]>,
     out: &mut [u8],
     ldo: usize,
@@ -314,7 +314,7 @@ impl Fused {
     pub fn new(
         (patch, depth_bytes): (&[u8], usize),
         w: &[i8],
-        rq: &super::requant::Requantize,
+        rq: &super::requant::TileRequant,
         residual: Option<&[u8]>,
         out: &mut [u8],
         ldo: usize,
@@ -404,7 +404,7 @@ unsafe fn fused_tile<const R: usize>(f: &Fused, r0: usize, o: usize, next: *cons
                 ar[1] = _mm512_dpbusd_epi32(ar[1], x, wb);
             }
         }
-        let rq = Requant16::new(f.bounds, f.residual.map(|(r, _)| r));
+        let rq = Avx512Requant::new(f.bounds, f.residual.map(|(r, _)| r));
         let bias = [0, 16].map(|h| _mm512_loadu_si512(f.bias.add(o + h) as *const __m512i));
         let mult = [0, 16].map(|h| _mm512_loadu_ps(f.multiplier.add(o + h)));
         for (r, ar) in a.into_iter().enumerate() {
@@ -422,7 +422,7 @@ unsafe fn fused_tile<const R: usize>(f: &Fused, r0: usize, o: usize, next: *cons
 
 /// The constants of [`super::requant::requantize`] on 16 lanes.
 #[derive(Clone, Copy)]
-pub(super) struct Requant16 {
+pub(super) struct Avx512Requant {
     zero: __m512i,
     lo: __m512i,
     hi: __m512i,
@@ -430,7 +430,7 @@ pub(super) struct Requant16 {
     residual: Option<(__m512i, __m512)>,
 }
 
-impl Requant16 {
+impl Avx512Requant {
     /// # Safety
     /// AVX-512 F must be available.
     #[inline(always)]
@@ -440,7 +440,7 @@ impl Requant16 {
     ) -> Self {
         // SAFETY: the caller's preconditions.
         unsafe {
-            Requant16 {
+            Avx512Requant {
                 zero: _mm512_set1_epi32(zero),
                 lo: _mm512_set1_epi32(lo),
                 hi: _mm512_set1_epi32(hi),

@@ -31,7 +31,7 @@ mod tests;
 pub use crate::requant::round_half_even;
 pub use geometry::{ConvGeometry, MAX_WINDOW};
 pub use pack::PackedWeights;
-pub use requant_pass::Requant;
+pub use requant_pass::LayerRequant;
 
 use crate::workers::in_chunks;
 use crate::{
@@ -51,7 +51,7 @@ pub struct PackedConv {
     pub geom: ConvGeometry,
     pub packed: PackedWeights,
     pub bias: Vec<i32>,
-    pub requant: Requant,
+    pub requant: LayerRequant,
 }
 
 impl PackedConv {

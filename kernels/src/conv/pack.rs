@@ -2,7 +2,7 @@
 //! dot kernels, blocks of 16 outputs for the direct kernels, and the bias less the input zero
 //! point's share.
 
-use super::{ConvGeometry, PackedConv, Requant};
+use super::{ConvGeometry, LayerRequant, PackedConv};
 use crate::aligned::Aligned;
 use crate::{Family, PANEL};
 
@@ -29,7 +29,7 @@ impl PackedConv {
         geom: ConvGeometry,
         w: &[i8],
         bias: Vec<i32>,
-        requant: Requant,
+        requant: LayerRequant,
         family: Family,
     ) -> Self {
         let (k, cin, cout) = (geom.kernel, geom.cpg_in(), geom.cpg_out());

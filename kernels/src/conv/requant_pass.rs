@@ -2,7 +2,7 @@
 //! reached memory (a kernel set without a fused kernel for the job), at the vector width the
 //! set asks for ([`RequantRows`]).
 
-use crate::requant::{requantize, Requantize};
+use crate::requant::{requantize, TileRequant};
 use crate::RequantRows;
 use std::ops::Range;
 
@@ -10,7 +10,7 @@ use std::ops::Range;
 /// input zero point, per-channel multiplier, output zero point, clamp bounds, and the residual
 /// input's zero point and multiplier.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Requant {
+pub struct LayerRequant {
     pub in_zero: i32,
     pub multiplier: Vec<f32>,
     pub out_zero: i32,
@@ -19,7 +19,7 @@ pub struct Requant {
     pub residual: Option<(i32, f32)>,
 }
 
-impl Requant {
+impl LayerRequant {
     #[inline]
     pub fn apply(&self, o: usize, acc: i32, residual: Option<u8>) -> u8 {
         let residual = self.residual.zip(residual).map(|((rz, rm), r)| (r, rz, rm));
@@ -33,8 +33,8 @@ impl Requant {
 
     /// What a kernel that requantizes its own tiles needs for output `channels`, with the
     /// accumulators' `bias` (of every channel).
-    pub fn for_kernel<'a>(&'a self, bias: &'a [i32], channels: Range<usize>) -> Requantize<'a> {
-        Requantize {
+    pub fn for_kernel<'a>(&'a self, bias: &'a [i32], channels: Range<usize>) -> TileRequant<'a> {
+        TileRequant {
             bias: &bias[channels.clone()],
             multiplier: &self.multiplier[channels],
             zero: self.out_zero,

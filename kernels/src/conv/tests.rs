@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 const CANARY: u8 = 0xA5;
 
-/// The convolution as the ONNX definition reads, with the requantization of [`Requant`].
+/// The convolution as the ONNX definition reads, with the requantization of [`LayerRequant`].
 fn reference(c: &PackedConv, w: &[i8], x: &[u8], residual: Option<&[u8]>) -> Vec<u8> {
     let g = &c.geom;
     let (cin, cout, k) = (g.cpg_in(), g.cpg_out(), g.kernel);
@@ -117,7 +117,7 @@ fn build(case: &Case) -> (PackedConv, Vec<i8>, Vec<u8>, Option<Vec<u8>>) {
         .map(|&b| 1e-4 + b as f32 * 2e-5)
         .collect();
     let out_zero = (case.seed % 256) as i32;
-    let requant = Requant {
+    let requant = LayerRequant {
         in_zero: (case.seed >> 8) as i32 & 255,
         multiplier,
         out_zero,

@@ -4,7 +4,7 @@
 use super::{read_i32_attr, read_usize_attr, window_out, CONV_OP};
 use crate::contrib_ops::konst;
 use crate::kernels;
-use crate::kernels::conv::{ConvGeometry, PackedConv, Requant};
+use crate::kernels::conv::{ConvGeometry, LayerRequant, PackedConv};
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
@@ -163,7 +163,7 @@ impl Expansion for ConvSpec {
             "{prefix}: a depth of {} is above the supported 16384",
             geom.cpg_in() * geom.kernel * geom.kernel
         );
-        let requant = Requant {
+        let requant = LayerRequant {
             in_zero: self.in_zero,
             multiplier: mult.try_as_plain_ram()?.as_slice::<f32>()?.to_vec(),
             out_zero: self.out_zero,

@@ -4,7 +4,7 @@
 use super::{read_i32_attr, HEAD_OP};
 use crate::contrib_ops::konst;
 use crate::kernels;
-use crate::kernels::conv::{ConvGeometry, PackedConv, Requant};
+use crate::kernels::conv::{ConvGeometry, LayerRequant, PackedConv};
 use crate::kernels::nhwc::average_pool_nhwc;
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
@@ -115,7 +115,7 @@ impl Expansion for HeadSpec {
         geom.check().map_err(|e| format_err!("{prefix}: {e}"))?;
         // Only the weights, the input zero point and the bias (none: it is added in float) of
         // the packed convolution are used.
-        let requant = Requant {
+        let requant = LayerRequant {
             in_zero: self.pool_zero,
             multiplier: vec![1.0; classes],
             out_zero: 0,
