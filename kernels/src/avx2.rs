@@ -15,7 +15,7 @@
 //!
 //! Kernels: the dot product (the tiles of the VNNI body in [`super::x86_64`]); the dot
 //! product that requantizes its own tiles (up to 4 rows x 16 outputs over the whole depth in 8
-//! accumulators). The direct convolution that shares [`Pairs`], [`dot`] and [`Avx2Requant`] is
+//! accumulators). The direct convolution that shares `Pairs`, `dot` and `Avx2Requant` is
 //! [`super::avx2_direct`].
 
 use super::requant::{TileRequant, LIMIT};
@@ -141,7 +141,7 @@ unsafe fn dot_body(args: Vnni) {
 /// [`super::PANEL`]; the generic kernel otherwise, or without AVX2.
 ///
 /// Tiles of up to 4 rows x 16 outputs, each over the whole depth, so that its 8 accumulators
-/// stay in registers until the requantization runs on them ([`Avx2Requant`]).
+/// stay in registers until the requantization runs on them (`Avx2Requant`).
 #[allow(clippy::too_many_arguments)]
 pub fn dot_u8i8_requant_avx2(
     rows: usize,

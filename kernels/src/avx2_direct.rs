@@ -2,7 +2,7 @@
 //! gathered patches): up to 4 pixels x 16 output channels per tile in two vectors of 8 lanes,
 //! each `vpdpbusd` of the VNNI twin ([`super::vnni_direct`]) two `vpmaddwd` on i16 pairs
 //! ([`super::avx2`]). In groups of 4 or 8 channels each lane's input quad comes from one 16-byte
-//! load by `vpshufb`, which also widens it. The pixel walk is [`super::pixel_tiles`], as for
+//! load by `vpshufb`, which also widens it. The pixel walk is `pixel_tiles`, as for
 //! every SIMD direct kernel.
 
 use super::avx2::{available, dot, lane_mask, Avx2Requant, Pairs};
@@ -47,7 +47,7 @@ unsafe fn direct_acc(s: &DirectShape, xp: *const u8, pixels: usize, w: *const i8
 }
 
 /// AVX2 twin of [`super::generic::direct_u8_requant`]: the tiles of [`direct_u8_avx2`], each
-/// requantized in registers ([`Avx2Requant`]) and stored as bytes.
+/// requantized in registers (`Avx2Requant`) and stored as bytes.
 #[allow(clippy::too_many_arguments)]
 pub fn direct_u8_requant_avx2(
     s: &DirectShape,
@@ -156,7 +156,7 @@ unsafe fn spread_patterns(cout: usize, quads: usize) -> [[Pairs; 2]; 2] {
     })
 }
 
-/// Runs the direct tiles over `pixels` pixels (4 at a time, then 2, 1: [`super::pixel_tiles`]), handing each pixel's
+/// Runs the direct tiles over `pixels` pixels (4 at a time, then 2, 1: `pixel_tiles`), handing each pixel's
 /// accumulators for output channels `o..o + 8` (the first `lanes` of them real) to
 /// `end(pixel, o, lanes, acc)`.
 ///

@@ -1,7 +1,7 @@
 //! The AVX-512 VNNI direct convolution (grouped and small dense convolutions read in place,
 //! no gathered patches): up to 8 pixels x 16 output channels per tile in zmm accumulators,
 //! masked to the channels of a dense convolution's last vector. The pixel walk is
-//! [`super::pixel_tiles`], as for every SIMD direct kernel.
+//! `pixel_tiles`, as for every SIMD direct kernel.
 
 use super::requant::TileRequant;
 use super::x86_64::{has_vnni_512, Avx512Requant};
@@ -108,7 +108,7 @@ unsafe fn direct_out(
     }
 }
 
-/// Runs the direct tiles over `pixels` pixels (8 at a time, then 4, 2, 1: [`super::pixel_tiles`]), handing each
+/// Runs the direct tiles over `pixels` pixels (8 at a time, then 4, 2, 1: `pixel_tiles`), handing each
 /// pixel's accumulators for output channels `o0..o0 + 16` (lanes in mask `m`) to `end(pixel,
 /// o0, m, acc)`.
 ///
