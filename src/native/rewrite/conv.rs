@@ -200,7 +200,7 @@ pub(super) fn qlinear_conv(
 }
 
 /// Whether the native op accepts the convolution (it refuses, at load, what could overflow its
-/// accumulators: see `ops.rs`); what it would refuse stays with tract.
+/// accumulators: see `ops/conv.rs`); what it would refuse stays with tract.
 pub(super) fn fits_native(p: &ConvParts) -> bool {
     let (k, s, pad) = p.window;
     let depth = p.w_dims.get(1).map_or(0, |&c| c.max(0) as usize) * k * k;
