@@ -1,8 +1,9 @@
 //! Whole int8 models of both quantizers on the runtime's native path: ours and onnxruntime's,
 //! both layouts, u8 activations, against stock tract on the same files, on the trained model's
 //! 200 held-out images (the runtime's own tests check each rewrite pattern on a small graph:
-//! `tests/native_patterns.rs`). The native ops requantize once where stock tract rounds twice (conv output, then
-//! the residual add), so logits may differ by a few quantization steps, not more.
+//! `tests/native_patterns.rs`). The native ops requantize once where stock tract rounds twice
+//! (conv output, then the residual add), so logits may differ by a few quantization steps, not
+//! more.
 
 mod common;
 
