@@ -1,7 +1,6 @@
 //! `resnext-edge`: the command-line runtime.
 
 use clap::{Parser, Subcommand};
-use resnext_edge::model::Backend;
 
 /// `println!` that ends the program quietly when standard output is closed (`| head`), instead
 /// of panicking.
@@ -18,6 +17,7 @@ macro_rules! out {
 }
 
 mod cli;
+use cli::{exit, Kernels};
 use resnext_edge::gpio::{PinSpec, TriggerSpec};
 use resnext_edge::stream::SourceSpec;
 use std::path::PathBuf;
@@ -32,16 +32,6 @@ Frames from a live source (pipe, command, camera) are classified newest first: f
 had no time for are dropped and counted. Files and folders are classified completely. Corrupt
 frames are counted and skipped. On end of input, Ctrl-C or SIGTERM, a summary is printed and the
 exit code is 0.";
-
-/// Exit codes: what a script can tell from them.
-pub(crate) mod exit {
-    /// Some inputs could not be processed; the others were.
-    pub const PARTIAL: u8 = 1;
-    /// The command line names something the model or the system does not have.
-    pub const USAGE: u8 = 2;
-    /// Nothing could be done: the model or every input is unusable.
-    pub const FATAL: u8 = 3;
-}
 
 #[derive(Parser)]
 #[command(
@@ -175,31 +165,6 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum Kernels {
-    Auto,
-    Native,
-    Stock,
-}
-
-impl Kernels {
-    fn backend(self) -> Backend {
-        match self {
-            Kernels::Auto => Backend::preferred(),
-            Kernels::Native => Backend::Native,
-            Kernels::Stock => Backend::Stock,
-        }
-    }
-
-    /// As reported: `native (avx2)`, `stock`.
-    fn describe(self) -> String {
-        match self.backend() {
-            Backend::Native => format!("native ({})", resnext_edge::kernels::selected().name()),
-            Backend::Stock => "stock".into(),
-        }
-    }
 }
 
 /// A duration option in seconds: a finite number, 0 or more.

@@ -32,7 +32,7 @@ pub fn dot_u8i8_neon(
     acc: &mut [i32],
 ) {
     assert!(depth_bytes.is_multiple_of(4));
-    assert!(super::fits(
+    assert!(crate::signatures::fits(
         rows,
         depth_bytes,
         n,
@@ -40,7 +40,7 @@ pub fn dot_u8i8_neon(
         w.len(),
         acc.len()
     ));
-    for (o0, width) in super::panels(n) {
+    for (o0, width) in crate::signatures::panels(n) {
         // SAFETY: NEON is always present on aarch64; the slices hold rows * depth_bytes patch values,
         // depth_bytes * n weights and rows * n accumulators (asserted above): the panel's depth_bytes * width
         // weights from o0 * depth_bytes and its outputs o0..o0 + width of each row, all `dot_u8_neon`
@@ -69,7 +69,7 @@ pub fn dot_u8i8_requant_neon(
     out: &mut [u8],
     ldo: usize,
 ) {
-    assert!(super::fits_requant(
+    assert!(crate::signatures::fits_requant(
         rows,
         (patch, depth_bytes),
         w,
@@ -80,7 +80,7 @@ pub fn dot_u8i8_requant_neon(
         ldo
     ));
     let sink = RequantSink::new(rq, residual, out, ldo);
-    for (o0, width) in super::panels(n) {
+    for (o0, width) in crate::signatures::panels(n) {
         // SAFETY: `fits_requant` holds: rows * depth_bytes patch values, depth_bytes * n weights (the panel's
         // from o0 * depth_bytes), n channels of requantization, and rows of n outputs (and residual
         // inputs, if any) ldo apart.

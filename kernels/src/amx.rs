@@ -4,7 +4,7 @@
 //! `vpdpbusd` does 64).
 //!
 //! The AMX intrinsics are not stable Rust, so the tile loop is one block of inline assembly.
-//! Blocks of 32 pixels x 32 outputs (a weight panel, [`super::PANEL`]): four accumulator tiles,
+//! Blocks of 32 pixels x 32 outputs (a weight panel, [`crate::signatures::PANEL`]): four accumulator tiles,
 //! per 16 quads of depth two input tiles (the pixels' rows, `depth_bytes` bytes apart, read in place) and
 //! two weight tiles (the panel's `[quad][32][4]` rows are 128 bytes: a tile of 16 outputs is 64
 //! bytes of each, `tileloadd` with a 128-byte stride), four `tdpbusd`. The sums go to a stack
@@ -77,7 +77,7 @@ pub fn dot_u8i8_requant_amx(
     out: &mut [u8],
     ldo: usize,
 ) {
-    assert!(super::fits_requant(
+    assert!(crate::signatures::fits_requant(
         rows,
         (patch, depth_bytes),
         w,
@@ -90,7 +90,7 @@ pub fn dot_u8i8_requant_amx(
     if !available()
         || depth_bytes == 0
         || !depth_bytes.is_multiple_of(64)
-        || !n.is_multiple_of(super::PANEL)
+        || !n.is_multiple_of(crate::signatures::PANEL)
     {
         return dot_u8i8_requant_vnni(rows, patch, depth_bytes, w, n, rq, residual, out, ldo);
     }

@@ -68,7 +68,7 @@ pub fn dot_u8i8_armv7(
 ) {
     assert!(available(), "the armv7 NEON kernels need NEON");
     assert!(depth_bytes.is_multiple_of(4));
-    assert!(super::fits(
+    assert!(crate::signatures::fits(
         rows,
         depth_bytes,
         n,
@@ -77,7 +77,7 @@ pub fn dot_u8i8_armv7(
         acc.len()
     ));
     let quads = depth_bytes / 4;
-    for (o0, width) in super::panels(n) {
+    for (o0, width) in crate::signatures::panels(n) {
         let wp = &w[o0 * depth_bytes..(o0 + width) * depth_bytes];
         let mut o = 0;
         while o + 8 <= width {
@@ -810,9 +810,9 @@ const MAX_STEPS: usize = 256;
 /// of two groups of 4, [`direct_2x8_groups4`]; a dense convolution's last 4 as 8 with zero
 /// weights), 2 pixels at a time, walking the window as a list of steps (tap, input quad), each
 /// step's offset from the pixel computed once per call; the weights of a block follow one
-/// another at a fixed stride ([`super::DirectShape::weight_at`]).
+/// another at a fixed stride ([`crate::signatures::DirectShape::weight_at`]).
 pub fn direct_u8_armv7(
-    s: &super::DirectShape,
+    s: &crate::signatures::DirectShape,
     xp: &[u8],
     pixels: usize,
     w: &[i8],
@@ -1176,7 +1176,7 @@ mod tests {
         ] {
             let in_c = cin + 4;
             let row = (pixels + kernel) * in_c;
-            let s = crate::DirectShape {
+            let s = crate::signatures::DirectShape {
                 in_c,
                 out_c,
                 cin,

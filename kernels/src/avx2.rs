@@ -107,7 +107,7 @@ pub fn dot_u8i8_avx2(
     acc: &mut [i32],
 ) {
     assert!(depth_bytes.is_multiple_of(4));
-    assert!(super::fits(
+    assert!(crate::signatures::fits(
         rows,
         depth_bytes,
         n,
@@ -138,7 +138,7 @@ unsafe fn dot_body(args: Vnni) {
 }
 
 /// AVX2 twin of [`super::generic::dot_u8i8_requant`] for `n` a multiple of
-/// [`super::PANEL`]; the generic kernel otherwise, or without AVX2.
+/// [`crate::signatures::PANEL`]; the generic kernel otherwise, or without AVX2.
 ///
 /// Tiles of up to 4 rows x 16 outputs, each over the whole depth, so that its 8 accumulators
 /// stay in registers until the requantization runs on them (`Avx2Requant`).
@@ -154,7 +154,7 @@ pub fn dot_u8i8_requant_avx2(
     out: &mut [u8],
     ldo: usize,
 ) {
-    assert!(super::fits_requant(
+    assert!(crate::signatures::fits_requant(
         rows,
         (patch, depth_bytes),
         w,
@@ -164,7 +164,7 @@ pub fn dot_u8i8_requant_avx2(
         out,
         ldo
     ));
-    if !available() || !n.is_multiple_of(super::PANEL) {
+    if !available() || !n.is_multiple_of(crate::signatures::PANEL) {
         return super::generic::dot_u8i8_requant(
             rows,
             patch,

@@ -8,7 +8,7 @@
 use super::avx2::{available, dot, lane_mask, Avx2Requant, Pairs};
 use super::requant::TileRequant;
 use super::x86_64::add_to;
-use super::DirectShape;
+use crate::signatures::DirectShape;
 use std::arch::x86_64::*;
 
 /// AVX2 twin of [`super::generic::direct_u8`]; the generic kernel for shapes outside
@@ -59,7 +59,7 @@ pub fn direct_u8_requant_avx2(
     out: &mut [u8],
 ) {
     let lens = (xp.len(), w.len(), out.len(), residual.map(<[u8]>::len));
-    assert!(super::fits_direct_requant(s, pixels, lens, rq));
+    assert!(crate::signatures::fits_direct_requant(s, pixels, lens, rq));
     if !available() || !s.supported() {
         return super::generic::direct_u8_requant(s, xp, pixels, w, rq, residual, out);
     }
@@ -173,7 +173,7 @@ unsafe fn direct_tiles(
 ) {
     // SAFETY: the caller's preconditions.
     let spread = unsafe { spread_patterns(s.cout.min(16), s.cin / 4) };
-    super::pixel_tiles(pixels, 4, |p, n| {
+    crate::signatures::pixel_tiles(pixels, 4, |p, n| {
         // SAFETY: pixels p..p + n read inside `xp` from offset p * stride * in_c (the
         // caller's bounds); `end` gets pixel indices from p.
         unsafe {

@@ -1,11 +1,18 @@
 //! The definition of every kernel's result, in plain Rust.
 
 /// `acc[r][o] += sum_j (patch[r][2j] * w[j][o][0] + patch[r][2j+1] * w[j][o][1])`, `w` in
-/// panels of [`super::PANEL`] outputs.
+/// panels of [`crate::signatures::PANEL`] outputs.
 pub fn dot_i16(rows: usize, patch: &[i16], kp: usize, w: &[i16], n: usize, acc: &mut [i32]) {
     assert!(kp.is_multiple_of(2));
-    assert!(super::fits(rows, kp, n, patch.len(), w.len(), acc.len()));
-    for (o0, width) in super::panels(n) {
+    assert!(crate::signatures::fits(
+        rows,
+        kp,
+        n,
+        patch.len(),
+        w.len(),
+        acc.len()
+    ));
+    for (o0, width) in crate::signatures::panels(n) {
         let wp = &w[o0 * kp..(o0 + width) * kp];
         for r in 0..rows {
             let p = &patch[r * kp..(r + 1) * kp];
@@ -22,7 +29,7 @@ pub fn dot_i16(rows: usize, patch: &[i16], kp: usize, w: &[i16], n: usize, acc: 
 }
 
 /// `acc[r][o] += sum_q sum_t patch[r][4q + t] * w[q][o][t]`, patch u8, weights i8 in panels
-/// of [`super::PANEL`] outputs.
+/// of [`crate::signatures::PANEL`] outputs.
 pub fn dot_u8i8(
     rows: usize,
     patch: &[u8],
@@ -32,7 +39,7 @@ pub fn dot_u8i8(
     acc: &mut [i32],
 ) {
     assert!(depth_bytes.is_multiple_of(4));
-    assert!(super::fits(
+    assert!(crate::signatures::fits(
         rows,
         depth_bytes,
         n,
@@ -40,7 +47,7 @@ pub fn dot_u8i8(
         w.len(),
         acc.len()
     ));
-    for (o0, width) in super::panels(n) {
+    for (o0, width) in crate::signatures::panels(n) {
         let wp = &w[o0 * depth_bytes..(o0 + width) * depth_bytes];
         for r in 0..rows {
             let p = &patch[r * depth_bytes..(r + 1) * depth_bytes];
@@ -75,7 +82,7 @@ pub fn dot_u8i8_requant(
     ldo: usize,
 ) {
     let patch_kq = (patch, depth_bytes);
-    assert!(super::fits_requant(
+    assert!(crate::signatures::fits_requant(
         rows, patch_kq, w, n, rq, residual, out, ldo
     ));
     let mut acc = vec![0i32; n];
@@ -98,8 +105,14 @@ pub fn dot_u8i8_requant(
 
 /// The convolution straight off a padded NHWC input (no patch), `acc[p][o] += sum over taps
 /// (ky, kx) and the group's input channels c of xp[p * stride * in_c + ky * row + kx * in_c +
-/// group(o) * cin + c] * w[weight_at(tap, c / 4, o) + c % 4]`; see [`super::DirectShape`].
-pub fn direct_u8(s: &super::DirectShape, xp: &[u8], pixels: usize, w: &[i8], acc: &mut [i32]) {
+/// group(o) * cin + c] * w[weight_at(tap, c / 4, o) + c % 4]`; see [`crate::signatures::DirectShape`].
+pub fn direct_u8(
+    s: &crate::signatures::DirectShape,
+    xp: &[u8],
+    pixels: usize,
+    w: &[i8],
+    acc: &mut [i32],
+) {
     assert!(s.fits(pixels, xp.len(), w.len(), acc.len()));
     let (k, quads) = (s.kernel, s.cin / 4);
     for p in 0..pixels {
@@ -126,7 +139,7 @@ pub fn direct_u8(s: &super::DirectShape, xp: &[u8], pixels: usize, w: &[i8], acc
 /// [`direct_u8`] into accumulators that start at zero, each then requantized into `out`
 /// (`[pixels][out_c]`, as the residual input).
 pub fn direct_u8_requant(
-    s: &super::DirectShape,
+    s: &crate::signatures::DirectShape,
     xp: &[u8],
     pixels: usize,
     w: &[i8],
@@ -135,7 +148,7 @@ pub fn direct_u8_requant(
     out: &mut [u8],
 ) {
     let lens = (xp.len(), w.len(), out.len(), residual.map(<[u8]>::len));
-    assert!(super::fits_direct_requant(s, pixels, lens, rq));
+    assert!(crate::signatures::fits_direct_requant(s, pixels, lens, rq));
     let mut acc = vec![0i32; s.out_c];
     for p in 0..pixels {
         acc.fill(0);

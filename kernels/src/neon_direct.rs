@@ -10,7 +10,7 @@
 //! second into i16, one `sadalp` per half into i32 (as in [`super::aarch64`]'s dot kernel,
 //! including the `128 * sum w` added back; paired steps holding -128 in the same lane run the
 //! tile twice on two copies of the weights that hold none, see [`Tile::run`]).
-//! The weights of a block of 16 outputs are `[steps][16][4]` ([`super::DirectShape::weight_at`]),
+//! The weights of a block of 16 outputs are `[steps][16][4]` ([`crate::signatures::DirectShape::weight_at`]),
 //! so the 4 outputs of a vector read 16 bytes in a row per step.
 //!
 //! The requantizing twin hands the tile's sums to [`super::neon_sink`] and stores bytes.
@@ -19,7 +19,7 @@ use super::aarch64::{bias_back, mul, paired_step};
 use super::neon_sink::{AccSink, RequantSink, Sink, SinkExt};
 use super::requant::TileRequant;
 use super::weight_split::split_weights;
-use super::DirectShape;
+use crate::signatures::DirectShape;
 use std::arch::aarch64::*;
 use std::arch::asm;
 
@@ -57,7 +57,7 @@ pub fn direct_u8_requant_neon(
     out: &mut [u8],
 ) {
     let lens = (xp.len(), w.len(), out.len(), residual.map(<[u8]>::len));
-    assert!(super::fits_direct_requant(s, pixels, lens, rq));
+    assert!(crate::signatures::fits_direct_requant(s, pixels, lens, rq));
     let Some(steps) = Steps::of(s) else {
         return super::generic::direct_u8_requant(s, xp, pixels, w, rq, residual, out);
     };

@@ -33,7 +33,7 @@ pub fn dot_u8i8_sdot(
     acc: &mut [i32],
 ) {
     assert!(depth_bytes.is_multiple_of(4));
-    assert!(super::fits(
+    assert!(crate::signatures::fits(
         rows,
         depth_bytes,
         n,
@@ -48,7 +48,7 @@ pub fn dot_u8i8_sdot(
         acc: acc.as_mut_ptr(),
         out_c: n,
     };
-    for (o0, width) in super::panels(n) {
+    for (o0, width) in crate::signatures::panels(n) {
         // SAFETY: the CPU has `dotprod` (checked above); the slices hold rows * depth_bytes patch
         // values, depth_bytes * n weights and rows * n accumulators (asserted above): the panel's
         // depth_bytes * width weights from o0 * depth_bytes and its outputs o0..o0 + width of each row.
@@ -72,7 +72,7 @@ pub fn dot_u8i8_requant_sdot(
     out: &mut [u8],
     ldo: usize,
 ) {
-    assert!(super::fits_requant(
+    assert!(crate::signatures::fits_requant(
         rows,
         (patch, depth_bytes),
         w,
@@ -96,7 +96,7 @@ pub fn dot_u8i8_requant_sdot(
         );
     }
     let sink = RequantSink::new(rq, residual, out, ldo);
-    for (o0, width) in super::panels(n) {
+    for (o0, width) in crate::signatures::panels(n) {
         // SAFETY: the CPU has `dotprod`; `fits_requant` holds: rows * depth_bytes patch values, depth_bytes * n
         // weights (the panel's from o0 * depth_bytes), n channels of requantization, and rows of n
         // outputs (and residual inputs, if any) ldo apart.

@@ -19,7 +19,7 @@ use super::aarch64::bias_back;
 use super::neon_dot::{available, sdot};
 use super::neon_sink::{AccSink, RequantSink, Sink, SinkExt};
 use super::requant::TileRequant;
-use super::DirectShape;
+use crate::signatures::DirectShape;
 use std::arch::aarch64::*;
 
 /// Taps a call precomputes (a 7x7 window has 49); larger windows go to the `smull` kernels.
@@ -51,7 +51,7 @@ pub fn direct_u8_requant_sdot(
     out: &mut [u8],
 ) {
     let lens = (xp.len(), w.len(), out.len(), residual.map(<[u8]>::len));
-    assert!(super::fits_direct_requant(s, pixels, lens, rq));
+    assert!(crate::signatures::fits_direct_requant(s, pixels, lens, rq));
     let Some(taps) = Taps::of(s).filter(|_| available()) else {
         return super::neon_direct::direct_u8_requant_neon(s, xp, pixels, w, rq, residual, out);
     };

@@ -1,7 +1,7 @@
 //! The requantization that ends every native convolution: an output channel's i32 accumulator
 //! (bias included) becomes a u8 output. One definition ([`requantize`]) for the pass that
 //! reads accumulators back from memory and for the kernels that requantize their tiles in
-//! registers ([`super::DotU8Requant`]).
+//! registers ([`crate::signatures::DotU8Requant`]).
 //!
 //! `v = acc as f32 * multiplier`, plus `(residual - residual_zero) as f32 * residual_multiplier`
 //! when there is a residual input, then `round_half_even(v) + zero` clamped to `[lo, hi]`

@@ -5,7 +5,7 @@
 
 use super::requant::TileRequant;
 use super::x86_64::{has_vnni_512, Avx512Requant};
-use super::DirectShape;
+use crate::signatures::DirectShape;
 use std::arch::x86_64::*;
 
 /// AVX-512 VNNI twin of [`super::generic::direct_u8`]; the generic kernel for shapes outside
@@ -58,7 +58,7 @@ pub fn direct_u8_requant_vnni(
     out: &mut [u8],
 ) {
     let lens = (xp.len(), w.len(), out.len(), residual.map(<[u8]>::len));
-    assert!(super::fits_direct_requant(s, pixels, lens, rq));
+    assert!(crate::signatures::fits_direct_requant(s, pixels, lens, rq));
     if !has_vnni_512() || !s.supported() {
         return super::generic::direct_u8_requant(s, xp, pixels, w, rq, residual, out);
     }
@@ -123,7 +123,7 @@ unsafe fn direct_tiles(
     w: *const i8,
     end: &impl Fn(usize, usize, __mmask16, __m512i),
 ) {
-    super::pixel_tiles(pixels, 8, |p, n| {
+    crate::signatures::pixel_tiles(pixels, 8, |p, n| {
         // SAFETY: pixels p..p + n read inside `xp` from offset p * stride * in_c (the
         // caller's bounds); `end` gets pixel indices from p.
         unsafe {

@@ -26,7 +26,7 @@ pub fn dot_u8i8_vnni256(
     acc: &mut [i32],
 ) {
     assert!(depth_bytes.is_multiple_of(4));
-    assert!(super::fits(
+    assert!(crate::signatures::fits(
         rows,
         depth_bytes,
         n,
@@ -60,7 +60,7 @@ pub fn dot_u8i8_vnni512(
     acc: &mut [i32],
 ) {
     assert!(depth_bytes.is_multiple_of(4));
-    assert!(super::fits(
+    assert!(crate::signatures::fits(
         rows,
         depth_bytes,
         n,
@@ -79,7 +79,7 @@ pub fn dot_u8i8_vnni512(
 }
 
 /// The loop of the dot kernels around their tiles: the depth in blocks, and each block's
-/// [`super::PANEL`]s of outputs, one `body` call per block and panel with its operands.
+/// [`crate::signatures::PANEL`]s of outputs, one `body` call per block and panel with its operands.
 /// `fits` must hold for the arguments (the callers assert it).
 pub(super) fn dot_u8_blocks(
     rows: usize,
@@ -90,7 +90,7 @@ pub(super) fn dot_u8_blocks(
     acc: &mut [i32],
     body: &dyn Fn(Vnni),
 ) {
-    debug_assert!(super::fits(
+    debug_assert!(crate::signatures::fits(
         rows,
         depth_bytes,
         n,
@@ -107,7 +107,7 @@ pub(super) fn dot_u8_blocks(
     let mut q0 = 0;
     while q0 < quads {
         let q1 = (q0 + KC).min(quads);
-        for (o0, width) in super::panels(n) {
+        for (o0, width) in crate::signatures::panels(n) {
             // The panel's depth_bytes * width weights from o0 * depth_bytes, and its outputs o0..o0 + width of
             // each row, n apart.
             body(Vnni {
@@ -251,7 +251,7 @@ unsafe fn zmm_tile<const R: usize>(
 }
 
 /// AVX-512 VNNI twin of [`super::generic::dot_u8i8_requant`] for `n` a multiple of
-/// [`super::PANEL`]; the generic kernel otherwise, or without AVX-512 VNNI.
+/// [`crate::signatures::PANEL`]; the generic kernel otherwise, or without AVX-512 VNNI.
 ///
 /// Tiles of 8 rows x 32 outputs as in [`dot_u8i8_vnni512`] (then 4, 2, 1 rows), each over the
 /// whole depth, so that its accumulators stay in registers until the requantization runs on
@@ -271,10 +271,10 @@ pub fn dot_u8i8_requant_vnni(
     ldo: usize,
 ) {
     let patch_kq = (patch, depth_bytes);
-    assert!(super::fits_requant(
+    assert!(crate::signatures::fits_requant(
         rows, patch_kq, w, n, rq, residual, out, ldo
     ));
-    if !has_vnni_512() || !n.is_multiple_of(super::PANEL) {
+    if !has_vnni_512() || !n.is_multiple_of(crate::signatures::PANEL) {
         return super::generic::dot_u8i8_requant(
             rows,
             patch,
@@ -310,7 +310,7 @@ pub(super) struct Fused {
 }
 
 impl Fused {
-    /// The operands of a [`super::DotU8Requant`] call.
+    /// The operands of a [`crate::signatures::DotU8Requant`] call.
     pub fn new(
         (patch, depth_bytes): (&[u8], usize),
         w: &[i8],

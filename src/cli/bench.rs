@@ -3,7 +3,7 @@
 //! every layer too, summed per layer kind (what the stem, the grouped and the pointwise
 //! convolutions and the layers left to tract each cost), and with `--json` also per layer.
 
-use crate::Kernels;
+use super::Kernels;
 use anyhow::Context;
 use resnext_edge::layers::{layer, Layer};
 use resnext_edge::model::Model;

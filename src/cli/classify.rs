@@ -1,7 +1,7 @@
 //! `resnext-edge classify`: images and folders of images through the model, one line (text or
 //! JSON) per image; an image that cannot be read is reported and the others still run.
 
-use crate::{exit, Kernels};
+use super::{exit, Kernels};
 use anyhow::Context;
 use resnext_edge::classify::{format_text, Classifier};
 use resnext_edge::inputs;

@@ -1,7 +1,7 @@
 //! `resnext-edge info`: every node of a model's optimized plan and what runs it (the native
 //! kernel set and function, or stock tract), as text or JSON.
 
-use crate::Kernels;
+use super::Kernels;
 use anyhow::Context;
 use resnext_edge::model::Model;
 

@@ -1,7 +1,7 @@
 //! `stream`: the command-line face of [`resnext_edge::stream`] — loading, the trigger and its
 //! pin, Ctrl-C, and the text / JSON lines.
 
-use crate::exit;
+use super::exit;
 use anyhow::Context;
 use resnext_edge::classify::Classifier;
 use resnext_edge::gpio::{BoardPin, PinSpec, Trigger, TriggerSpec};

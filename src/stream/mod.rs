@@ -6,6 +6,7 @@
 //! the camera lag, and what it skipped is counted as dropped. Corrupt frames are counted and
 //! skipped. Whatever happens, `frames_read = processed + dropped + corrupt`.
 
+pub mod frame;
 pub mod mjpeg_split;
 pub mod run;
 pub mod slot;
@@ -13,29 +14,9 @@ pub mod source;
 pub mod sources;
 pub mod spec;
 
+pub use frame::{Frame, FrameData};
 pub use run::{run, Event, FrameResult, Options, SourceFailed, Stats};
 pub use slot::Counts;
 pub use source::{Captured, FrameSource};
 pub use sources::command::Restarts;
 pub use spec::{SourceSpec, SOURCE_SYNTAX};
-
-use std::time::Instant;
-
-/// A frame as captured.
-#[derive(Debug)]
-pub struct Frame {
-    /// Position in the stream, from 0, counting every frame read (corrupt ones included).
-    pub seq: u64,
-    pub captured: Instant,
-    /// A name for messages (the file of a `dir:` source).
-    pub name: Option<String>,
-    pub data: FrameData,
-}
-
-/// A frame's pixels: still encoded (decoded on the inference side, so that capture stays
-/// cheap), or already RGB.
-#[derive(Debug)]
-pub enum FrameData {
-    Encoded(Vec<u8>),
-    Rgb(image::RgbImage),
-}

@@ -1,9 +1,9 @@
 //! The stream loop: a capture thread feeding the newest-frame slot, inference taking from it,
 //! results and periodic statistics handed to the caller, and the final accounting.
 
+use super::frame::{Frame, FrameData};
 use super::slot::{Counts, FrameSlot, Take};
 use super::source::{Captured, FrameSource};
-use super::{Frame, FrameData};
 use crate::classify::Classifier;
 use crate::preprocess::decode_bytes;
 use crate::topk::Prediction;

@@ -7,7 +7,7 @@
 //! The slot also keeps the frame accounting, so that read = processed + dropped + corrupt holds
 //! whatever the timing.
 
-use super::Frame;
+use super::frame::Frame;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -143,7 +143,7 @@ impl FrameSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stream::FrameData;
+    use crate::stream::frame::FrameData;
     use std::sync::Arc;
     use std::time::Instant;
 

@@ -6,7 +6,7 @@
 #[derive(Debug)]
 pub enum Captured {
     Frame {
-        data: super::FrameData,
+        data: super::frame::FrameData,
         /// A name for messages (a file path), when frames have one.
         name: Option<String>,
     },

@@ -2,8 +2,8 @@
 //! window read in place by a [`DirectU8`] kernel (grouped convolutions, which have too little
 //! depth per group to pay for a gathered patch).
 
+use super::pack::PackedConv;
 use super::scratch::SCRATCH;
-use super::PackedConv;
 use crate::workers::in_chunks;
 use crate::{DirectShape, DirectU8, DirectU8Requant, RequantRows, MAX_ROWS};
 

@@ -2,9 +2,13 @@
 //! channels; the zero point where a window leaves the image) gathered into rows for a dot
 //! kernel, or the input's rows read in place by a pointwise one.
 
+use super::geometry::ConvGeometry;
+use super::pack::{PackedConv, PackedWeights};
 use super::scratch::SCRATCH;
-use super::{ConvGeometry, PackedConv, PackedWeights, MAX_GATHERED};
 use crate::{DotU8Requant, Kernel, RequantRows, MAX_ROWS};
+
+/// The most gathered patch rows one call of a requantizing dot kernel takes.
+const MAX_GATHERED: usize = 256;
 
 impl PackedConv {
     /// Computes the output pixels `p_start..` that `out` (a slice of the whole output) holds,

@@ -1,7 +1,7 @@
 //! The shape of a convolution on one NHWC image, and what follows from it (output size, depth
 //! per group, the direct kernels' view of it).
 
-use crate::DirectShape;
+use crate::signatures::DirectShape;
 
 /// The largest kernel, stride or padding a native convolution accepts.
 pub const MAX_WINDOW: usize = 64;

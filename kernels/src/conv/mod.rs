@@ -14,7 +14,8 @@
 //! [`DirectU8Requant`]), the accumulators never reach memory; otherwise they do, and a
 //! requantization pass reads them back. Output pixels are split across the worker pool.
 //!
-//! The files: [`geometry`] (shapes), [`pack`] (weights in each family's layout), the two
+//! The files: [`geometry`] (shapes), [`pack`] (a convolution packed: [`PackedConv`], its
+//! weights in each family's layout), the two
 //! paths ([`gather`], [`direct`]), the requantization pass ([`requant_pass`]) and the per-thread
 //! working memory ([`scratch`]); this one runs a convolution: which kernels of the set, on how
 //! many threads.
@@ -30,7 +31,7 @@ mod tests;
 
 pub use crate::requant::round_half_even;
 pub use geometry::{ConvGeometry, MAX_WINDOW};
-pub use pack::PackedWeights;
+pub use pack::{PackedConv, PackedWeights};
 pub use requant_pass::LayerRequant;
 
 use crate::workers::in_chunks;
@@ -41,18 +42,6 @@ use crate::{
 use direct::Direct;
 use scratch::PADDED;
 use std::ops::Range;
-
-/// The most gathered patch rows one call of a requantizing dot kernel takes.
-const MAX_GATHERED: usize = 256;
-
-/// A convolution ready to run: geometry, packed weights, bias, requantization.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PackedConv {
-    pub geom: ConvGeometry,
-    pub packed: PackedWeights,
-    pub bias: Vec<i32>,
-    pub requant: LayerRequant,
-}
 
 impl PackedConv {
     /// The accumulators (bias included, before requantization) of a pointwise convolution on

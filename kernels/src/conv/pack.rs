@@ -1,10 +1,20 @@
-//! Weights packed once, at load, in the layout of a kernel family: panels of outputs for the
-//! dot kernels, blocks of 16 outputs for the direct kernels, and the bias less the input zero
-//! point's share.
+//! A convolution packed once, at load ([`PackedConv`]): its weights in the layout of a kernel
+//! family (panels of outputs for the dot kernels, blocks of 16 outputs for the direct kernels)
+//! and the bias less the input zero point's share.
 
-use super::{ConvGeometry, LayerRequant, PackedConv};
+use super::geometry::ConvGeometry;
+use super::requant_pass::LayerRequant;
 use crate::aligned::Aligned;
 use crate::{Family, PANEL};
+
+/// A convolution ready to run: geometry, packed weights, bias, requantization.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PackedConv {
+    pub geom: ConvGeometry,
+    pub packed: PackedWeights,
+    pub bias: Vec<i32>,
+    pub requant: LayerRequant,
+}
 
 /// Weights packed for one kernel family.
 #[derive(Clone, Debug, PartialEq)]

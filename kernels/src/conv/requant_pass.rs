@@ -2,8 +2,8 @@
 //! reached memory (a kernel set without a fused kernel for the job), at the vector width the
 //! set asks for ([`RequantRows`]).
 
+use crate::dispatch::RequantRows;
 use crate::requant::{requantize, TileRequant};
-use crate::RequantRows;
 use std::ops::Range;
 
 /// The requantization of a convolution's outputs ([`crate::requant`] defines it):

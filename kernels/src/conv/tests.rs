@@ -2,8 +2,8 @@
 //! this CPU has against the generic one, bit for bit, on random shapes. Outputs start as a
 //! canary byte so that an output the code never writes shows up.
 use super::*;
+use crate::dispatch::Isa;
 use crate::nhwc::{average_pool_nhwc, max_pool_nhwc, quantize_to_nhwc};
-use crate::Isa;
 use proptest::prelude::*;
 
 const CANARY: u8 = 0xA5;
@@ -56,7 +56,7 @@ fn bytes(n: usize, seed: u64) -> Vec<u8> {
 
 #[derive(Debug, Clone)]
 struct Case {
-    family: crate::Family,
+    family: crate::dispatch::Family,
     geom: ConvGeometry,
     relu: bool,
     residual: bool,
@@ -91,7 +91,7 @@ fn cases() -> impl Strategy<Value = Case> {
                     pad: k / 2,
                 };
                 geom.check().ok().map(|_| Case {
-                    family: crate::Family::I16Pairs,
+                    family: crate::dispatch::Family::I16Pairs,
                     geom,
                     relu,
                     residual,
@@ -197,7 +197,7 @@ fn direct_cases() -> impl Strategy<Value = Case> {
                     pad: k / 2,
                 };
                 geom.check().ok().map(|_| Case {
-                    family: crate::Family::U8Quads,
+                    family: crate::dispatch::Family::U8Quads,
                     geom,
                     relu,
                     residual,

@@ -1,7 +1,7 @@
 //! `ResnextEdgeConv`: the convolution of the rewritten graph, on the kernel crate's
 //! [`PackedConv`], its weights packed once, at load.
 
-use super::{read_i32_attr, read_usize_attr, window_out, CONV_OP};
+use super::node::{read_i32_attr, read_usize_attr, window_out, CONV_OP};
 use crate::contrib_ops::konst;
 use crate::kernels;
 use crate::kernels::conv::{ConvGeometry, LayerRequant, PackedConv};

@@ -1,7 +1,7 @@
 //! `ResnextEdgeHead`: global average pooling and the classifier's int8 matrix product in one
 //! op, on the kernel crate's pooling and dot kernels.
 
-use super::{read_i32_attr, HEAD_OP};
+use super::node::{read_i32_attr, HEAD_OP};
 use crate::contrib_ops::konst;
 use crate::kernels;
 use crate::kernels::conv::{ConvGeometry, LayerRequant, PackedConv};

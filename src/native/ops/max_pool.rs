@@ -1,7 +1,7 @@
 //! `ResnextEdgeMaxPool`: max pooling of NHWC u8 tensors (the stem's), on the kernel crate's
 //! `max_pool_nhwc`.
 
-use super::{read_usize_attr, unary_u8_rules, window_out, MAX_POOL_OP};
+use super::node::{read_usize_attr, unary_u8_rules, window_out, MAX_POOL_OP};
 use crate::kernels;
 use crate::kernels::conv::MAX_WINDOW;
 use crate::kernels::nhwc::max_pool_nhwc;

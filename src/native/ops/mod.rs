@@ -15,21 +15,11 @@ pub use head::NativeHead;
 pub use max_pool::NativeMaxPool;
 pub use quantize::NativeQuantize;
 
-use crate::kernels::conv::MAX_WINDOW;
-use tract_onnx::model::OnnxOpRegister;
-use tract_onnx::pb::NodeProto;
-use tract_onnx::tract_hir::internal::*;
+mod node;
 
-/// Op type of the native convolution node.
-pub const CONV_OP: &str = "ResnextEdgeConv";
-/// Op type of the native max pool node.
-pub const MAX_POOL_OP: &str = "ResnextEdgeMaxPool";
-/// Op type of the native input quantization (float NCHW in, u8 NHWC out).
-pub const QUANTIZE_OP: &str = "ResnextEdgeQuantizeNhwc";
-/// Op type of the native classifier head (average pool, int8 fully connected, float logits).
-pub const HEAD_OP: &str = "ResnextEdgeHead";
-/// Domain of the nodes the rewrite writes.
-pub const DOMAIN: &str = "resnext_edge";
+pub use node::{CONV_OP, DOMAIN, HEAD_OP, MAX_POOL_OP, QUANTIZE_OP};
+
+use tract_onnx::model::OnnxOpRegister;
 
 /// Registers the builders of the native ops' nodes with tract's ONNX parser.
 pub fn register(reg: &mut OnnxOpRegister) {
@@ -37,58 +27,4 @@ pub fn register(reg: &mut OnnxOpRegister) {
     reg.insert(MAX_POOL_OP, max_pool::builder);
     reg.insert(QUANTIZE_OP, quantize::builder);
     reg.insert(HEAD_OP, head::builder);
-}
-
-pub(super) fn read_usize_attr(node: &NodeProto, name: &str) -> TractResult<usize> {
-    let v: i64 = node.get_attr(name)?;
-    usize::try_from(v).with_context(|| format!("{}: attribute {name} = {v}", node.name))
-}
-
-/// Output size of a window (`kernel`, `stride`, `pad`) sliding over `size`, or an error when
-/// the attributes make no sense for it.
-pub(super) fn window_out(
-    size: usize,
-    kernel: usize,
-    stride: usize,
-    pad: usize,
-) -> TractResult<usize> {
-    ensure!(
-        (1..=MAX_WINDOW).contains(&kernel)
-            && (1..=MAX_WINDOW).contains(&stride)
-            && pad <= MAX_WINDOW
-            && size + 2 * pad >= kernel,
-        "window kernel {kernel} stride {stride} pad {pad} does not fit {size}"
-    );
-    Ok((size + 2 * pad - kernel) / stride + 1)
-}
-
-pub(super) fn read_i32_attr(node: &NodeProto, name: &str) -> TractResult<i32> {
-    Ok(node.get_attr::<i64>(name)? as i32)
-}
-
-/// Inference rules of a one-input op with a u8 output whose shape `out_shape` computes from
-/// the input's (known) shape; `input`, if given, is the input's datum type.
-pub(super) fn unary_u8_rules<'r, 'p: 'r>(
-    s: &mut Solver<'r>,
-    inputs: &'p [TensorProxy],
-    outputs: &'p [TensorProxy],
-    input: Option<DatumType>,
-    out_shape: impl Fn(&[usize]) -> TractResult<[usize; 4]> + 'r,
-) -> InferenceResult {
-    check_input_arity(inputs, 1)?;
-    check_output_arity(outputs, 1)?;
-    if let Some(dt) = input {
-        s.equals(&inputs[0].datum_type, dt)?;
-    }
-    s.equals(&outputs[0].datum_type, u8::datum_type())?;
-    s.given(&inputs[0].shape, move |s, x| {
-        let x: Vec<usize> = x
-            .iter()
-            .map(|d| Ok(d.to_usize()?))
-            .collect::<TractResult<_>>()?;
-        s.equals(
-            &outputs[0].shape,
-            ShapeFactoid::from(out_shape(&x)?.to_vec()),
-        )
-    })
 }

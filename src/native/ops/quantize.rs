@@ -1,7 +1,7 @@
 //! `ResnextEdgeQuantizeNhwc`: the network input's quantization and change to NHWC in one
 //! pass.
 
-use super::{read_i32_attr, unary_u8_rules, QUANTIZE_OP};
+use super::node::{read_i32_attr, unary_u8_rules, QUANTIZE_OP};
 use crate::kernels;
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;

@@ -1,7 +1,11 @@
 //! After the rewrite: the weights the native ops left in DQ form folded to floats once, and
 //! the nodes and initializers nothing reads any more dropped.
 
-use super::*;
+use super::graph::*;
+use crate::onnx_build::{raw_tensor, read_int_attr};
+use std::collections::{HashMap, HashSet};
+use tract_onnx::pb;
+use tract_onnx::pb::tensor_proto::DataType;
 
 /// The largest weight [`fold_weight_dequantize`] turns into floats (64 MB of them).
 pub(super) const MAX_FOLDED: usize = 1 << 24;

@@ -1,7 +1,11 @@
 //! The convolution patterns (QDQ with its requantizing tail and residual add, QOperator's
 //! `QLinearConv`) and the stem's max pool, each replaced by one native node.
 
-use super::*;
+use super::graph::*;
+use crate::native::ops::{CONV_OP, DOMAIN, MAX_POOL_OP};
+use crate::onnx_build::{new_float_attr, new_int_attr, raw_tensor, read_int_attr};
+use tract_onnx::pb;
+use tract_onnx::pb::tensor_proto::DataType;
 
 /// What a native conv needs, gathered from either layout.
 pub(super) struct ConvParts {

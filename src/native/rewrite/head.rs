@@ -3,7 +3,12 @@
 
 use super::cleanup::live_nodes;
 use super::conv::float_bias;
-use super::*;
+use super::graph::*;
+use crate::native::ops::{DOMAIN, HEAD_OP, QUANTIZE_OP};
+use crate::onnx_build::{attr, new_float_attr, new_int_attr, raw_tensor, read_int_attr};
+use std::collections::HashSet;
+use tract_onnx::pb;
+use tract_onnx::pb::tensor_proto::DataType;
 
 /// Replaces the `QuantizeLinear` (per-tensor, u8) of a graph input whose every consumer is a
 /// native op by the native quantization, which writes NHWC directly (instead of a quantization

@@ -1,7 +1,10 @@
 //! NHWC inside the native region: elementwise consumers keep the layout, a `Transpose` goes in
 //! only before an op that needs NCHW.
 
-use super::*;
+use crate::native::ops::{DOMAIN, HEAD_OP, QUANTIZE_OP};
+use crate::onnx_build::new_ints_attr;
+use std::collections::{HashMap, HashSet};
+use tract_onnx::pb;
 
 /// Ops that compute element by element with per-tensor parameters, so any layout will do.
 pub(super) fn layout_free(n: &pb::NodeProto, dims: &HashMap<String, Vec<i64>>) -> bool {

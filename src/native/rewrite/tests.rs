@@ -1,4 +1,8 @@
-use super::*;
+use super::cleanup::fold_weight_dequantize;
+use super::graph::values;
+use crate::onnx_build::{new_int_attr, raw_tensor};
+use tract_onnx::pb;
+use tract_onnx::pb::tensor_proto::DataType;
 
 fn dq(x: &str, scale: &str, zero: &str, out: &str, axis: Option<i64>) -> pb::NodeProto {
     pb::NodeProto {

@@ -34,7 +34,7 @@ impl FrameSource for DirSource {
         let name = p.display().to_string();
         match std::fs::read(&p) {
             Ok(bytes) => Captured::Frame {
-                data: crate::stream::FrameData::Encoded(bytes),
+                data: crate::stream::frame::FrameData::Encoded(bytes),
                 name: Some(name),
             },
             Err(e) => Captured::Corrupt(format!("{name}: cannot read: {e}")),

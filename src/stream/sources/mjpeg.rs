@@ -33,7 +33,7 @@ impl<R: Read + Send> MjpegSource<R> {
         }
         match r {
             Ok(Split::Frame(bytes)) => Captured::Frame {
-                data: crate::stream::FrameData::Encoded(bytes),
+                data: crate::stream::frame::FrameData::Encoded(bytes),
                 name: None,
             },
             Ok(Split::Corrupt(why)) => Captured::Corrupt(why),

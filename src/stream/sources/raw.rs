@@ -46,7 +46,7 @@ impl FrameSource for RawSource {
             )),
             _ => match image::RgbImage::from_raw(self.width, self.height, buf) {
                 Some(img) => Captured::Frame {
-                    data: crate::stream::FrameData::Rgb(img),
+                    data: crate::stream::frame::FrameData::Rgb(img),
                     name: None,
                 },
                 None => Captured::Corrupt("frame buffer of the wrong size".into()),
@@ -76,7 +76,7 @@ mod tests {
         for first in [0u8, 12] {
             match src.next() {
                 Captured::Frame {
-                    data: crate::stream::FrameData::Rgb(img),
+                    data: crate::stream::frame::FrameData::Rgb(img),
                     ..
                 } => assert_eq!(img.as_raw()[0], first),
                 other => panic!("{other:?}"),

@@ -70,8 +70,8 @@ pub use camera::open;
 #[cfg(feature = "v4l2")]
 mod camera {
     use super::{parse_device, yuyv_to_rgb};
+    use crate::stream::frame::FrameData;
     use crate::stream::source::{Captured, FrameSource};
-    use crate::stream::FrameData;
     use anyhow::Context;
     use linuxvideo::format::{PixFormat, PixelFormat};
     use linuxvideo::stream::ReadStream;
