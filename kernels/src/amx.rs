@@ -274,7 +274,7 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        #![proptest_config(crate::proptest_seed::config(48))]
 
         /// The AMX kernel against the definition on the shapes it takes (depths of whole 64
         /// bytes; any row count: blocks of 32 and 16 rows and the short tiles of the last

@@ -1206,7 +1206,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        #![proptest_config(crate::proptest_seed::config(256))]
 
         /// The NEON requantization against the definition, byte for byte: accumulators over
         /// the whole i32 range, scales as a quantizer makes them and (rarely) NaN, infinities,

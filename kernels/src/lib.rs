@@ -54,6 +54,8 @@ pub mod neon_dot_direct;
 #[cfg(target_arch = "aarch64")]
 mod neon_sink;
 pub mod nhwc;
+#[cfg(test)]
+mod proptest_seed;
 pub mod requant;
 pub mod signatures;
 #[cfg(target_arch = "x86_64")]
@@ -180,7 +182,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+        #![proptest_config(crate::proptest_seed::config(128))]
 
         #[test]
         fn u8_twins_equal_the_generic_kernel(

@@ -133,7 +133,7 @@ fn build(case: &Case) -> (PackedConv, Vec<i8>, Vec<u8>, Option<Vec<u8>>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(crate::proptest_seed::config(64))]
 
     #[test]
     fn every_kernel_equals_the_definition(case in cases()) {
@@ -208,7 +208,7 @@ fn direct_cases() -> impl Strategy<Value = Case> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(crate::proptest_seed::config(48))]
 
     #[test]
     fn direct_convolutions_equal_the_definition_on_every_kernel(case in direct_cases()) {
