@@ -8,20 +8,15 @@
 use super::avx2::{available, dot, lane_mask, Avx2Requant, Pairs};
 use super::requant::TileRequant;
 use super::x86_64::add_to;
-use crate::signatures::DirectShape;
+use crate::signatures::{checked_direct, checked_direct_requant, DirectShape};
 use std::arch::x86_64::*;
 
 /// AVX2 twin of [`super::generic::direct_u8`]; the generic kernel for shapes outside
 /// [`DirectShape::supported`] or without AVX2.
 pub fn direct_u8_avx2(s: &DirectShape, xp: &[u8], pixels: usize, w: &[i8], acc: &mut [i32]) {
-    assert!(s.fits(pixels, xp.len(), w.len(), acc.len()));
-    if !available() || !s.supported() {
-        return super::generic::direct_u8(s, xp, pixels, w, acc);
-    }
-    // SAFETY: AVX2 is present and the shape supported (checked above); `fits` holds for all
-    // `pixels`, so every tile's windows lie inside `xp`, the weights inside `w`, and the
-    // accumulators of pixels p..p + P at p * out_c inside `acc`.
-    unsafe { direct_acc(s, xp.as_ptr(), pixels, w.as_ptr(), acc.as_mut_ptr()) }
+    // SAFETY: `direct_acc` needs AVX2 (`available()`) and buffers that `fits`, which
+    // `checked_direct` checks.
+    unsafe { checked_direct(available(), direct_acc, (s, xp, pixels, w, acc)) }
 }
 
 /// [`direct_u8_avx2`]'s tiles, added to the accumulators.
@@ -58,22 +53,14 @@ pub fn direct_u8_requant_avx2(
     residual: Option<&[u8]>,
     out: &mut [u8],
 ) {
-    let lens = (xp.len(), w.len(), out.len(), residual.map(<[u8]>::len));
-    assert!(crate::signatures::fits_direct_requant(s, pixels, lens, rq));
-    if !available() || !s.supported() {
-        return super::generic::direct_u8_requant(s, xp, pixels, w, rq, residual, out);
-    }
-    // SAFETY: AVX2 is present and the shape supported (checked above); `fits_direct_requant`
-    // holds: the windows, the weights, out_c biases and multipliers and pixels * out_c outputs
-    // and residual inputs.
+    // SAFETY: `direct_out` needs AVX2 (`available()`) and buffers that
+    // `fits_direct_requant`, which `checked_direct_requant` checks.
     unsafe {
-        direct_out(
-            s,
-            (xp.as_ptr(), pixels),
-            w.as_ptr(),
-            rq,
-            residual,
-            out.as_mut_ptr(),
+        checked_direct_requant(
+            available(),
+            direct_out,
+            (s, xp, pixels, w),
+            (rq, residual, out),
         )
     }
 }

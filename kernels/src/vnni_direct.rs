@@ -5,7 +5,7 @@
 
 use super::requant::TileRequant;
 use super::x86_64::{has_vnni_512, Avx512Requant};
-use crate::signatures::DirectShape;
+use crate::signatures::{checked_direct, checked_direct_requant, DirectShape};
 use std::arch::x86_64::*;
 
 /// AVX-512 VNNI twin of [`super::generic::direct_u8`]; the generic kernel for shapes outside
@@ -17,14 +17,9 @@ use std::arch::x86_64::*;
 /// to its outputs), else (groups of 4 or 8 channels) the 16
 /// input bytes of the vector's groups, spread by `vpermd` so that each lane sees its own group.
 pub fn direct_u8_vnni(s: &DirectShape, xp: &[u8], pixels: usize, w: &[i8], acc: &mut [i32]) {
-    assert!(s.fits(pixels, xp.len(), w.len(), acc.len()));
-    if !has_vnni_512() || !s.supported() {
-        return super::generic::direct_u8(s, xp, pixels, w, acc);
-    }
-    // SAFETY: AVX-512 VNNI/BW is present and the shape supported (checked above); `fits`
-    // holds for all `pixels`, so every tile's windows lie inside `xp`, the weights inside `w`,
-    // and the accumulators of pixels p..p + P at p * out_c inside `acc`.
-    unsafe { direct_acc(s, xp.as_ptr(), pixels, w.as_ptr(), acc.as_mut_ptr()) }
+    // SAFETY: `direct_acc` needs AVX-512 VNNI (`has_vnni_512()`) and buffers that `fits`, which
+    // `checked_direct` checks.
+    unsafe { checked_direct(has_vnni_512(), direct_acc, (s, xp, pixels, w, acc)) }
 }
 
 /// [`direct_u8_vnni`]'s tiles, added to the accumulators (a function of its own so that the
@@ -45,7 +40,8 @@ unsafe fn direct_acc(s: &DirectShape, xp: *const u8, pixels: usize, w: *const i8
 }
 
 /// AVX-512 VNNI twin of [`super::generic::direct_u8_requant`]: the tiles of
-/// [`direct_u8_vnni`], each requantized in registers (as in [`dot_u8i8_requant_vnni`]) and
+/// [`direct_u8_vnni`], each requantized in registers (as in
+/// [`super::x86_64::dot_u8i8_requant_vnni`]) and
 /// stored as bytes.
 #[allow(clippy::too_many_arguments)]
 pub fn direct_u8_requant_vnni(
@@ -57,22 +53,14 @@ pub fn direct_u8_requant_vnni(
     residual: Option<&[u8]>,
     out: &mut [u8],
 ) {
-    let lens = (xp.len(), w.len(), out.len(), residual.map(<[u8]>::len));
-    assert!(crate::signatures::fits_direct_requant(s, pixels, lens, rq));
-    if !has_vnni_512() || !s.supported() {
-        return super::generic::direct_u8_requant(s, xp, pixels, w, rq, residual, out);
-    }
-    // SAFETY: AVX-512 VNNI/BW is present and the shape supported (checked above);
-    // `fits_direct_requant` holds: the windows, the weights, out_c biases and multipliers
-    // and pixels * out_c outputs and residual inputs.
+    // SAFETY: `direct_out` needs AVX-512 VNNI (`has_vnni_512()`) and buffers that
+    // `fits_direct_requant`, which `checked_direct_requant` checks.
     unsafe {
-        direct_out(
-            s,
-            (xp.as_ptr(), pixels),
-            w.as_ptr(),
-            rq,
-            residual,
-            out.as_mut_ptr(),
+        checked_direct_requant(
+            has_vnni_512(),
+            direct_out,
+            (s, xp, pixels, w),
+            (rq, residual, out),
         )
     }
 }
