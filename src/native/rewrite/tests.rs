@@ -1,3 +1,6 @@
+//! Unit tests of the rewrite's passes on protobuf graphs built here (the patterns end to end,
+//! with tract, are in the runtime's `tests/native_patterns.rs`).
+
 use super::cleanup::fold_weight_dequantize;
 use super::graph::values;
 use crate::onnx_build::{new_int_attr, raw_tensor};
