@@ -3,16 +3,25 @@
 //! logits are (cosine, SQNR), and which layers lose the most (per-layer SQNR, when the model
 //! is an int8 model of the reference written by this tool: its activation `X.dq` is compared
 //! with the reference's `X`).
+//!
+//! At scale: the images are split across threads and their results summed in image order (the
+//! report is the same for any thread count); the model under test runs on the runtime, as the
+//! board runs it; the per-layer probes, which make every layer an output of both models, run
+//! on the first `--layer-images` images only, so the rest costs two forward passes an image.
 
-use crate::quant::calibrate::{probe_model, progress, run_all};
+use crate::image_pass::{progress, run_ordered};
+use crate::quant::calibrate::{probe_model, run_all};
 use anyhow::{bail, Context, Result};
 use prost::Message;
 use resnext_edge::labels;
 use resnext_edge::metadata::ModelMetadata;
+use resnext_edge::model::Model;
 use resnext_edge::preprocess::{decode_file, Preprocessor};
 use resnext_edge::topk::top_indices;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
@@ -39,7 +48,15 @@ pub struct Report {
     /// Median over the images of each image's logit SQNR: the typical image, which one image far
     /// outside the calibration ranges does not dominate.
     pub sqnr_db_median: f64,
+    /// The layers losing the most signal, over the first `layer_images` images.
     pub worst_layers: Vec<LayerSqnr>,
+    pub layer_images: usize,
+    /// What ran the model under test: the runtime's native int8 path (the kernel set and how
+    /// many layers it took) or stock tract.
+    pub model_runtime: String,
+    pub jobs: usize,
+    /// Images evaluated per second of wall time (both models, all jobs).
+    pub images_per_s: f64,
 }
 
 /// Images of an ImageFolder tree with their class indices.
@@ -157,8 +174,72 @@ fn sqnr_db(signal: f64, noise: f64) -> f64 {
     }
 }
 
-/// Evaluates `model` against `reference` on the ImageFolder tree `images`.
-pub fn evaluate(reference: &Path, model: &Path, images: &Path, quiet: bool) -> Result<Report> {
+/// How `evaluate` runs.
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    /// Threads the images are split across (the report is the same for any count).
+    pub jobs: usize,
+    /// Evaluate at most this many images, taken one class at a time.
+    pub limit: Option<usize>,
+    /// Per-layer SQNR on the first this many images only (each costs a probe of both models
+    /// with every layer as an output).
+    pub layer_images: usize,
+    pub quiet: bool,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            jobs: crate::image_pass::default_jobs(),
+            limit: None,
+            layer_images: 64,
+            quiet: false,
+        }
+    }
+}
+
+/// What one image adds to the report.
+struct Outcome {
+    class: usize,
+    ref_top: Vec<usize>,
+    model_top: Vec<usize>,
+    /// Dot product and squared norms of the two logit vectors, and their squared difference.
+    dot: f64,
+    ref_sq: f64,
+    model_sq: f64,
+    err: f64,
+    /// Per layer, the reference's squared norm and the squared difference (layer images only).
+    layers: Option<Vec<(f64, f64)>>,
+}
+
+/// The per-thread state of an evaluation: a preprocessor and the model under test on the
+/// runtime (its own copy: `Model::run` takes it mutably).
+struct Worker {
+    pre: Preprocessor,
+    model: Model,
+}
+
+/// Squared norm of `a`, and the dot product with and squared difference from `b`.
+fn compare(a: &[f32], b: &[f32]) -> (f64, f64, f64) {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let sq: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum();
+    let err: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+        .sum();
+    (sq, dot, err)
+}
+
+/// Evaluates `model` against `reference` on the ImageFolder tree `images`: the reference on
+/// tract (float), the model on the runtime as the board runs it (`resnext_edge::model::Model`:
+/// the native int8 kernels where the rewrite takes the layers, one kernel thread per job).
+pub fn evaluate(
+    reference: &Path,
+    model: &Path,
+    images: &Path,
+    opts: &EvalOptions,
+) -> Result<Report> {
     let ref_proto = read_proto(reference)?;
     let mut model_proto = read_proto(model)?;
     dequantize_layers(&mut model_proto);
@@ -187,74 +268,164 @@ pub fn evaluate(reference: &Path, model: &Path, images: &Path, quiet: bool) -> R
         .cloned()
         .collect();
     layers.dedup();
-    let mut ref_outputs = vec![output_of(&ref_proto)];
-    ref_outputs.extend(layers.iter().cloned());
-    let mut model_outputs = vec![output_of(&model_proto)];
-    model_outputs.extend(layers.iter().map(|l| format!("{l}.dq")));
-    let ref_probe = probe_model(&ref_proto, &as_refs(&ref_outputs), crop)
+    let ref_out = output_of(&ref_proto);
+    let ref_logits = probe_model(&ref_proto, &[ref_out.as_str()], crop)
         .with_context(|| format!("{}: cannot load", reference.display()))?;
-    let model_probe = probe_model(&model_proto, &as_refs(&model_outputs), crop)
-        .with_context(|| format!("{}: cannot load", model.display()))?;
+    // The layer probes: both models with every common layer as an output (stock tract).
+    let probes = if layers.is_empty() || opts.layer_images == 0 {
+        None
+    } else {
+        let ref_layers = probe_model(&ref_proto, &as_refs(&layers), crop)
+            .with_context(|| format!("{}: cannot load", reference.display()))?;
+        let dq: Vec<String> = layers.iter().map(|l| format!("{l}.dq")).collect();
+        let model_layers = probe_model(&model_proto, &as_refs(&dq), crop)
+            .with_context(|| format!("{}: cannot load", model.display()))?;
+        Some((ref_layers, model_layers))
+    };
+    drop(model_proto);
+    // One kernel thread per job: the jobs are the parallelism.
+    resnext_edge::kernels::set_threads(1);
+    let load = || -> Result<Model> {
+        let m = Model::load(model)?;
+        if m.metadata().preprocessing.crop != crop {
+            bail!(
+                "{}: crop {} differs from the reference's {crop}",
+                model.display(),
+                m.metadata().preprocessing.crop
+            );
+        }
+        Ok(m)
+    };
+    // Loaded here once for its errors and its description; each job loads its own copy.
+    let first = load()?;
+    let runtime = match first.native_ops() {
+        0 => "stock tract".to_string(),
+        n => format!(
+            "native ({}), {n} native ops",
+            resnext_edge::kernels::selected().name()
+        ),
+    };
+    let first = Mutex::new(Some(first));
 
     let n_classes = meta.arch.as_ref().map(|a| a.num_classes);
     let names = labels::resolve(meta.labels.as_deref(), n_classes.unwrap_or(1000));
-    let files = image_folder(images, &names)?;
+    let mut files = image_folder(images, &names)?;
     if files.is_empty() {
         bail!("{}: no images in the class folders", images.display());
     }
-    let mut pre = Preprocessor::new(meta.preprocessing.clone());
-    let bar = progress(files.len() as u64, "evaluating", quiet);
+    if let Some(limit) = opts.limit {
+        let class: std::collections::HashMap<PathBuf, usize> = files.iter().cloned().collect();
+        let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+        files = crate::image_pass::balanced(&paths, Some(limit))
+            .into_iter()
+            .map(|p| {
+                let c = class[&p];
+                (p, c)
+            })
+            .collect();
+    }
+    let bar = progress(files.len() as u64, "evaluating", opts.quiet);
+    let started = Instant::now();
     let (mut n, mut skipped) = (0usize, 0usize);
     let (mut ref1, mut mod1, mut ref5, mut mod5, mut agree) =
         (0usize, 0usize, 0usize, 0usize, 0usize);
     let (mut cos_sum, mut sig, mut noise) = (0f64, 0f64, 0f64);
     let mut layer_acc = vec![(0f64, 0f64); layers.len()];
-    let mut per_image = Vec::with_capacity(files.len());
-    for (path, class) in &files {
-        bar.inc(1);
-        let img = match decode_file(path) {
-            Ok(i) => i,
-            Err(e) => {
-                log::warn!("skipping: {e}");
-                skipped += 1;
-                continue;
+    let (mut layer_images, mut per_image) = (0usize, Vec::with_capacity(files.len()));
+    let mut failed = None;
+    run_ordered(
+        files.len(),
+        opts.jobs,
+        || -> Result<Worker> {
+            let model = match first.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                Some(m) => m,
+                None => load()?,
+            };
+            Ok(Worker {
+                pre: Preprocessor::new(meta.preprocessing.clone()),
+                model,
+            })
+        },
+        |worker, i| -> Result<Option<Outcome>> {
+            let w = worker.as_mut().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+            let (path, class) = &files[i];
+            let img = match decode_file(path) {
+                Ok(img) => img,
+                Err(e) => {
+                    log::warn!("skipping: {e}");
+                    return Ok(None);
+                }
+            };
+            let input = w.pre.preprocess(&img);
+            let r = &run_probe(&ref_logits, &input, crop)?[0];
+            let m = w.model.run(&input)?;
+            let (ref_sq, dot, err) = compare(r, &m);
+            let model_sq = m.iter().map(|b| (*b as f64).powi(2)).sum();
+            let layers = match &probes {
+                Some((rp, mp)) if i < opts.layer_images => {
+                    let (rl, ml) = (run_probe(rp, &input, crop)?, run_probe(mp, &input, crop)?);
+                    Some(
+                        rl.iter()
+                            .zip(&ml)
+                            .map(|(a, b)| {
+                                let (sq, _, err) = compare(a, b);
+                                (sq, err)
+                            })
+                            .collect(),
+                    )
+                }
+                _ => None,
+            };
+            Ok(Some(Outcome {
+                class: *class,
+                ref_top: top_indices(r, 5),
+                model_top: top_indices(&m, 5),
+                dot,
+                ref_sq,
+                model_sq,
+                err,
+                layers,
+            }))
+        },
+        |_, outcome| {
+            bar.inc(1);
+            let o = match outcome {
+                Ok(Some(o)) => o,
+                Ok(None) => {
+                    skipped += 1;
+                    return true;
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    return false;
+                }
+            };
+            let (rt, mt, class) = (&o.ref_top, &o.model_top, &o.class);
+            ref1 += (rt[0] == *class) as usize;
+            mod1 += (mt[0] == *class) as usize;
+            ref5 += rt.contains(class) as usize;
+            mod5 += mt.contains(class) as usize;
+            agree += (rt[0] == mt[0]) as usize;
+            cos_sum += o.dot / (o.ref_sq.sqrt() * o.model_sq.sqrt()).max(1e-30);
+            sig += o.ref_sq;
+            noise += o.err;
+            per_image.push(sqnr_db(o.ref_sq, o.err));
+            if let Some(l) = o.layers {
+                layer_images += 1;
+                for (acc, (s, e)) in layer_acc.iter_mut().zip(l) {
+                    acc.0 += s;
+                    acc.1 += e;
+                }
             }
-        };
-        let input = pre.preprocess(&img);
-        let r = run_probe(&ref_probe, &input, crop)?;
-        let m = run_probe(&model_probe, &input, crop)?;
-        let (rl, ml) = (&r[0], &m[0]);
-        let (rt, mt) = (top_indices(rl, 5), top_indices(ml, 5));
-        ref1 += (rt[0] == *class) as usize;
-        mod1 += (mt[0] == *class) as usize;
-        ref5 += rt.contains(class) as usize;
-        mod5 += mt.contains(class) as usize;
-        agree += (rt[0] == mt[0]) as usize;
-        let dot: f64 = rl.iter().zip(ml).map(|(a, b)| *a as f64 * *b as f64).sum();
-        let (na, nb): (f64, f64) = (
-            rl.iter().map(|a| (*a as f64).powi(2)).sum(),
-            ml.iter().map(|b| (*b as f64).powi(2)).sum(),
-        );
-        cos_sum += dot / (na.sqrt() * nb.sqrt()).max(1e-30);
-        let err: f64 = rl
-            .iter()
-            .zip(ml)
-            .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
-            .sum();
-        sig += na;
-        noise += err;
-        per_image.push(sqnr_db(na, err));
-        for (acc, (rv, mv)) in layer_acc.iter_mut().zip(r[1..].iter().zip(&m[1..])) {
-            acc.0 += rv.iter().map(|a| (*a as f64).powi(2)).sum::<f64>();
-            acc.1 += rv
-                .iter()
-                .zip(mv)
-                .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
-                .sum::<f64>();
-        }
-        n += 1;
-    }
+            n += 1;
+            true
+        },
+    );
     bar.finish_and_clear();
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let seconds = started.elapsed().as_secs_f64();
     if n == 0 {
         bail!(
             "{}: none of the {} images could be read",
@@ -265,6 +436,7 @@ pub fn evaluate(reference: &Path, model: &Path, images: &Path, quiet: bool) -> R
     let mut worst: Vec<LayerSqnr> = layers
         .iter()
         .zip(&layer_acc)
+        .filter(|_| layer_images > 0)
         .map(|(l, (s, e))| LayerSqnr {
             layer: l.clone(),
             sqnr_db: sqnr_db(*s, *e),
@@ -285,5 +457,9 @@ pub fn evaluate(reference: &Path, model: &Path, images: &Path, quiet: bool) -> R
         sqnr_db: sqnr_db(sig, noise),
         sqnr_db_median: median(&mut per_image),
         worst_layers: worst,
+        layer_images,
+        model_runtime: runtime,
+        jobs: opts.jobs,
+        images_per_s: (n + skipped) as f64 / seconds,
     })
 }

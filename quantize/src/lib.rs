@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod evaluate;
 pub mod export;
 pub mod float_net;
+pub mod image_pass;
 pub mod infer;
 pub mod npy;
 pub mod onnx_builder;

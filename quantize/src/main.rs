@@ -3,7 +3,9 @@
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use resnext_edge::resnext;
+use resnext_quantize::evaluate::EvalOptions;
 use resnext_quantize::export::{self, ArchRequest, WeightSource};
+use resnext_quantize::image_pass::default_jobs;
 use resnext_quantize::quant::params::ActType;
 use resnext_quantize::quant::ranges::Method;
 use resnext_quantize::quant::{self, Format};
@@ -117,9 +119,14 @@ enum Command {
         /// Element type of activations.
         #[arg(long, value_enum, default_value = "u8")]
         activations: ActType,
-        /// Use at most N calibration images (in name order).
+        /// Use N calibration images: a deterministic sample taken one class (subfolder) at a
+        /// time, as from ImageNet's val/<synset>/ (a flat folder: the first N in name order).
         #[arg(long, value_name = "N")]
         calib_count: Option<usize>,
+        /// Threads the calibration passes split the images across (default: every core; the
+        /// model written is the same for any count).
+        #[arg(long, short, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+        jobs: Option<u32>,
         /// Empirical bias correction (one shot over all convs; measured worse than none on the example model).
         #[arg(long)]
         bias_correction: bool,
@@ -167,6 +174,15 @@ enum Command {
         /// ImageFolder tree: class = subfolder name (one of the model's labels, or an ImageNet synset such as n01440764).
         #[arg(long, value_name = "DIR")]
         images: PathBuf,
+        /// Threads the images are split across (default: every core; the report is the same for any count).
+        #[arg(long, short, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+        jobs: Option<u32>,
+        /// Evaluate at most N images, taken one class at a time.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Per-layer SQNR on the first N images only (0: none); the others cost two forward passes each.
+        #[arg(long, value_name = "N", default_value_t = 64)]
+        layer_images: usize,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -209,6 +225,7 @@ fn main() -> ExitCode {
             method,
             activations,
             calib_count,
+            jobs,
             bias_correction,
             equalize,
             keep_float,
@@ -228,6 +245,7 @@ fn main() -> ExitCode {
                 keep_float,
                 headroom,
                 fuse_residual: !quantize_residual_branch,
+                jobs: jobs.map_or_else(default_jobs, |j| j as usize),
                 quiet,
             };
             run_quantize(
@@ -245,9 +263,20 @@ fn main() -> ExitCode {
             reference,
             model,
             images,
+            jobs,
+            limit,
+            layer_images,
             json,
             quiet,
-        } => run_evaluate(&reference, &model, &images, json, quiet),
+        } => {
+            let opts = EvalOptions {
+                jobs: jobs.map_or_else(default_jobs, |j| j as usize),
+                limit,
+                layer_images,
+                quiet,
+            };
+            run_evaluate(&reference, &model, &images, &opts, json)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -395,10 +424,10 @@ fn run_evaluate(
     reference: &std::path::Path,
     model: &std::path::Path,
     images: &std::path::Path,
+    opts: &EvalOptions,
     json: bool,
-    quiet: bool,
 ) -> Result<()> {
-    let r = resnext_quantize::evaluate::evaluate(reference, model, images, quiet)?;
+    let r = resnext_quantize::evaluate::evaluate(reference, model, images, opts)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
@@ -428,8 +457,12 @@ fn run_evaluate(
     println!("logit cosine      {:.5}", r.cosine);
     println!("logit SQNR        {:.2} dB", r.sqnr_db);
     println!("  per image        {:.2} dB (median)", r.sqnr_db_median);
+    println!(
+        "model ran on      {} ({} jobs, {:.1} images/s)",
+        r.model_runtime, r.jobs, r.images_per_s
+    );
     if !r.worst_layers.is_empty() {
-        println!("layers losing the most:");
+        println!("layers losing the most (first {} images):", r.layer_images);
         for l in &r.worst_layers {
             println!("  {:<28} {:.2} dB", l.layer, l.sqnr_db);
         }

@@ -10,8 +10,9 @@
 //! default (`--bias-correction`); a layer-by-layer version would not double count, at one pass
 //! over the calibration images per layer.
 
-use super::calibrate::{probe_model, progress, run_all};
+use super::calibrate::{probe_model, run_all};
 use crate::float_net::FloatNet;
+use crate::image_pass::{progress, ImageSet};
 use anyhow::Result;
 use tract_onnx::pb;
 
@@ -21,9 +22,9 @@ pub fn correct(
     net: &mut FloatNet,
     float: &pb::ModelProto,
     quantized: &pb::ModelProto,
-    images: &[Vec<f32>],
+    images: &ImageSet,
     crop: usize,
-    quiet: bool,
+    (jobs, quiet): (usize, bool),
 ) -> Result<()> {
     let names: Vec<String> = net.convs().iter().map(|c| c.shape.name.clone()).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -34,32 +35,51 @@ pub fn correct(
         .iter()
         .map(|c| vec![0.0; c.shape.out_channels])
         .collect();
+    let widths: Vec<usize> = sums.iter().map(Vec::len).collect();
     let bar = progress(images.len() as u64, "bias corr.", quiet);
-    for img in images {
-        let f = run_all(&float_plan, img, crop)?;
-        let q = run_all(&quant_plan, img, crop)?;
-        for ((sum, fo), qo) in sums.iter_mut().zip(&f).zip(&q) {
-            let (fv, qv) = (
-                fo.to_plain_array_view::<f32>()?,
-                qo.to_plain_array_view::<f32>()?,
-            );
-            let (fs, qs) = (
-                fv.as_slice().expect("contiguous"),
-                qv.as_slice().expect("contiguous"),
-            );
-            let plane = fs.len() / sum.len();
-            for (c, s) in sum.iter_mut().enumerate() {
-                let range = c * plane..(c + 1) * plane;
-                *s += qs[range.clone()]
-                    .iter()
-                    .zip(&fs[range])
-                    .map(|(a, b)| (*a - *b) as f64)
-                    .sum::<f64>()
-                    / plane as f64;
+    // Per image, per conv and channel, the mean shift; added in image order.
+    images.pass(
+        jobs,
+        &bar,
+        |_, x| {
+            let f = run_all(&float_plan, &x, crop)?;
+            let q = run_all(&quant_plan, &x, crop)?;
+            f.iter()
+                .zip(&q)
+                .zip(&widths)
+                .map(|((fo, qo), &width)| {
+                    let (fv, qv) = (
+                        fo.to_plain_array_view::<f32>()?,
+                        qo.to_plain_array_view::<f32>()?,
+                    );
+                    let (fs, qs) = (
+                        fv.as_slice().expect("contiguous"),
+                        qv.as_slice().expect("contiguous"),
+                    );
+                    let plane = fs.len() / width;
+                    Ok((0..width)
+                        .map(|c| {
+                            let range = c * plane..(c + 1) * plane;
+                            qs[range.clone()]
+                                .iter()
+                                .zip(&fs[range])
+                                .map(|(a, b)| (*a - *b) as f64)
+                                .sum::<f64>()
+                                / plane as f64
+                        })
+                        .collect::<Vec<f64>>())
+                })
+                .collect::<Result<Vec<_>>>()
+        },
+        |_, shifts| {
+            for (sum, shift) in sums.iter_mut().zip(shifts) {
+                for (s, d) in sum.iter_mut().zip(shift) {
+                    *s += d;
+                }
             }
-        }
-        bar.inc(1);
-    }
+            Ok(())
+        },
+    )?;
     bar.finish_and_clear();
     let n = images.len() as f64;
     let mut convs = convs_mut(net);

@@ -1,48 +1,31 @@
 //! Calibration: the float model run over representative images, and the statistics of every
 //! activation the int8 model will quantize. Two passes over the images: the first finds each
 //! tensor's range, the second fills a histogram over it, so that every range method works on
-//! exact counts whatever the number of images.
+//! exact counts whatever the number of images. The images are read as each pass needs them and
+//! split across threads ([`crate::image_pass`]): memory does not grow with their count, and the
+//! statistics are the same for any number of threads.
 
 use super::ranges::Histogram;
 use crate::float_net::ActPoint;
+use crate::image_pass::{self, progress, ImageSet, Opened};
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use resnext_edge::inputs;
 use resnext_edge::metadata::Preprocessing;
-use resnext_edge::preprocess::{decode_file, Preprocessor};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
-/// Preprocessed calibration inputs, and what was skipped.
-pub struct CalibrationImages {
-    pub inputs: Vec<Vec<f32>>,
-    pub skipped: Vec<(PathBuf, String)>,
-}
-
-/// A progress bar on stderr (hidden when stderr is not a terminal or `quiet`).
-pub fn progress(len: u64, what: &str, quiet: bool) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} ({eta} left)")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_message(what.to_string());
-    bar
-}
-
-/// Reads up to `count` images (all by default) from `dir`, recursively in name order. Unreadable
+/// The calibration images of `dir` (searched recursively): all of them, or `count` of them
+/// taken one class (folder) at a time ([`image_pass::balanced`]), so that a sample of a large
+/// class-per-folder tree such as ImageNet's `val/<synset>/` covers its classes. Unreadable
 /// images are warned about, counted and skipped; it is an error when none is left.
-pub fn load_images(
+pub fn open_images(
     dir: &Path,
     count: Option<usize>,
     pre: &Preprocessing,
+    jobs: usize,
     quiet: bool,
-) -> Result<CalibrationImages> {
+) -> Result<Opened> {
     if !dir.is_dir() {
         bail!(
             "{}: calibration folder does not exist or is not a directory",
@@ -56,38 +39,9 @@ pub fn load_images(
             dir.display()
         );
     }
-    let want = count.unwrap_or(files.len()).min(files.len());
-    let mut p = Preprocessor::new(pre.clone());
-    let mut out = CalibrationImages {
-        inputs: Vec::new(),
-        skipped: Vec::new(),
-    };
-    let bar = progress(want as u64, "reading", quiet);
-    for f in &files {
-        if out.inputs.len() == want {
-            break;
-        }
-        match decode_file(f) {
-            Ok(img) => {
-                out.inputs.push(p.preprocess(&img));
-                bar.inc(1);
-            }
-            Err(e) => {
-                log::warn!("skipping calibration image: {e}");
-                out.skipped.push((f.clone(), e.to_string()));
-            }
-        }
-    }
-    bar.finish_and_clear();
-    if out.inputs.is_empty() {
-        bail!(
-            "{}: none of the {} images in the calibration folder could be read (first: {})",
-            dir.display(),
-            files.len(),
-            out.skipped[0].1
-        );
-    }
-    Ok(out)
+    let candidates = image_pass::balanced(&files, None);
+    ImageSet::open(&candidates, count, pre, jobs, quiet)
+        .with_context(|| format!("{}: calibration folder", dir.display()))
 }
 
 /// A model with the named tensors as its outputs, ready to run at batch 1.
@@ -111,44 +65,70 @@ pub fn run_all(plan: &Arc<TypedRunnableModel>, input: &[f32], crop: usize) -> Re
 }
 
 /// Histograms of every activation point that has its own quantization (`same_as` is `None`),
-/// in the order of `points`.
+/// in the order of `points`: a pass for the ranges, a pass for the counts, each image's
+/// statistics made on its thread and merged in image order (minima, maxima and counts: the
+/// same whatever the job count).
 pub fn collect_histograms(
     proto: &pb::ModelProto,
     points: &[ActPoint],
-    images: &[Vec<f32>],
+    images: &ImageSet,
     crop: usize,
-    quiet: bool,
+    (jobs, quiet): (usize, bool),
 ) -> Result<Vec<(String, Histogram)>> {
     let own: Vec<&ActPoint> = points.iter().filter(|p| p.same_as.is_none()).collect();
     let names: Vec<&str> = own.iter().map(|p| p.name.as_str()).collect();
     let plan = probe_model(proto, &names, crop)?;
     let bar = progress(2 * images.len() as u64, "calibrating", quiet);
     let mut ranges = vec![(f32::INFINITY, f32::NEG_INFINITY); own.len()];
-    for img in images {
-        let outs = run_all(&plan, img, crop)?;
-        for (r, o) in ranges.iter_mut().zip(&outs) {
-            for &v in o.to_plain_array_view::<f32>()?.iter() {
-                r.0 = r.0.min(v);
-                r.1 = r.1.max(v);
+    images.pass(
+        jobs,
+        &bar,
+        |_, x| {
+            run_all(&plan, &x, crop)?
+                .iter()
+                .map(|o| {
+                    let view = o.to_plain_array_view::<f32>()?;
+                    Ok(view
+                        .iter()
+                        .fold((f32::INFINITY, f32::NEG_INFINITY), |r, &v| {
+                            (r.0.min(v), r.1.max(v))
+                        }))
+                })
+                .collect::<Result<Vec<_>>>()
+        },
+        |_, image| {
+            for (r, (lo, hi)) in ranges.iter_mut().zip(image) {
+                *r = (r.0.min(lo), r.1.max(hi));
             }
-        }
-        bar.inc(1);
-    }
-    let mut hists: Vec<Histogram> = ranges
+            Ok(())
+        },
+    )?;
+    let empty: Vec<Histogram> = ranges
         .iter()
         .map(|&(lo, hi)| Histogram::new(lo, hi))
         .collect();
-    for img in images {
-        let outs = run_all(&plan, img, crop)?;
-        for (h, o) in hists.iter_mut().zip(&outs) {
-            let view = o.to_plain_array_view::<f32>()?;
-            match view.as_slice() {
-                Some(s) => h.add(s),
-                None => h.add(&view.iter().copied().collect::<Vec<_>>()),
+    let mut hists = empty.clone();
+    images.pass(
+        jobs,
+        &bar,
+        |_, x| {
+            let mut mine = empty.clone();
+            for (h, o) in mine.iter_mut().zip(&run_all(&plan, &x, crop)?) {
+                let view = o.to_plain_array_view::<f32>()?;
+                match view.as_slice() {
+                    Some(s) => h.add(s),
+                    None => h.add(&view.iter().copied().collect::<Vec<_>>()),
+                }
             }
-        }
-        bar.inc(1);
-    }
+            Ok(mine)
+        },
+        |_, mine| {
+            for (h, m) in hists.iter_mut().zip(mine) {
+                h.merge(&m);
+            }
+            Ok(())
+        },
+    )?;
     bar.finish_and_clear();
     Ok(names.iter().map(|n| n.to_string()).zip(hists).collect())
 }
@@ -157,30 +137,45 @@ pub fn collect_histograms(
 pub fn collect_channel_max(
     proto: &pb::ModelProto,
     names: &[String],
-    images: &[Vec<f32>],
+    images: &ImageSet,
     crop: usize,
-    quiet: bool,
+    (jobs, quiet): (usize, bool),
 ) -> Result<std::collections::HashMap<String, Vec<f32>>> {
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let plan = probe_model(proto, &refs, crop)?;
     let bar = progress(images.len() as u64, "equalizing", quiet);
     let mut maxima: Vec<Vec<f32>> = vec![Vec::new(); names.len()];
-    for img in images {
-        let outs = run_all(&plan, img, crop)?;
-        for (m, o) in maxima.iter_mut().zip(&outs) {
-            let c = o.shape()[1];
-            let view = o.to_plain_array_view::<f32>()?;
-            let data = view.as_slice().context("contiguous output")?;
-            let plane = data.len() / c;
-            m.resize(c, f32::NEG_INFINITY);
-            for (ch, mx) in m.iter_mut().enumerate() {
-                *mx = data[ch * plane..(ch + 1) * plane]
-                    .iter()
-                    .fold(*mx, |a, &v| a.max(v));
+    images.pass(
+        jobs,
+        &bar,
+        |_, x| {
+            run_all(&plan, &x, crop)?
+                .iter()
+                .map(|o| {
+                    let c = o.shape()[1];
+                    let view = o.to_plain_array_view::<f32>()?;
+                    let data = view.as_slice().context("contiguous output")?;
+                    let plane = data.len() / c;
+                    Ok((0..c)
+                        .map(|ch| {
+                            data[ch * plane..(ch + 1) * plane]
+                                .iter()
+                                .fold(f32::NEG_INFINITY, |a, &v| a.max(v))
+                        })
+                        .collect::<Vec<f32>>())
+                })
+                .collect::<Result<Vec<_>>>()
+        },
+        |_, image| {
+            for (m, im) in maxima.iter_mut().zip(image) {
+                m.resize(im.len(), f32::NEG_INFINITY);
+                for (mx, v) in m.iter_mut().zip(im) {
+                    *mx = mx.max(v);
+                }
             }
-        }
-        bar.inc(1);
-    }
+            Ok(())
+        },
+    )?;
     bar.finish_and_clear();
     Ok(names.iter().cloned().zip(maxima).collect())
 }

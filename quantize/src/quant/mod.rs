@@ -58,6 +58,9 @@ pub struct Options {
     /// QDQ: the last conv of each block feeds the residual add unquantized (one requantization
     /// after conv + add + ReLU, as a fused kernel computes it).
     pub fuse_residual: bool,
+    /// Threads the passes over the calibration images split across (the model written is the
+    /// same for any count).
+    pub jobs: usize,
     /// No progress bars.
     pub quiet: bool,
 }
@@ -77,6 +80,7 @@ impl Default for Options {
             keep_float: 0,
             headroom: 1.5,
             fuse_residual: true,
+            jobs: crate::image_pass::default_jobs(),
             quiet: false,
         }
     }
@@ -117,12 +121,15 @@ pub fn quantize(
         bail!("--keep-float needs the QDQ layout (QOperator layers are integer only)");
     }
     let mut net = FloatNet::from_checkpoint(&source.checkpoint, &source.config);
-    let images = calibrate::load_images(
+    let calibration = calibrate::open_images(
         calib_dir,
         opts.calib_count,
         &metadata.preprocessing,
+        opts.jobs,
         opts.quiet,
     )?;
+    let images = &calibration.set;
+    let run = (opts.jobs, opts.quiet);
     let crop = metadata.preprocessing.crop;
     if opts.equalize {
         let names: Vec<String> = net
@@ -135,13 +142,8 @@ pub fn quantize(
                 ]
             })
             .collect();
-        let channel_max = calibrate::collect_channel_max(
-            &net.to_onnx(&metadata),
-            &names,
-            &images.inputs,
-            crop,
-            opts.quiet,
-        )?;
+        let channel_max =
+            calibrate::collect_channel_max(&net.to_onnx(&metadata), &names, images, crop, run)?;
         equalize::equalize(&mut net, &channel_max);
     }
     let (float_model, mut points) = net.to_onnx_with_points(&metadata);
@@ -149,8 +151,7 @@ pub fn quantize(
         // The QOperator head quantizes its product; its range comes from the logits'.
         points.push(float_net::point(OUTPUT, false));
     }
-    let hists =
-        calibrate::collect_histograms(&float_model, &points, &images.inputs, crop, opts.quiet)?;
+    let hists = calibrate::collect_histograms(&float_model, &points, images, crop, run)?;
     let mut logits_range = None;
     let mut params: HashMap<String, QParams> = HashMap::new();
     for (name, h) in &hists {
@@ -175,9 +176,9 @@ pub fn quantize(
             &params,
             &fused,
             opts.act_type,
-            &images.inputs,
+            images,
             crop,
-            opts.quiet,
+            run,
         )?;
         for (name, db) in ranked.iter().take(opts.keep_float) {
             log::info!("keeping {name} in float (alone quantized: {db:.2} dB logit SQNR)");
@@ -191,8 +192,8 @@ pub fn quantize(
         Vec::new()
     };
     let summary = Summary {
-        images_used: images.inputs.len(),
-        images_skipped: images.skipped.len(),
+        images_used: images.len(),
+        images_skipped: calibration.skipped.len(),
         method: opts.method.name(),
         activations: opts.act_type.name(),
         format: opts.format.name(),
@@ -239,14 +240,7 @@ pub fn quantize(
         let mut draft = qdq::QdqEmitter::new(opts.act_type, params.clone());
         draft.float_points = float_points.clone();
         let draft = write_graph(&net, &mut draft, &metadata, "");
-        bias_correction::correct(
-            &mut net,
-            &float_model,
-            &draft,
-            &images.inputs,
-            crop,
-            opts.quiet,
-        )?;
+        bias_correction::correct(&mut net, &float_model, &draft, images, crop, run)?;
     }
     let doc = format!(
         "ResNeXt classifier, int8 {} ({} calibration, {} activations)",

@@ -72,6 +72,14 @@ impl Histogram {
         }
     }
 
+    /// Adds the counts of `other`, a histogram over the same range (another image's).
+    pub fn merge(&mut self, other: &Histogram) {
+        assert!(self.min == other.min && self.max == other.max);
+        for (c, o) in self.counts.iter_mut().zip(&other.counts) {
+            *c += o;
+        }
+    }
+
     fn centre(&self, i: usize) -> f64 {
         self.min as f64 + (i as f64 + 0.5) * self.bin_width()
     }
