@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use prost::Message;
 use resnext_edge::labels;
 use resnext_edge::metadata::ModelMetadata;
-use resnext_edge::model::Model;
+use resnext_edge::model::{Backend, Model};
 use resnext_edge::preprocess::{decode_file, Preprocessor};
 use resnext_edge::topk::top_indices;
 use serde::Serialize;
@@ -174,9 +174,21 @@ fn sqnr_db(signal: f64, noise: f64) -> f64 {
     }
 }
 
+/// What runs the model under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Runtime {
+    /// The runtime as the board runs it: the native int8 kernels where the rewrite takes the
+    /// layers, stock tract elsewhere.
+    Native,
+    /// Stock tract on the file as written: every operator as ONNX defines it (the same engine
+    /// for models of any quantizer, for comparing quantizers).
+    Stock,
+}
+
 /// How `evaluate` runs.
 #[derive(Clone, Debug)]
 pub struct EvalOptions {
+    pub runtime: Runtime,
     /// Threads the images are split across (the report is the same for any count).
     pub jobs: usize,
     /// Evaluate at most this many images, taken one class at a time.
@@ -190,6 +202,7 @@ pub struct EvalOptions {
 impl Default for EvalOptions {
     fn default() -> Self {
         EvalOptions {
+            runtime: Runtime::Native,
             jobs: crate::image_pass::default_jobs(),
             limit: None,
             layer_images: 64,
@@ -212,11 +225,11 @@ struct Outcome {
     layers: Option<Vec<(f64, f64)>>,
 }
 
-/// The per-thread state of an evaluation: a preprocessor and the model under test on the
-/// runtime (its own copy: `Model::run` takes it mutably).
+/// The per-thread state of an evaluation: a preprocessor and, on the native runtime, the model
+/// under test (its own copy: `Model::run` takes it mutably).
 struct Worker {
     pre: Preprocessor,
-    model: Model,
+    model: Option<Model>,
 }
 
 /// Squared norm of `a`, and the dot product with and squared difference from `b`.
@@ -282,11 +295,10 @@ pub fn evaluate(
             .with_context(|| format!("{}: cannot load", model.display()))?;
         Some((ref_layers, model_layers))
     };
-    drop(model_proto);
     // One kernel thread per job: the jobs are the parallelism.
     resnext_edge::kernels::set_threads(1);
     let load = || -> Result<Model> {
-        let m = Model::load(model)?;
+        let m = Model::load_with(model, Backend::Native)?;
         if m.metadata().preprocessing.crop != crop {
             bail!(
                 "{}: crop {} differs from the reference's {crop}",
@@ -296,16 +308,28 @@ pub fn evaluate(
         }
         Ok(m)
     };
-    // Loaded here once for its errors and its description; each job loads its own copy.
-    let first = load()?;
-    let runtime = match first.native_ops() {
-        0 => "stock tract".to_string(),
-        n => format!(
-            "native ({}), {n} native ops",
-            resnext_edge::kernels::selected().name()
-        ),
+    // Native: loaded here once for its errors and its description, and each job loads its own
+    // copy. Stock: one plan of the file's logits, shared.
+    let (first, stock, runtime) = match opts.runtime {
+        Runtime::Native => {
+            let first = load()?;
+            let runtime = match first.native_ops() {
+                0 => "stock tract (no layer for the native path)".to_string(),
+                n => format!(
+                    "native ({}), {n} native ops",
+                    resnext_edge::kernels::selected().name()
+                ),
+            };
+            (Some(first), None, runtime)
+        }
+        Runtime::Stock => {
+            let plan = probe_model(&model_proto, &[output_of(&model_proto).as_str()], crop)
+                .with_context(|| format!("{}: cannot load", model.display()))?;
+            (None, Some(plan), "stock tract".to_string())
+        }
     };
-    let first = Mutex::new(Some(first));
+    drop(model_proto);
+    let first = Mutex::new(first);
 
     let n_classes = meta.arch.as_ref().map(|a| a.num_classes);
     let names = labels::resolve(meta.labels.as_deref(), n_classes.unwrap_or(1000));
@@ -337,9 +361,11 @@ pub fn evaluate(
         files.len(),
         opts.jobs,
         || -> Result<Worker> {
-            let model = match first.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                Some(m) => m,
-                None => load()?,
+            let taken = first.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let model = match (taken, opts.runtime) {
+                (Some(m), _) => Some(m),
+                (None, Runtime::Native) => Some(load()?),
+                (None, Runtime::Stock) => None,
             };
             Ok(Worker {
                 pre: Preprocessor::new(meta.preprocessing.clone()),
@@ -358,7 +384,11 @@ pub fn evaluate(
             };
             let input = w.pre.preprocess(&img);
             let r = &run_probe(&ref_logits, &input, crop)?[0];
-            let m = w.model.run(&input)?;
+            let m = match (&mut w.model, &stock) {
+                (Some(model), _) => model.run(&input)?,
+                (None, Some(plan)) => run_probe(plan, &input, crop)?.swap_remove(0),
+                (None, None) => unreachable!("a runtime is chosen"),
+            };
             let (ref_sq, dot, err) = compare(r, &m);
             let model_sq = m.iter().map(|b| (*b as f64).powi(2)).sum();
             let layers = match &probes {

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use resnext_edge::resnext;
-use resnext_quantize::evaluate::EvalOptions;
+use resnext_quantize::evaluate::{EvalOptions, Runtime};
 use resnext_quantize::export::{self, ArchRequest, WeightSource};
 use resnext_quantize::image_pass::default_jobs;
 use resnext_quantize::quant::params::ActType;
@@ -174,6 +174,10 @@ enum Command {
         /// ImageFolder tree: class = subfolder name (one of the model's labels, or an ImageNet synset such as n01440764).
         #[arg(long, value_name = "DIR")]
         images: PathBuf,
+        /// What runs the model under test: the runtime's native int8 path (as on the board) or
+        /// stock tract on the file as written (the same engine for any quantizer's models).
+        #[arg(long, value_enum, default_value = "native")]
+        runtime: Runtime,
         /// Threads the images are split across (default: every core; the report is the same for any count).
         #[arg(long, short, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
         jobs: Option<u32>,
@@ -201,6 +205,14 @@ fn parse_headroom(s: &str) -> Result<f32, String> {
 }
 
 fn main() -> ExitCode {
+    // tract's AMX int8 matrix kernel crashes (SIGSEGV in `avx512amx_mmm_i32_8x8`) when two
+    // threads run it at once, which `evaluate --jobs` does with stock int8 plans; its VNNI
+    // kernels compute the same integers. A `TRACT_CPU_ISA` the user set is left as it is.
+    if std::env::var_os("TRACT_CPU_ISA").is_none() {
+        // SAFETY: the first statement of `main`: no other thread exists yet to read the
+        // environment concurrently.
+        unsafe { std::env::set_var("TRACT_CPU_ISA", "-amx-int8") };
+    }
     let cli = Cli::parse();
     resnext_edge::logging::init(cli.verbose);
     let result = match cli.command {
@@ -263,6 +275,7 @@ fn main() -> ExitCode {
             reference,
             model,
             images,
+            runtime,
             jobs,
             limit,
             layer_images,
@@ -270,6 +283,7 @@ fn main() -> ExitCode {
             quiet,
         } => {
             let opts = EvalOptions {
+                runtime,
                 jobs: jobs.map_or_else(default_jobs, |j| j as usize),
                 limit,
                 layer_images,

@@ -100,9 +100,14 @@ fn calib_count_takes_one_image_of_each_class_in_turn() {
 }
 
 fn evaluate(jobs: &str, extra: &[&str]) -> serde_json::Value {
+    evaluate_model(&[], jobs, extra)
+}
+
+/// `evaluate` of the trained model quantized with `quantize` (flags) against its float export.
+fn evaluate_model(quantize: &[&str], jobs: &str, extra: &[&str]) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let float = common::export_float(&fixtures().join("trained/mmcls.pth"), dir.path());
-    let int8 = common::quantize_trained(dir.path(), "int8.onnx", &[]);
+    let int8 = common::quantize_trained(dir.path(), "int8.onnx", quantize);
     let o = Command::new(env!("CARGO_BIN_EXE_resnext-quantize"))
         .args(["evaluate", "--json", "-q", "--jobs", jobs, "--reference"])
         .arg(&float)
@@ -140,4 +145,24 @@ fn evaluate_without_layer_probes_reports_no_layers() {
     assert_eq!(r["layer_images"], 0, "{r}");
     assert_eq!(r["worst_layers"].as_array().unwrap().len(), 0, "{r}");
     assert_eq!(r["images"], 20, "{r}");
+}
+
+#[test]
+fn evaluate_on_stock_tract_reports_the_same_on_one_or_three_threads() {
+    // Integer operators on stock tract, several threads at once (tract's AMX int8 kernel
+    // crashed so; the tool keeps tract on its VNNI kernels).
+    let q = ["--format", "qoperator"];
+    let args = ["--runtime", "stock", "--layer-images", "4"];
+    let (mut one, mut three) = (
+        evaluate_model(&q, "1", &args),
+        evaluate_model(&q, "3", &args),
+    );
+    assert_eq!(one["model_runtime"], "stock tract", "{one}");
+    assert_eq!(one["images"], 200, "{one}");
+    for r in [&mut one, &mut three] {
+        let m = r.as_object_mut().unwrap();
+        m.remove("images_per_s");
+        m.remove("jobs");
+    }
+    assert_eq!(one, three);
 }
