@@ -20,6 +20,7 @@ pub mod model;
 pub mod native;
 pub mod onnx_build;
 pub mod onnx_limits;
+pub mod onnx_read;
 pub mod preprocess;
 #[cfg(test)]
 mod scratch_dir;

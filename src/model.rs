@@ -121,9 +121,7 @@ impl Model {
             return Err(load_err("no such model file".into()));
         }
         let onnx = onnx_loader();
-        let proto = onnx
-            .proto_model_for_path(path)
-            .map_err(|e| load_err(format!("not a readable ONNX model: {}", format_chain(&e))))?;
+        let proto = crate::onnx_read::read_model(path).map_err(load_err)?;
         Self::from_proto(&onnx, proto, path, backend)
     }
 
@@ -168,12 +166,13 @@ impl Model {
         })?;
         let crop = metadata.preprocessing.crop;
         let plan = contained(|| {
-            let (proto, native_ops) = match backend {
+            // The packed weights wait here until the ops that run them take them.
+            let (proto, native_ops, _parked) = match backend {
                 Backend::Native => {
                     let r = crate::native::rewrite::rewrite(proto);
-                    (r.model, r.native_ops)
+                    (r.model, r.native_ops, r.parked)
                 }
-                Backend::Stock => (proto, 0),
+                Backend::Stock => (proto, 0, Default::default()),
             };
             let model = onnx.model_for_proto_model(&proto)?;
             // The protobuf's copy of the weights is not needed once tract holds them.

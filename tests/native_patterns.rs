@@ -205,6 +205,16 @@ fn rewritten(m: &pb::ModelProto) -> (BTreeMap<String, usize>, usize, pb::GraphPr
         *ops.entry(n.op_type.clone()).or_default() += 1;
     }
     assert_eq!(ops.values().sum::<usize>(), r.native_ops, "{ops:?}");
+    // Every native conv's weights are packed and parked; the node keeps their key.
+    let convs: Vec<_> = g
+        .node
+        .iter()
+        .filter(|n| n.op_type == "ResnextEdgeConv")
+        .collect();
+    assert_eq!(r.parked.len(), convs.len());
+    assert!(convs
+        .iter()
+        .all(|n| n.attribute.iter().any(|a| a.name == "packed")));
     let transposes = g.node.iter().filter(|n| n.op_type == "Transpose").count();
     (ops, transposes, g)
 }
@@ -291,8 +301,9 @@ fn a_residual_add_is_fused_into_the_convolution_before_it() {
     let fused = g
         .node
         .iter()
-        .filter(|n| n.op_type == "ResnextEdgeConv" && n.input.len() == 5)
+        .filter(|n| n.op_type == "ResnextEdgeConv" && n.input.len() == 4)
         .count();
+    // Inputs x, bias, multiplier, residual (the weights are packed and parked).
     assert_eq!(fused, 1, "one conv takes the residual input");
     // Stock rounds the convolution and the sum separately: two steps.
     agree(&m, 2.0);

@@ -9,4 +9,5 @@
 //! the crate `resnext-kernels` ([`crate::kernels`]), which has no tract in it.
 
 pub mod ops;
+pub mod parked;
 pub mod rewrite;

@@ -42,10 +42,55 @@ impl PackedConv {
         requant: LayerRequant,
         family: Family,
     ) -> Self {
+        assert_eq!(requant.multiplier.len(), geom.out_c);
+        let packed = PackedWeights::pack(&geom, w, &bias, requant.in_zero, family);
+        PackedConv {
+            geom,
+            packed,
+            bias,
+            requant,
+        }
+    }
+
+    /// A convolution of weights packed before (for `geom`'s channels and window; the input size
+    /// does not enter the layout), or why they do not fit it.
+    pub fn from_packed(
+        geom: ConvGeometry,
+        packed: PackedWeights,
+        bias: Vec<i32>,
+        requant: LayerRequant,
+    ) -> Result<Self, String> {
+        if bias.len() != geom.out_c || requant.multiplier.len() != geom.out_c {
+            return Err(format!(
+                "{} biases and {} multipliers for {} output channels",
+                bias.len(),
+                requant.multiplier.len(),
+                geom.out_c
+            ));
+        }
+        if !packed.fits(&geom) {
+            return Err(format!(
+                "packed weights do not fit {} -> {} channels in {} groups, kernel {}",
+                geom.in_c, geom.out_c, geom.groups, geom.kernel
+            ));
+        }
+        Ok(PackedConv {
+            geom,
+            packed,
+            bias,
+            requant,
+        })
+    }
+}
+
+impl PackedWeights {
+    /// ONNX-ordered weights `[out_c][cpg_in][k][k]` (int8) in the layout of `family`, with the
+    /// u8 family's bias less `in_zero * sum(weights)` of each output channel. Only `geom`'s
+    /// channels, groups and kernel enter the layout, not the input size.
+    pub fn pack(geom: &ConvGeometry, w: &[i8], bias: &[i32], in_zero: i32, family: Family) -> Self {
         let (k, cin, cout) = (geom.kernel, geom.cpg_in(), geom.cpg_out());
         assert_eq!(w.len(), geom.out_c * cin * k * k);
         assert_eq!(bias.len(), geom.out_c);
-        assert_eq!(requant.multiplier.len(), geom.out_c);
         // Calls `f(output channel, depth index, weight)`; depth is tap-major and channel-minor,
         // as the patch is gathered.
         let each = |f: &mut dyn FnMut(usize, usize, i8)| {
@@ -68,7 +113,7 @@ impl PackedConv {
             let (o0, width) = (o / PANEL * PANEL, PANEL.min(cout - o / PANEL * PANEL));
             g * depth * cout + o0 * depth + (d / lanes * width + o - o0) * lanes + d % lanes
         };
-        let packed = match family {
+        match family {
             Family::I16Pairs => {
                 let dp = geom.depth_padded();
                 let mut p = Aligned::new(geom.groups * dp * cout);
@@ -78,10 +123,10 @@ impl PackedConv {
             Family::U8Quads => {
                 let dq = geom.depth_bytes();
                 let mut p = Aligned::new(geom.groups * dq * cout);
-                let mut adjusted = bias.clone();
+                let mut adjusted = bias.to_vec();
                 each(&mut |oc, d, v| {
                     p[at(oc, d, 4, dq)] = v;
-                    adjusted[oc] -= requant.in_zero * v as i32;
+                    adjusted[oc] -= in_zero * v as i32;
                 });
                 let direct = geom.direct_shape().map(|ds| {
                     let mut d = Aligned::new(ds.weights().expect("checked geometry"));
@@ -97,12 +142,23 @@ impl PackedConv {
                     direct,
                 }
             }
-        };
-        PackedConv {
-            geom,
-            packed,
-            bias,
-            requant,
+        }
+    }
+
+    /// Whether the packed weights hold what a convolution of `geom` reads, in their family's
+    /// layout.
+    pub fn fits(&self, geom: &ConvGeometry) -> bool {
+        match self {
+            PackedWeights::I16(w) => w.len() == geom.groups * geom.depth_padded() * geom.cpg_out(),
+            PackedWeights::U8 { w, bias, direct } => {
+                w.len() == geom.groups * geom.depth_bytes() * geom.cpg_out()
+                    && bias.len() == geom.out_c
+                    && match (direct, geom.direct_shape()) {
+                        (None, None) => true,
+                        (Some(d), Some(ds)) => ds.weights() == Some(d.len()),
+                        _ => false,
+                    }
+            }
         }
     }
 }

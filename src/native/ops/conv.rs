@@ -1,18 +1,20 @@
 //! `ResnextEdgeConv`: the convolution of the rewritten graph, on the kernel crate's
-//! [`PackedConv`], its weights packed once, at load.
+//! [`PackedConv`], its weights packed once, at load, by the rewrite.
 
 use super::node::{read_i32_attr, read_usize_attr, window_out, CONV_OP};
 use crate::contrib_ops::konst;
 use crate::kernels;
 use crate::kernels::conv::{ConvGeometry, LayerRequant, PackedConv};
+use crate::native::parked;
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
 use tract_onnx::tract_hir::ops::expandable::expand;
 
-/// Node attributes and inputs of `ResnextEdgeConv`: inputs `x` (NHWC u8), `w` (int8, ONNX
-/// order), `bias` (int32 at input scale x weight scale), `multiplier` (f32 per output channel)
-/// and, with a residual, `residual` (NHWC u8, shaped as the output).
+/// Node attributes and inputs of `ResnextEdgeConv`: inputs `x` (NHWC u8), `bias` (int32 at input
+/// scale x weight scale), `multiplier` (f32 per output channel) and, with a residual, `residual`
+/// (NHWC u8, shaped as the output); the weights, packed by the rewrite, parked under the key
+/// `packed` ([`crate::native::parked`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct ConvSpec {
     kernel: usize,
@@ -25,13 +27,15 @@ struct ConvSpec {
     hi: i32,
     /// Residual zero point and `f32::to_bits` of its multiplier.
     residual: Option<(i32, u32)>,
+    /// Where the packed weights are parked.
+    packed: u64,
 }
 
 pub(super) fn builder(
     _ctx: &ParsingContext,
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    let residual = if node.input.len() == 5 {
+    let residual = if node.input.len() == 4 {
         Some((
             read_i32_attr(node, "residual_zero")?,
             node.get_attr::<f32>("residual_multiplier")?.to_bits(),
@@ -49,6 +53,7 @@ pub(super) fn builder(
         lo: read_i32_attr(node, "lo")?,
         hi: read_i32_attr(node, "hi")?,
         residual,
+        packed: node.get_attr::<i64>("packed")? as u64,
     };
     Ok((expand(spec), vec![]))
 }
@@ -64,14 +69,14 @@ impl Expansion for ConvSpec {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, 4 + self.residual.is_some() as usize)?;
+        check_input_arity(inputs, 3 + self.residual.is_some() as usize)?;
         check_output_arity(outputs, 1)?;
         s.equals(&outputs[0].datum_type, u8::datum_type())?;
         s.equals(&outputs[0].rank, 4)?;
         s.given_2(&inputs[0].shape, &inputs[1].shape, move |s, x, w| {
             ensure!(
-                x.len() == 4 && !w.is_empty(),
-                "{CONV_OP}: input {x:?}, weights {w:?}"
+                x.len() == 4 && w.len() == 1,
+                "{CONV_OP}: input {x:?}, bias {w:?}"
             );
             let (h, wd) = (x[1].to_usize()?, x[2].to_usize()?);
             let oh = window_out(h, self.kernel, self.stride, self.pad)?;
@@ -98,38 +103,25 @@ impl Expansion for ConvSpec {
             shape.len() == 4 && shape[0] == 1,
             "{prefix}: expected a [1, H, W, C] input, got {shape:?}"
         );
-        let w = konst(target, inputs[1], "weights")?;
-        let bias = konst(target, inputs[2], "bias")?;
-        let mult = konst(target, inputs[3], "multiplier")?;
+        let bias = konst(target, inputs[1], "bias")?;
+        let mult = konst(target, inputs[2], "multiplier")?;
         ensure!(
-            w.rank() == 4,
-            "{prefix}: weights of shape {:?}, expected [out, in / groups, k, k]",
-            w.shape()
+            bias.rank() == 1 && mult.shape() == bias.shape(),
+            "{prefix}: bias of shape {:?} and multiplier of shape {:?}",
+            bias.shape(),
+            mult.shape()
         );
         let geom = ConvGeometry {
             in_h: shape[1],
             in_w: shape[2],
             in_c: shape[3],
-            out_c: w.shape()[0],
+            out_c: bias.len(),
             groups: self.groups,
             kernel: self.kernel,
             stride: self.stride,
             pad: self.pad,
         };
         geom.check().map_err(|e| format_err!("{prefix}: {e}"))?;
-        let want = [geom.out_c, geom.cpg_in(), geom.kernel, geom.kernel];
-        ensure!(
-            w.shape() == want,
-            "{prefix}: weights of shape {:?}, expected {want:?}",
-            w.shape()
-        );
-        ensure!(
-            bias.len() == geom.out_c && mult.len() == geom.out_c,
-            "{prefix}: {} biases and {} multipliers for {} output channels",
-            bias.len(),
-            mult.len(),
-            geom.out_c
-        );
         let byte = 0..=255;
         ensure!(
             byte.contains(&self.in_zero)
@@ -171,19 +163,21 @@ impl Expansion for ConvSpec {
             hi: self.hi,
             residual: self.residual.map(|(z, m)| (z, f32::from_bits(m))),
         };
-        let conv = PackedConv::new(
+        let packed = parked::take(self.packed)
+            .with_context(|| format!("{prefix}: no packed weights under its key"))?;
+        let conv = PackedConv::from_packed(
             geom,
-            w.try_as_plain_ram()?.as_slice::<i8>()?,
+            packed,
             bias.try_as_plain_ram()?.as_slice::<i32>()?.to_vec(),
             requant,
-            kernels::selected().family(),
-        );
+        )
+        .map_err(|e| format_err!("{prefix}: {e}"))?;
         let op = NativeConv {
             conv: Arc::new(conv),
         };
         let mut wires = tvec![inputs[0]];
         if self.residual.is_some() {
-            wires.push(inputs[4]);
+            wires.push(inputs[3]);
         }
         target.wire_node(prefix, op, &wires)
     }

@@ -13,8 +13,8 @@ pub(super) struct ConvParts {
     pub(super) x: String,
     pub(super) x_scale: f64,
     pub(super) x_zero: i32,
-    /// int8 weights as stored, with their dims.
-    pub(super) w: Vec<i8>,
+    /// The int8 weight initializer (ONNX order, zero points 0), read when it is packed.
+    pub(super) w: String,
     pub(super) w_dims: Vec<i64>,
     pub(super) w_scales: Vec<f64>,
     /// Float bias (dequantized), per output channel.
@@ -29,18 +29,24 @@ pub(super) struct ConvParts {
     pub(super) output: String,
 }
 
-/// int8 weights with zero zero points: `(values, dims, scales per output channel)`.
+/// An int8 weight initializer with zero zero points: `(name, dims, scales per output channel)`.
+/// Its values are left where they are: the park step packs them once the rewrite is final.
 pub(super) fn int8_weights(
     g: &pb::GraphProto,
     ix: &Index,
     w: &str,
     scale: &str,
     zero: &str,
-) -> Option<(Vec<i8>, Vec<i64>, Vec<f64>)> {
+) -> Option<(String, Vec<i64>, Vec<f64>)> {
     let dims = ix.dims(w)?.to_vec();
-    if ix.dtype(w)? != DataType::Int8 || dims.len() != 4 {
+    if ix.dtype(w)? != DataType::Int8 || dims.len() != 4 || dims.iter().any(|&d| d <= 0) {
         return None;
     }
+    holds_int8(
+        &g.initializer[*ix.inits.get(w)?],
+        dims.iter().product::<i64>() as usize,
+    )
+    .then_some(())?;
     if ix.init_values_in(g, zero)?.iter().any(|&z| z != 0.0) {
         return None;
     }
@@ -50,12 +56,23 @@ pub(super) fn int8_weights(
         scales = vec![scales[0]; out];
     }
     (scales.len() == out).then_some(())?;
-    let w = ix
-        .init_values_in(g, w)?
-        .into_iter()
-        .map(|v| v as i8)
-        .collect();
-    Some((w, dims, scales))
+    Some((w.to_string(), dims, scales))
+}
+
+/// The `n` values of an int8 initializer, as stored (`raw_data`, or one per `int32_data`).
+pub(super) fn int8_values(t: &pb::TensorProto, n: usize) -> Option<Vec<i8>> {
+    if t.raw_data.len() == n {
+        Some(t.raw_data.iter().map(|&b| b as i8).collect())
+    } else if t.raw_data.is_empty() && t.int32_data.len() == n {
+        Some(t.int32_data.iter().map(|&v| v as i8).collect())
+    } else {
+        None
+    }
+}
+
+/// Whether an int8 initializer holds `n` values.
+fn holds_int8(t: &pb::TensorProto, n: usize) -> bool {
+    t.raw_data.len() == n || (t.raw_data.is_empty() && t.int32_data.len() == n)
 }
 
 /// The float bias `b` names (absent: zeros; a float initializer; or `DequantizeLinear` of an
@@ -238,12 +255,6 @@ pub(super) fn native_conv(p: &ConvParts) -> (pb::NodeProto, Vec<pb::TensorProto>
     let mult: Vec<f32> = acc_scales.iter().map(|s| (s / p.y_scale) as f32).collect();
     let inits = vec![
         raw_tensor(
-            format!("{prefix}.w"),
-            DataType::Int8,
-            p.w_dims.clone(),
-            p.w.iter().map(|&v| v as u8).collect(),
-        ),
-        raw_tensor(
             format!("{prefix}.bias"),
             DataType::Int32,
             vec![out as i64],
@@ -256,11 +267,13 @@ pub(super) fn native_conv(p: &ConvParts) -> (pb::NodeProto, Vec<pb::TensorProto>
             mult.iter().flat_map(|v| v.to_le_bytes()).collect(),
         ),
     ];
+    // The weights stay in their own initializer, named as the second input until the park
+    // step packs them and replaces the input with a key.
     let mut input = vec![
         p.x.clone(),
+        p.w.clone(),
         inits[0].name.clone(),
         inits[1].name.clone(),
-        inits[2].name.clone(),
     ];
     let mut attribute = vec![
         new_int_attr("kernel", k as i64),

@@ -24,20 +24,24 @@ mod conv;
 mod graph;
 mod head;
 mod layout;
+mod park;
 #[cfg(test)]
 mod tests;
 
 use crate::native::ops::DOMAIN;
+use crate::native::parked::Parked;
 use cleanup::{fold_weight_dequantize, remove_dead};
 use conv::replace_patterns;
 use head::{native_head, native_input_quantize};
 use layout::assign_layouts;
 use tract_onnx::pb;
 
-/// The rewritten model and how many native ops it has.
+/// The rewritten model, how many native ops it has, and the weights it packed for them (to be
+/// kept until the model is built: dropping it frees what no op took).
 pub struct Rewritten {
     pub model: pb::ModelProto,
     pub native_ops: usize,
+    pub parked: Parked,
 }
 
 /// Replaces what the native path runs; any model comes out valid (unchanged if nothing matched).
@@ -47,6 +51,7 @@ pub fn rewrite(mut model: pb::ModelProto) -> Rewritten {
         return Rewritten {
             model,
             native_ops: 0,
+            parked: Parked::default(),
         };
     };
     // What the layout pass may have to undo: everything but the initializers, which the
@@ -71,6 +76,7 @@ pub fn rewrite(mut model: pb::ModelProto) -> Rewritten {
         return Rewritten {
             model,
             native_ops: 0,
+            parked: Parked::default(),
         };
     }
     if native_ops == 0 {
@@ -78,8 +84,11 @@ pub fn rewrite(mut model: pb::ModelProto) -> Rewritten {
         return Rewritten {
             model,
             native_ops: 0,
+            parked: Parked::default(),
         };
     }
+    let mut parked = Parked::default();
+    park::park_weights(&mut g, &mut parked);
     remove_dead(&mut g);
     if fold_weight_dequantize(&mut g) > 0 {
         remove_dead(&mut g);
@@ -91,5 +100,9 @@ pub fn rewrite(mut model: pb::ModelProto) -> Rewritten {
         });
     }
     model.graph = Some(g);
-    Rewritten { model, native_ops }
+    Rewritten {
+        model,
+        native_ops,
+        parked,
+    }
 }
