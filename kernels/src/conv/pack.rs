@@ -83,6 +83,19 @@ impl PackedConv {
     }
 }
 
+/// Where output `oc`'s weights go in a layout of `lanes` depth values per unit and `depth` values
+/// per output (per group, per panel of [`PANEL`] outputs, per unit, the panel's outputs side by
+/// side, then the lanes): the index of its depth 0, and the step from a unit to the next.
+fn placement(oc: usize, cout: usize, lanes: usize, depth: usize) -> (usize, usize) {
+    let (g, o) = (oc / cout, oc % cout);
+    let o0 = o / PANEL * PANEL;
+    let width = PANEL.min(cout - o0);
+    (
+        g * depth * cout + o0 * depth + (o - o0) * lanes,
+        width * lanes,
+    )
+}
+
 impl PackedWeights {
     /// ONNX-ordered weights `[out_c][cpg_in][k][k]` (int8) in the layout of `family`, with the
     /// u8 family's bias less `in_zero * sum(weights)` of each output channel. Only `geom`'s
@@ -91,51 +104,56 @@ impl PackedWeights {
         let (k, cin, cout) = (geom.kernel, geom.cpg_in(), geom.cpg_out());
         assert_eq!(w.len(), geom.out_c * cin * k * k);
         assert_eq!(bias.len(), geom.out_c);
-        // Calls `f(output channel, depth index, weight)`; depth is tap-major and channel-minor,
-        // as the patch is gathered.
-        let each = |f: &mut dyn FnMut(usize, usize, i8)| {
-            for oc in 0..geom.out_c {
-                for ky in 0..k {
-                    for kx in 0..k {
-                        for c in 0..cin {
-                            let d = (ky * k + kx) * cin + c;
-                            f(oc, d, w[((oc * cin + c) * k + ky) * k + kx]);
-                        }
-                    }
-                }
-            }
-        };
-        // Where output `oc`'s weight at depth `d` goes in a layout of `lanes` depth values per
-        // unit (2: i16 pairs, 4: u8 quads) and `depth` values per output: group, panel, unit,
-        // output within the panel, lane.
-        let at = |oc: usize, d: usize, lanes: usize, depth: usize| {
-            let (g, o) = (oc / cout, oc % cout);
-            let (o0, width) = (o / PANEL * PANEL, PANEL.min(cout - o / PANEL * PANEL));
-            g * depth * cout + o0 * depth + (d / lanes * width + o - o0) * lanes + d % lanes
-        };
+        let (kk, out_c) = (k * k, geom.out_c);
+        // Per output channel, its weights in ONNX order (`[cin][k][k]`) walked tap-major and
+        // channel-minor, as the patch is gathered: depth `d = tap * cin + c`.
         match family {
             Family::I16Pairs => {
                 let dp = geom.depth_padded();
                 let mut p = Aligned::new(geom.groups * dp * cout);
-                each(&mut |oc, d, v| p[at(oc, d, 2, dp)] = v as i16);
+                for (oc, src) in w.chunks_exact(cin * kk).enumerate() {
+                    let (base, step) = placement(oc, cout, 2, dp);
+                    for tap in 0..kk {
+                        for c in 0..cin {
+                            let d = tap * cin + c;
+                            p[base + d / 2 * step + d % 2] = src[c * kk + tap] as i16;
+                        }
+                    }
+                }
                 PackedWeights::I16(p)
             }
             Family::U8Quads => {
                 let dq = geom.depth_bytes();
                 let mut p = Aligned::new(geom.groups * dq * cout);
                 let mut adjusted = bias.to_vec();
-                each(&mut |oc, d, v| {
-                    p[at(oc, d, 4, dq)] = v;
-                    adjusted[oc] -= in_zero * v as i32;
-                });
-                let direct = geom.direct_shape().map(|ds| {
-                    let mut d = Aligned::new(ds.weights().expect("checked geometry"));
-                    each(&mut |oc, depth, v| {
-                        let (tap, c) = (depth / cin, depth % cin);
-                        d[ds.weight_at(tap, c / 4, oc) + c % 4] = v;
-                    });
-                    d
-                });
+                let shape = geom.direct_shape();
+                let mut direct =
+                    shape.map(|ds| Aligned::new(ds.weights().expect("checked geometry")));
+                for (oc, src) in w.chunks_exact(cin * kk).enumerate() {
+                    let (base, step) = placement(oc, cout, 4, dq);
+                    // The direct layout (`DirectShape::weight_at`): blocks of 16 outputs, per
+                    // tap and input quad `width` outputs of 4 bytes.
+                    let (dbase, dstep, quads) = match &shape {
+                        Some(ds) => {
+                            let b0 = oc / 16 * 16;
+                            let width = 16.min(out_c - b0);
+                            (b0 * kk * ds.cin + (oc - b0) * 4, width * 4, ds.cin / 4)
+                        }
+                        None => (0, 0, 0),
+                    };
+                    let mut sum = 0i32;
+                    for tap in 0..kk {
+                        for c in 0..cin {
+                            let (d, v) = (tap * cin + c, src[c * kk + tap]);
+                            p[base + d / 4 * step + d % 4] = v;
+                            sum += v as i32;
+                            if let Some(dw) = direct.as_mut() {
+                                dw[dbase + (tap * quads + c / 4) * dstep + c % 4] = v;
+                            }
+                        }
+                    }
+                    adjusted[oc] -= in_zero * sum;
+                }
                 PackedWeights::U8 {
                     w: p,
                     bias: adjusted,
