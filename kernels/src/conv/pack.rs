@@ -104,20 +104,28 @@ impl PackedWeights {
         let (k, cin, cout) = (geom.kernel, geom.cpg_in(), geom.cpg_out());
         assert_eq!(w.len(), geom.out_c * cin * k * k);
         assert_eq!(bias.len(), geom.out_c);
-        let (kk, out_c) = (k * k, geom.out_c);
-        // Per output channel, its weights in ONNX order (`[cin][k][k]`) walked tap-major and
-        // channel-minor, as the patch is gathered: depth `d = tap * cin + c`.
+        let (kk, out_c, depth) = (k * k, geom.out_c, geom.depth());
+        // One output channel's weights in depth order (tap-major, channel-minor, as the patch is
+        // gathered: depth `d = tap * cin + c`), zero past `depth` up to the padded depths.
+        let mut t = vec![0i8; geom.depth_padded().max(geom.depth_bytes())];
+        let in_depth_order = |t: &mut [i8], src: &[i8]| {
+            for (c, taps) in src.chunks_exact(kk).enumerate() {
+                for (tap, &v) in taps.iter().enumerate() {
+                    t[tap * cin + c] = v;
+                }
+            }
+        };
         match family {
             Family::I16Pairs => {
                 let dp = geom.depth_padded();
                 let mut p = Aligned::new(geom.groups * dp * cout);
                 for (oc, src) in w.chunks_exact(cin * kk).enumerate() {
+                    in_depth_order(&mut t, src);
                     let (base, step) = placement(oc, cout, 2, dp);
-                    for tap in 0..kk {
-                        for c in 0..cin {
-                            let d = tap * cin + c;
-                            p[base + d / 2 * step + d % 2] = src[c * kk + tap] as i16;
-                        }
+                    for (u, pair) in t[..dp].chunks_exact(2).enumerate() {
+                        let at = base + u * step;
+                        p[at] = pair[0] as i16;
+                        p[at + 1] = pair[1] as i16;
                     }
                 }
                 PackedWeights::I16(p)
@@ -130,29 +138,36 @@ impl PackedWeights {
                 let mut direct =
                     shape.map(|ds| Aligned::new(ds.weights().expect("checked geometry")));
                 for (oc, src) in w.chunks_exact(cin * kk).enumerate() {
-                    let (base, step) = placement(oc, cout, 4, dq);
-                    // The direct layout (`DirectShape::weight_at`): blocks of 16 outputs, per
-                    // tap and input quad `width` outputs of 4 bytes.
-                    let (dbase, dstep, quads) = match &shape {
-                        Some(ds) => {
-                            let b0 = oc / 16 * 16;
-                            let width = 16.min(out_c - b0);
-                            (b0 * kk * ds.cin + (oc - b0) * 4, width * 4, ds.cin / 4)
-                        }
-                        None => (0, 0, 0),
+                    // A pointwise convolution's weights are in depth order already.
+                    let ordered: &[i8] = if kk == 1 && depth == dq {
+                        src
+                    } else {
+                        in_depth_order(&mut t, src);
+                        &t[..dq]
                     };
-                    let mut sum = 0i32;
-                    for tap in 0..kk {
-                        for c in 0..cin {
-                            let (d, v) = (tap * cin + c, src[c * kk + tap]);
-                            p[base + d / 4 * step + d % 4] = v;
-                            sum += v as i32;
-                            if let Some(dw) = direct.as_mut() {
-                                dw[dbase + (tap * quads + c / 4) * dstep + c % 4] = v;
+                    let (base, step) = placement(oc, cout, 4, dq);
+                    for (u, quad) in ordered.as_chunks::<4>().0.iter().enumerate() {
+                        let at = base + u * step;
+                        p[at..at + 4].copy_from_slice(quad);
+                    }
+                    let sum: i32 = ordered[..depth].iter().map(|&v| v as i32).sum();
+                    adjusted[oc] -= in_zero * sum;
+                    // The direct layout (`DirectShape::weight_at`): blocks of 16 outputs; per tap
+                    // and input quad, `width` outputs of 4 bytes (channels past `cin` zero).
+                    if let (Some(ds), Some(dw)) = (&shape, direct.as_mut()) {
+                        in_depth_order(&mut t, src);
+                        let b0 = oc / 16 * 16;
+                        let step = 16.min(out_c - b0) * 4;
+                        let base = b0 * kk * ds.cin + (oc - b0) * 4;
+                        let quads = ds.cin / 4;
+                        for tap in 0..kk {
+                            let channels = &t[tap * cin..(tap + 1) * cin];
+                            for (q, quad) in channels.chunks(4).enumerate() {
+                                dw[base + (tap * quads + q) * step..][..quad.len()]
+                                    .copy_from_slice(quad);
                             }
                         }
                     }
-                    adjusted[oc] -= in_zero * sum;
                 }
                 PackedWeights::U8 {
                     w: p,
