@@ -8,7 +8,8 @@
 use super::avx2::{available, dot, lane_mask, Avx2Requant, Pairs};
 use super::requant::TileRequant;
 use super::x86_64::add_to;
-use crate::signatures::{checked_direct, checked_direct_requant, DirectShape};
+use crate::direct_entry::{checked_direct, checked_direct_requant};
+use crate::signatures::DirectShape;
 use std::arch::x86_64::*;
 
 /// AVX2 twin of [`super::generic::direct_u8`]; the generic kernel for shapes outside

@@ -43,6 +43,8 @@ pub mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod avx2_direct;
 pub mod conv;
+#[cfg(target_arch = "x86_64")]
+mod direct_entry;
 pub mod dispatch;
 pub mod generic;
 #[cfg(target_arch = "aarch64")]

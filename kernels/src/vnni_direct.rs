@@ -5,7 +5,8 @@
 
 use super::requant::TileRequant;
 use super::x86_64::{has_vnni_512, Avx512Requant};
-use crate::signatures::{checked_direct, checked_direct_requant, DirectShape};
+use crate::direct_entry::{checked_direct, checked_direct_requant};
+use crate::signatures::DirectShape;
 use std::arch::x86_64::*;
 
 /// AVX-512 VNNI twin of [`super::generic::direct_u8`]; the generic kernel for shapes outside
