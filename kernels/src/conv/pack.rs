@@ -155,13 +155,12 @@ impl PackedWeights {
                     // The direct layout (`DirectShape::weight_at`): blocks of 16 outputs; per tap
                     // and input quad, `width` outputs of 4 bytes (channels past `cin` zero).
                     if let (Some(ds), Some(dw)) = (&shape, direct.as_mut()) {
-                        in_depth_order(&mut t, src);
                         let b0 = oc / 16 * 16;
                         let step = 16.min(out_c - b0) * 4;
                         let base = b0 * kk * ds.cin + (oc - b0) * 4;
                         let quads = ds.cin / 4;
                         for tap in 0..kk {
-                            let channels = &t[tap * cin..(tap + 1) * cin];
+                            let channels = &ordered[tap * cin..(tap + 1) * cin];
                             for (q, quad) in channels.chunks(4).enumerate() {
                                 dw[base + (tap * quads + q) * step..][..quad.len()]
                                     .copy_from_slice(quad);
