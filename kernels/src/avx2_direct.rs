@@ -8,96 +8,69 @@
 use super::avx2::{available, dot, lane_mask, Avx2Requant, Pairs};
 use super::requant::TileRequant;
 use super::x86_64::add_to;
-use crate::direct_entry::{checked_direct, checked_direct_requant};
+use crate::direct_entry::{direct_kernels, TileOut};
 use crate::signatures::DirectShape;
 use std::arch::x86_64::*;
 
-/// AVX2 twin of [`super::generic::direct_u8`]; the generic kernel for shapes outside
-/// [`DirectShape::supported`] or without AVX2.
-pub fn direct_u8_avx2(s: &DirectShape, xp: &[u8], pixels: usize, w: &[i8], acc: &mut [i32]) {
-    // SAFETY: `direct_acc` needs AVX2 (`available()`) and buffers that `fits`, which
-    // `checked_direct` checks.
-    unsafe { checked_direct(available(), direct_acc, (s, xp, pixels, w, acc)) }
+direct_kernels! {
+    features: "avx2",
+    simd: available(),
+    /// AVX2 twin of [`super::generic::direct_u8`]; the generic kernel for shapes outside
+    /// [`DirectShape::supported`] or without AVX2.
+    acc: direct_u8_avx2,
+    /// AVX2 twin of [`super::generic::direct_u8_requant`]: the tiles of [`direct_u8_avx2`], each
+    /// requantized in registers (`Avx2Requant`) and stored as bytes.
+    requant: direct_u8_requant_avx2,
+    add: add_tile,
+    constants: Avx2Requant,
 }
 
-/// [`direct_u8_avx2`]'s tiles, added to the accumulators.
+/// Adds a tile's vector `a` to the `lanes` (at most 8) accumulators at `d`.
 ///
 /// # Safety
-/// As for [`direct_tiles`], and `acc` must hold `pixels * out_c` accumulators.
-#[target_feature(enable = "avx2")]
-unsafe fn direct_acc(s: &DirectShape, xp: *const u8, pixels: usize, w: *const i8, acc: *mut i32) {
-    // SAFETY: the caller's preconditions; each pixel's lanes lie inside `acc` (masked loads
-    // and stores leave out the lanes beyond `lanes`).
+/// AVX2 must be available; `d` must hold `lanes` accumulators (masked loads and stores leave
+/// out the lanes beyond them).
+#[inline(always)]
+unsafe fn add_tile(d: *mut i32, lanes: usize, a: __m256i) {
+    // SAFETY: the caller's preconditions.
     unsafe {
-        direct_tiles(s, xp, pixels, w, &|p, o, lanes, a| {
-            let d = acc.add(p * s.out_c + o);
-            if lanes == 8 {
-                add_to(d, a);
-            } else {
-                let m = lane_mask(lanes);
-                let sum = _mm256_add_epi32(_mm256_maskload_epi32(d, m), a);
-                _mm256_maskstore_epi32(d, m, sum);
-            }
-        })
+        if lanes == 8 {
+            add_to(d, a);
+        } else {
+            let m = lane_mask(lanes);
+            let sum = _mm256_add_epi32(_mm256_maskload_epi32(d, m), a);
+            _mm256_maskstore_epi32(d, m, sum);
+        }
     }
 }
 
-/// AVX2 twin of [`super::generic::direct_u8_requant`]: the tiles of [`direct_u8_avx2`], each
-/// requantized in registers (`Avx2Requant`) and stored as bytes.
-#[allow(clippy::too_many_arguments)]
-pub fn direct_u8_requant_avx2(
-    s: &DirectShape,
-    xp: &[u8],
-    pixels: usize,
-    w: &[i8],
-    rq: &TileRequant,
-    residual: Option<&[u8]>,
-    out: &mut [u8],
-) {
-    // SAFETY: `direct_out` needs AVX2 (`available()`) and buffers that
-    // `fits_direct_requant`, which `checked_direct_requant` checks.
-    unsafe {
-        checked_direct_requant(
-            available(),
-            direct_out,
-            (s, xp, pixels, w),
-            (rq, residual, out),
-        )
-    }
-}
-
-/// [`direct_u8_requant_avx2`]'s tiles, requantized and stored.
-///
-/// # Safety
-/// As for [`direct_tiles`]; `rq` holds `out_c` channels, and `out` (and `residual`)
-/// `pixels * out_c` bytes.
-#[target_feature(enable = "avx2")]
-unsafe fn direct_out(
-    s: &DirectShape,
-    (xp, pixels): (*const u8, usize),
-    w: *const i8,
-    rq: &TileRequant,
-    residual: Option<&[u8]>,
-    out: *mut u8,
-) {
-    let res = residual.map(<[u8]>::as_ptr);
-    let (bias, mult) = (rq.bias.as_ptr(), rq.multiplier.as_ptr());
-    // SAFETY: the caller's preconditions; a vector of fewer than 8 lanes (the last of a dense
-    // convolution) loads and stores only its lanes, which lie below out_c.
-    unsafe {
-        let q = Avx2Requant::new((rq.zero, rq.lo, rq.hi), rq.residual);
-        direct_tiles(s, xp, pixels, w, &|p, o, lanes, a| {
-            let at = p * s.out_c + o;
+impl TileOut<Avx2Requant> {
+    /// The `lanes` (at most 8) outputs at byte `at` of channels `o..o + lanes` from
+    /// accumulators `a`.
+    ///
+    /// # Safety
+    /// AVX2 must be available; channels `o..o + lanes` within the layer's biases and
+    /// multipliers, bytes `at..at + lanes` within the outputs (and the residual inputs). A
+    /// vector of fewer than 8 lanes (the last of a dense convolution) loads and stores only
+    /// its lanes.
+    #[inline(always)]
+    unsafe fn store(&self, at: usize, o: usize, lanes: usize, a: __m256i) {
+        let q = &self.q;
+        // SAFETY: the caller's preconditions.
+        unsafe {
             if lanes == 8 {
-                let b = _mm256_loadu_si256(bias.add(o) as *const __m256i);
-                let mv = _mm256_loadu_ps(mult.add(o));
-                let r = res.map(|r| _mm_loadl_epi64(r.add(at).cast()));
-                _mm_storel_epi64(out.add(at).cast(), q.apply(_mm256_add_epi32(a, b), mv, r));
+                let b = _mm256_loadu_si256(self.bias.add(o) as *const __m256i);
+                let mv = _mm256_loadu_ps(self.mult.add(o));
+                let r = self.residual.map(|r| _mm_loadl_epi64(r.add(at).cast()));
+                _mm_storel_epi64(
+                    self.out.add(at).cast(),
+                    q.apply(_mm256_add_epi32(a, b), mv, r),
+                );
             } else {
                 let m = lane_mask(lanes);
-                let b = _mm256_maskload_epi32(bias.add(o), m);
-                let mv = _mm256_maskload_ps(mult.add(o), m);
-                let r = res.map(|r| {
+                let b = _mm256_maskload_epi32(self.bias.add(o), m);
+                let mv = _mm256_maskload_ps(self.mult.add(o), m);
+                let r = self.residual.map(|r| {
                     let mut t = [0u8; 16];
                     std::ptr::copy_nonoverlapping(r.add(at), t.as_mut_ptr(), lanes);
                     _mm_loadu_si128(t.as_ptr().cast())
@@ -105,9 +78,9 @@ unsafe fn direct_out(
                 let y = q.apply(_mm256_add_epi32(a, b), mv, r);
                 let mut t = [0u8; 16];
                 _mm_storeu_si128(t.as_mut_ptr().cast(), y);
-                std::ptr::copy_nonoverlapping(t.as_ptr(), out.add(at), lanes);
+                std::ptr::copy_nonoverlapping(t.as_ptr(), self.out.add(at), lanes);
             }
-        })
+        }
     }
 }
 

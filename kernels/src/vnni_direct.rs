@@ -5,95 +5,62 @@
 
 use super::requant::TileRequant;
 use super::x86_64::{has_vnni_512, Avx512Requant};
-use crate::direct_entry::{checked_direct, checked_direct_requant};
+use crate::direct_entry::{direct_kernels, TileOut};
 use crate::signatures::DirectShape;
 use std::arch::x86_64::*;
 
-/// AVX-512 VNNI twin of [`super::generic::direct_u8`]; the generic kernel for shapes outside
-/// [`DirectShape::supported`] or without AVX-512 VNNI.
-///
-/// Tile: up to 8 pixels x 16 output channels in 8 zmm accumulators, one 64-byte weight load per
-/// tap and quad shared by the pixels. The input operand of each lane is its group's quad: one
-/// broadcast when a vector's 16 lanes are one group (a dense convolution's last vector masked
-/// to its outputs), else (groups of 4 or 8 channels) the 16
-/// input bytes of the vector's groups, spread by `vpermd` so that each lane sees its own group.
-pub fn direct_u8_vnni(s: &DirectShape, xp: &[u8], pixels: usize, w: &[i8], acc: &mut [i32]) {
-    // SAFETY: `direct_acc` needs AVX-512 VNNI (`has_vnni_512()`) and buffers that `fits`, which
-    // `checked_direct` checks.
-    unsafe { checked_direct(has_vnni_512(), direct_acc, (s, xp, pixels, w, acc)) }
+direct_kernels! {
+    features: "avx2,avx512f,avx512bw,avx512vnni,avx512vl",
+    simd: has_vnni_512(),
+    /// AVX-512 VNNI twin of [`super::generic::direct_u8`]; the generic kernel for shapes outside
+    /// [`DirectShape::supported`] or without AVX-512 VNNI.
+    ///
+    /// Tile: up to 8 pixels x 16 output channels in 8 zmm accumulators, one 64-byte weight load
+    /// per tap and quad shared by the pixels. The input operand of each lane is its group's quad:
+    /// one broadcast when a vector's 16 lanes are one group (a dense convolution's last vector
+    /// masked to its outputs), else (groups of 4 or 8 channels) the 16 input bytes of the
+    /// vector's groups, spread by `vpermd` so that each lane sees its own group.
+    acc: direct_u8_vnni,
+    /// AVX-512 VNNI twin of [`super::generic::direct_u8_requant`]: the tiles of
+    /// [`direct_u8_vnni`], each requantized in registers (as in
+    /// [`super::x86_64::dot_u8i8_requant_vnni`]) and stored as bytes.
+    requant: direct_u8_requant_vnni,
+    add: add_tile,
+    constants: Avx512Requant,
 }
 
-/// [`direct_u8_vnni`]'s tiles, added to the accumulators (a function of its own so that the
-/// closure is compiled with the features).
+/// Adds a tile's vector `a` to the accumulators at `d` of the lanes in mask `m`.
 ///
 /// # Safety
-/// As for [`direct_tiles`], and `acc` must hold `pixels * out_c` accumulators.
-#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni,avx512vl")]
-unsafe fn direct_acc(s: &DirectShape, xp: *const u8, pixels: usize, w: *const i8, acc: *mut i32) {
-    // SAFETY: the caller's preconditions; each pixel's vector lies inside `acc`.
+/// AVX-512 F must be available; `d` must hold the accumulators of the lanes in `m`.
+#[inline(always)]
+unsafe fn add_tile(d: *mut i32, m: __mmask16, a: __m512i) {
+    // SAFETY: the caller's preconditions; masked loads and stores.
     unsafe {
-        direct_tiles(s, xp, pixels, w, &|p, o0, m, a| {
-            let d = acc.add(p * s.out_c + o0);
-            let sum = _mm512_add_epi32(_mm512_maskz_loadu_epi32(m, d), a);
-            _mm512_mask_storeu_epi32(d, m, sum);
-        })
+        let sum = _mm512_add_epi32(_mm512_maskz_loadu_epi32(m, d), a);
+        _mm512_mask_storeu_epi32(d, m, sum);
     }
 }
 
-/// AVX-512 VNNI twin of [`super::generic::direct_u8_requant`]: the tiles of
-/// [`direct_u8_vnni`], each requantized in registers (as in
-/// [`super::x86_64::dot_u8i8_requant_vnni`]) and
-/// stored as bytes.
-#[allow(clippy::too_many_arguments)]
-pub fn direct_u8_requant_vnni(
-    s: &DirectShape,
-    xp: &[u8],
-    pixels: usize,
-    w: &[i8],
-    rq: &TileRequant,
-    residual: Option<&[u8]>,
-    out: &mut [u8],
-) {
-    // SAFETY: `direct_out` needs AVX-512 VNNI (`has_vnni_512()`) and buffers that
-    // `fits_direct_requant`, which `checked_direct_requant` checks.
-    unsafe {
-        checked_direct_requant(
-            has_vnni_512(),
-            direct_out,
-            (s, xp, pixels, w),
-            (rq, residual, out),
-        )
-    }
-}
-
-/// [`direct_u8_requant_vnni`]'s tiles, requantized and stored.
-///
-/// # Safety
-/// As for [`direct_tiles`]; `rq` holds `out_c` channels, and `out` (and `residual`)
-/// `pixels * out_c` bytes.
-#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni,avx512vl")]
-unsafe fn direct_out(
-    s: &DirectShape,
-    (xp, pixels): (*const u8, usize),
-    w: *const i8,
-    rq: &TileRequant,
-    residual: Option<&[u8]>,
-    out: *mut u8,
-) {
-    let res = residual.map(<[u8]>::as_ptr);
-    let (bias, mult) = (rq.bias.as_ptr(), rq.multiplier.as_ptr());
-    // SAFETY: the caller's preconditions; loads and stores are masked to the vector's
-    // channels, which lie below out_c.
-    unsafe {
-        let q = Avx512Requant::new((rq.zero, rq.lo, rq.hi), rq.residual);
-        direct_tiles(s, xp, pixels, w, &|p, o0, m, a| {
-            let at = p * s.out_c + o0;
-            let b = _mm512_maskz_loadu_epi32(m, bias.add(o0));
-            let mv = _mm512_maskz_loadu_ps(m, mult.add(o0));
-            let r = res.map(|r| _mm_maskz_loadu_epi8(m, r.add(at).cast()));
-            let y = q.apply(_mm512_add_epi32(a, b), mv, r);
-            _mm_mask_storeu_epi8(out.add(at).cast(), m, y);
-        })
+impl TileOut<Avx512Requant> {
+    /// The outputs at byte `at` of channels `o0..` in mask `m` from accumulators `a`.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL must be available; the channels in `m` (from `o0`) within the layer's
+    /// biases and multipliers, their bytes from `at` within the outputs (and the residual
+    /// inputs): loads and stores are masked to them.
+    #[inline(always)]
+    unsafe fn store(&self, at: usize, o0: usize, m: __mmask16, a: __m512i) {
+        // SAFETY: the caller's preconditions.
+        unsafe {
+            let b = _mm512_maskz_loadu_epi32(m, self.bias.add(o0));
+            let mv = _mm512_maskz_loadu_ps(m, self.mult.add(o0));
+            let r = self
+                .residual
+                .map(|r| _mm_maskz_loadu_epi8(m, r.add(at).cast()));
+            let y = self.q.apply(_mm512_add_epi32(a, b), mv, r);
+            _mm_mask_storeu_epi8(self.out.add(at).cast(), m, y);
+        }
     }
 }
 
