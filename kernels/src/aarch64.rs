@@ -31,15 +31,7 @@ pub fn dot_u8i8_neon(
     n: usize,
     acc: &mut [i32],
 ) {
-    assert!(depth_bytes.is_multiple_of(4));
-    assert!(crate::signatures::fits(
-        rows,
-        depth_bytes,
-        n,
-        patch.len(),
-        w.len(),
-        acc.len()
-    ));
+    crate::signatures::check_dot_u8i8(rows, (patch, depth_bytes), w, n, acc);
     for (o0, width) in crate::signatures::panels(n) {
         // SAFETY: NEON is always present on aarch64; the slices hold rows * depth_bytes patch values,
         // depth_bytes * n weights and rows * n accumulators (asserted above): the panel's depth_bytes * width

@@ -106,15 +106,7 @@ pub fn dot_u8i8_avx2(
     n: usize,
     acc: &mut [i32],
 ) {
-    assert!(depth_bytes.is_multiple_of(4));
-    assert!(crate::signatures::fits(
-        rows,
-        depth_bytes,
-        n,
-        patch.len(),
-        w.len(),
-        acc.len()
-    ));
+    crate::signatures::check_dot_u8i8(rows, (patch, depth_bytes), w, n, acc);
     if !available() {
         return super::generic::dot_u8i8(rows, patch, depth_bytes, w, n, acc);
     }

@@ -38,15 +38,7 @@ pub fn dot_u8i8(
     n: usize,
     acc: &mut [i32],
 ) {
-    assert!(depth_bytes.is_multiple_of(4));
-    assert!(crate::signatures::fits(
-        rows,
-        depth_bytes,
-        n,
-        patch.len(),
-        w.len(),
-        acc.len()
-    ));
+    crate::signatures::check_dot_u8i8(rows, (patch, depth_bytes), w, n, acc);
     for (o0, width) in crate::signatures::panels(n) {
         let wp = &w[o0 * depth_bytes..(o0 + width) * depth_bytes];
         for r in 0..rows {

@@ -187,6 +187,25 @@ pub(crate) fn fits(rows: usize, k: usize, n: usize, patch: usize, w: usize, acc:
     holds(rows, k, patch) && holds(k, n, w) && holds(rows, n, acc)
 }
 
+/// Panics unless the arguments of a [`DotU8I8`] call are consistent (`depth_bytes` whole quads)
+/// and its buffers hold what they say ([`fits`]): every public dot kernel's first check.
+pub(crate) fn check_dot_u8i8(
+    rows: usize,
+    (patch, depth_bytes): (&[u8], usize),
+    w: &[i8],
+    n: usize,
+    acc: &[i32],
+) {
+    assert!(
+        depth_bytes.is_multiple_of(4),
+        "depth of {depth_bytes} bytes is not whole quads"
+    );
+    assert!(
+        fits(rows, depth_bytes, n, patch.len(), w.len(), acc.len()),
+        "buffers too short for {rows} rows x {depth_bytes} bytes x {n} outputs"
+    );
+}
+
 /// Whether the arguments of a [`DotU8Requant`] call are consistent (`depth_bytes` whole quads) and its
 /// buffers hold what they say (as [`fits`], and `n` channels of requantization, and `rows`
 /// rows of `n` outputs `ldo` apart in `out` and in the residual input if there is one).

@@ -25,15 +25,7 @@ pub fn dot_u8i8_vnni256(
     n: usize,
     acc: &mut [i32],
 ) {
-    assert!(depth_bytes.is_multiple_of(4));
-    assert!(crate::signatures::fits(
-        rows,
-        depth_bytes,
-        n,
-        patch.len(),
-        w.len(),
-        acc.len()
-    ));
+    crate::signatures::check_dot_u8i8(rows, (patch, depth_bytes), w, n, acc);
     let avx = std::arch::is_x86_feature_detected!("avxvnni");
     if !avx && !has_vnni() {
         return super::generic::dot_u8i8(rows, patch, depth_bytes, w, n, acc);
@@ -59,15 +51,7 @@ pub fn dot_u8i8_vnni512(
     n: usize,
     acc: &mut [i32],
 ) {
-    assert!(depth_bytes.is_multiple_of(4));
-    assert!(crate::signatures::fits(
-        rows,
-        depth_bytes,
-        n,
-        patch.len(),
-        w.len(),
-        acc.len()
-    ));
+    crate::signatures::check_dot_u8i8(rows, (patch, depth_bytes), w, n, acc);
     if !has_vnni_512() {
         return dot_u8i8_vnni256(rows, patch, depth_bytes, w, n, acc);
     }
