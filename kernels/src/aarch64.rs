@@ -221,17 +221,34 @@ impl Tile {
     /// `addp` at the end. `PAIRED`: two quads per `sadalp` (weights without -128; an odd last
     /// quad alone, after the loop), else one.
     ///
-    /// Not inlined: one copy serves every caller (inlined into the partial vector's, with its
-    /// repeated vector known, LLVM made a narrower loop of it).
-    ///
     /// # Safety
     /// Each row must hold `quads` quads and the weights `quads` quads of the tile's vectors.
-    #[inline(never)]
+    #[inline(always)]
     unsafe fn sums<const PAIRED: bool>(
         &self,
         x: [*const u8; 4],
         quads: usize,
     ) -> [[int32x4_t; 2]; 4] {
+        // SAFETY: the caller's preconditions.
+        unsafe { self.sums_with::<PAIRED, _>(x, quads, Returned) }
+    }
+
+    /// [`Tile::sums`] handed to `end` at the tile's end, in registers: one copy of the loop
+    /// per caller's `end` (a sink that requantizes stores bytes without a round trip of the
+    /// sums through memory).
+    ///
+    /// Not inlined: one copy serves every call of a caller (inlined into the partial vector's,
+    /// with its repeated vector known, LLVM made a narrower loop of it).
+    ///
+    /// # Safety
+    /// As for [`Tile::sums`].
+    #[inline(never)]
+    unsafe fn sums_with<const PAIRED: bool, R>(
+        &self,
+        x: [*const u8; 4],
+        quads: usize,
+        end: impl TileEnd<Out = R>,
+    ) -> R {
         // SAFETY: the caller's preconditions; NEON is baseline.
         unsafe {
             let mut a = [[[vdupq_n_s32(0); 2]; 2]; 4];
@@ -254,7 +271,13 @@ impl Tile {
                     self.single(&mut a, x, q);
                 }
             }
-            a.map(|ar| ar.map(|av| vpaddq_s32(av[0], av[1])))
+            let fold = |ar: [[int32x4_t; 2]; 2]| {
+                [
+                    vpaddq_s32(ar[0][0], ar[0][1]),
+                    vpaddq_s32(ar[1][0], ar[1][1]),
+                ]
+            };
+            end.end([fold(a[0]), fold(a[1]), fold(a[2]), fold(a[3])])
         }
     }
 
@@ -301,6 +324,59 @@ impl Tile {
     }
 }
 
+/// What [`Tile::sums_with`] does with a tile's sums (a trait rather than a closure, so that it
+/// is inlined into the tile's end for certain).
+trait TileEnd {
+    type Out;
+
+    /// Takes the sums of the tile's 4 rows, 2 vectors each.
+    ///
+    /// # Safety
+    /// As the implementation states.
+    unsafe fn end(self, sums: [[int32x4_t; 2]; 4]) -> Self::Out;
+}
+
+/// The sums returned.
+struct Returned;
+
+impl TileEnd for Returned {
+    type Out = [[int32x4_t; 2]; 4];
+
+    #[inline(always)]
+    unsafe fn end(self, sums: [[int32x4_t; 2]; 4]) -> Self::Out {
+        sums
+    }
+}
+
+/// The sums put into a sink: rows `rows.0..rows.0 + rows.1`, the first `vectors` (1 or 2)
+/// vectors of outputs from `o`, with their channels `ch`.
+struct ToSink<'a, S: Sink> {
+    sink: &'a S,
+    rows: (usize, usize),
+    o: usize,
+    vectors: usize,
+    ch: [S::Channels; 2],
+}
+
+impl<S: Sink> TileEnd for ToSink<'_, S> {
+    type Out = ();
+
+    /// # Safety
+    /// As for [`Sink::put`], for those rows and outputs.
+    #[inline(always)]
+    unsafe fn end(self, sums: [[int32x4_t; 2]; 4]) {
+        // SAFETY: the caller's preconditions.
+        unsafe {
+            if self.vectors == 2 {
+                self.sink.put_rows(self.rows, self.o, sums, self.ch);
+            } else {
+                let first = [[sums[0][0]], [sums[1][0]], [sums[2][0]], [sums[3][0]]];
+                self.sink.put_rows(self.rows, self.o, first, [self.ch[0]]);
+            }
+        }
+    }
+}
+
 /// One panel of `n` outputs, the first of them output `o0` of the sink's rows.
 ///
 /// # Safety
@@ -332,18 +408,22 @@ unsafe fn dot_u8_neon(
                 wq: 4 * n,
                 wv: [4 * o, 4 * last],
             };
+            // The channels' constants once for all rows; each tile's sums go to the sink
+            // straight from the tile's registers.
+            let ch = [sink.channels(o0 + o, b0), sink.channels(o0 + last, b1)];
             for r0 in (0..rows).step_by(4) {
                 let x = clamped_rows(patch, depth_bytes, r0, rows);
-                let sums = if m0 || m1 {
-                    tile.sums::<false>(x, quads)
-                } else {
-                    tile.sums::<true>(x, quads)
+                let end = ToSink {
+                    sink,
+                    rows: (r0, (rows - r0).min(4)),
+                    o: o0 + o,
+                    vectors,
+                    ch,
                 };
-                let at = (r0, (rows - r0).min(4));
-                if vectors == 2 {
-                    sink.put_rows(at.0, at.1, o0 + o, sums, [b0, b1]);
+                if m0 || m1 {
+                    tile.sums_with::<false, _>(x, quads, end)
                 } else {
-                    sink.put_rows(at.0, at.1, o0 + o, sums.map(|s| [s[0]]), [b0]);
+                    tile.sums_with::<true, _>(x, quads, end)
                 }
             }
         }

@@ -221,6 +221,12 @@ impl Tile<'_> {
     ) {
         // SAFETY: the caller's preconditions; the tile's pixels are clamped below `pixels`.
         unsafe {
+            let ch0 = sink.channels(o, back[0]);
+            let ch1 = if vectors == 2 {
+                sink.channels(o + 4, back[1])
+            } else {
+                ch0
+            };
             for p in (0..pixels).step_by(TILE_PIXELS) {
                 let at = std::array::from_fn(|r| (p + r).min(pixels - 1) * self.pstride);
                 let mut sums = self.sums::<SPREAD>(at);
@@ -234,9 +240,9 @@ impl Tile<'_> {
                 }
                 let rows = (pixels - p).min(TILE_PIXELS);
                 if vectors == 2 {
-                    sink.put_rows(p, rows, o, sums, back);
+                    sink.put_rows((p, rows), o, sums, [ch0, ch1]);
                 } else {
-                    sink.put_rows(p, rows, o, sums.map(|s| [s[0]]), [back[0]]);
+                    sink.put_rows((p, rows), o, sums.map(|s| [s[0]]), [ch0]);
                 }
             }
         }

@@ -179,50 +179,66 @@ unsafe fn block<const V: usize>(
     // SAFETY: the caller's preconditions; rows and vectors clamped.
     unsafe {
         let vector = |v: usize| o + 4 * v.min(vectors - 1);
-        let back = std::array::from_fn(|v| bias_back(w, n, vector(v), quads).0);
+        let back: [int32x4_t; V] = std::array::from_fn(|v| bias_back(w, n, vector(v), quads).0);
         let tile = Tile::<V> {
             w,
             wq: 4 * n,
             wv: std::array::from_fn(|v| 4 * vector(v)),
         };
+        // The channels' constants once for all rows.
+        let ch: [_; V] = std::array::from_fn(|v| sink.channels(o0 + vector(v), back[v]));
         for r0 in (0..rows).step_by(4) {
             let x = clamped_rows(patch, depth_bytes, r0, rows);
             let sums = tile.sums(x, quads);
-            put_tile(
-                sink,
-                (r0, (rows - r0).min(4)),
-                (o0 + o, vectors),
-                sums,
-                back,
-            );
+            put_tile(sink, (r0, (rows - r0).min(4)), (o0 + o, vectors), sums, ch);
         }
     }
 }
 
-/// A tile's sums, with `128 * sum w` added back, into rows `p0..p0 + rows` and the first
-/// `vectors` vectors of outputs from `o`.
+/// A tile's sums, with their channels `ch` (`128 * sum w` and the sink's constants), into
+/// rows `p0..p0 + rows` and the first `vectors` vectors of outputs from `o`.
 ///
 /// # Safety
 /// As for [`Sink::put`], for those rows and outputs.
 #[inline(always)]
-unsafe fn put_tile<const V: usize>(
-    sink: &impl Sink,
+unsafe fn put_tile<S: Sink, const V: usize>(
+    sink: &S,
     (p0, rows): (usize, usize),
     (o, vectors): (usize, usize),
     sums: [[int32x4_t; V]; 4],
-    back: [int32x4_t; V],
+    ch: [S::Channels; V],
 ) {
-    // SAFETY: the caller's preconditions; NEON is baseline.
+    // SAFETY: the caller's preconditions.
     unsafe {
         for (r, s) in sums.into_iter().enumerate().take(rows) {
-            let s: [int32x4_t; V] = std::array::from_fn(|v| vaddq_s32(s[v], back[v]));
             // (`vectors <= V`: the clamp never reads past `s`.)
             let first = |v: usize| s[v.min(V - 1)];
+            let chan = |v: usize| ch[v.min(V - 1)];
             match vectors {
-                4 => sink.put::<4>(p0 + r, o, std::array::from_fn(first)),
-                3 => sink.put::<3>(p0 + r, o, std::array::from_fn(first)),
-                2 => sink.put::<2>(p0 + r, o, std::array::from_fn(first)),
-                _ => sink.put::<1>(p0 + r, o, std::array::from_fn(first)),
+                4 => sink.put::<4>(
+                    p0 + r,
+                    o,
+                    std::array::from_fn(first),
+                    std::array::from_fn(chan),
+                ),
+                3 => sink.put::<3>(
+                    p0 + r,
+                    o,
+                    std::array::from_fn(first),
+                    std::array::from_fn(chan),
+                ),
+                2 => sink.put::<2>(
+                    p0 + r,
+                    o,
+                    std::array::from_fn(first),
+                    std::array::from_fn(chan),
+                ),
+                _ => sink.put::<1>(
+                    p0 + r,
+                    o,
+                    std::array::from_fn(first),
+                    std::array::from_fn(chan),
+                ),
             }
         }
     }

@@ -169,9 +169,10 @@ impl Tile<'_> {
     ) {
         // SAFETY: the caller's preconditions; the tile's pixels are clamped below `pixels`.
         unsafe {
+            let ch: [_; 4] = std::array::from_fn(|v| sink.channels(o + 4 * v, back[v]));
             for p in (0..pixels).step_by(4) {
                 let at = std::array::from_fn(|r| (p + r).min(pixels - 1) * self.pstride);
-                sink.put_rows(p, (pixels - p).min(4), o, self.sums::<L>(at), back);
+                sink.put_rows((p, (pixels - p).min(4)), o, self.sums::<L>(at), ch);
             }
         }
     }

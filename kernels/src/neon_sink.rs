@@ -14,6 +14,9 @@ pub(crate) struct NeonRequant<'a> {
     zero: int32x4_t,
     lo: int32x4_t,
     hi: int32x4_t,
+    /// `lo` and `hi` in every byte (used only with bounds within a byte).
+    lo8: uint8x8_t,
+    hi8: uint8x8_t,
     residual_zero: int32x4_t,
     residual_multiplier: float32x4_t,
     /// Whether the residual term is added: the requantization has one and the call passed
@@ -33,6 +36,8 @@ impl<'a> NeonRequant<'a> {
                 zero: vdupq_n_s32(rq.zero),
                 lo: vdupq_n_s32(rq.lo),
                 hi: vdupq_n_s32(rq.hi),
+                lo8: vdup_n_u8(rq.lo.clamp(0, 255) as u8),
+                hi8: vdup_n_u8(rq.hi.clamp(0, 255) as u8),
                 residual_zero: vdupq_n_s32(rz),
                 residual_multiplier: vdupq_n_f32(rm),
                 with_residual: residual_inputs && rq.residual.is_some(),
@@ -40,30 +45,105 @@ impl<'a> NeonRequant<'a> {
         }
     }
 
-    /// The outputs of channels `o..o + 4` for their sums `acc` (bias not added), as i32 lanes
-    /// within `[lo, hi]`; `residual` points at the four residual inputs of those channels
-    /// (read only when the requantization has a residual and the call residual inputs).
+    /// The outputs of four channels for their sums `acc` plus bias `bias` and multipliers
+    /// `m`, as i32 lanes within `[lo, hi]`; `residual` points at the four residual inputs of
+    /// those channels (read only when the requantization has a residual and the call
+    /// residual inputs).
     ///
     /// # Safety
-    /// `o + 4 <= n` for the `n` channels the [`TileRequant`] holds, and `residual` must point
-    /// at 4 readable bytes when [`NeonRequant::new`] was told the call has residual inputs.
+    /// `residual` must point at 4 readable bytes when [`NeonRequant::new`] was told the call
+    /// has residual inputs.
     #[inline(always)]
-    pub(crate) unsafe fn lanes(&self, acc: int32x4_t, o: usize, residual: *const u8) -> int32x4_t {
-        // SAFETY: the caller guarantees the channels and residual bytes are in bounds; NEON
-        // is baseline.
+    pub(crate) unsafe fn lanes(
+        &self,
+        (acc, bias, m): (int32x4_t, int32x4_t, float32x4_t),
+        residual: *const u8,
+    ) -> int32x4_t {
+        // SAFETY: the caller guarantees the residual bytes; NEON is baseline.
         unsafe {
-            let bias = vld1q_s32(self.rq.bias.as_ptr().add(o));
-            let m = vld1q_f32(self.rq.multiplier.as_ptr().add(o));
-            let mut v = vmulq_f32(vcvtq_f32_s32(vaddq_s32(acc, bias)), m);
+            let v = self.scaled(vaddq_s32(acc, bias), m, residual);
+            let v = vminq_f32(vmaxq_f32(v, vdupq_n_f32(-LIMIT)), vdupq_n_f32(LIMIT));
+            let q = vaddq_s32(vcvtnq_s32_f32(v), self.zero);
+            vminq_s32(vmaxq_s32(q, self.lo), self.hi)
+        }
+    }
+
+    /// `acc * m`, plus the residual term when there is one: the f32 part of the definition.
+    ///
+    /// # Safety
+    /// As for [`NeonRequant::lanes`].
+    #[inline(always)]
+    unsafe fn scaled(&self, acc: int32x4_t, m: float32x4_t, residual: *const u8) -> float32x4_t {
+        // SAFETY: the caller guarantees the residual bytes; NEON is baseline.
+        unsafe {
+            let mut v = vmulq_f32(vcvtq_f32_s32(acc), m);
             if self.with_residual {
                 let r = vdup_n_u32((residual as *const u32).read_unaligned());
                 let r = vmovl_u16(vget_low_u16(vmovl_u8(vreinterpret_u8_u32(r))));
                 let r = vsubq_s32(vreinterpretq_s32_u32(r), self.residual_zero);
                 v = vaddq_f32(v, vmulq_f32(vcvtq_f32_s32(r), self.residual_multiplier));
             }
-            let v = vminq_f32(vmaxq_f32(v, vdupq_n_f32(-LIMIT)), vdupq_n_f32(LIMIT));
-            let q = vaddq_s32(vcvtnq_s32_f32(v), self.zero);
-            vminq_s32(vmaxq_s32(q, self.lo), self.hi)
+            v
+        }
+    }
+
+    /// Whether [`NeonRequant::bytes`] computes the definition: bounds within a byte and a
+    /// zero point within +-2^21 (every model's; the kernels' tests also try others).
+    #[inline(always)]
+    pub(crate) fn byte_bounds(&self) -> bool {
+        let rq = self.rq;
+        0 <= rq.lo && rq.lo <= rq.hi && rq.hi <= 255 && rq.zero.unsigned_abs() <= 1 << 21
+    }
+
+    /// The outputs of four channels (as [`NeonRequant::lanes`]) before the clamp, for
+    /// bounds within a byte ([`NeonRequant::byte_bounds`]): no clamp to +-2^22, since
+    /// `fcvtns` saturates and the zero point is added with saturation, so that a value
+    /// beyond +-2^22 still lands beyond the byte's bounds on its own side, as the clamped
+    /// one does; the saturating narrows and the byte clamp ([`NeonRequant::store8_bytes`])
+    /// then give the definition's bytes.
+    ///
+    /// # Safety
+    /// As for [`NeonRequant::lanes`].
+    #[inline(always)]
+    pub(crate) unsafe fn bytes(
+        &self,
+        (acc, bias, m): (int32x4_t, int32x4_t, float32x4_t),
+        residual: *const u8,
+    ) -> int32x4_t {
+        // SAFETY: the caller's preconditions; NEON is baseline.
+        unsafe {
+            let v = self.scaled(vaddq_s32(acc, bias), m, residual);
+            vqaddq_s32(vcvtnq_s32_f32(v), self.zero)
+        }
+    }
+
+    /// Eight outputs of [`NeonRequant::bytes`] (`a` then `b`) narrowed with saturation,
+    /// clamped to `[lo, hi]` and stored at `out`.
+    ///
+    /// # Safety
+    /// `out` must point at 8 writable bytes; the bounds within a byte.
+    #[inline(always)]
+    pub(crate) unsafe fn store8_bytes(&self, out: *mut u8, a: int32x4_t, b: int32x4_t) {
+        // SAFETY: the caller guarantees the 8 bytes; NEON is baseline.
+        unsafe {
+            let h = vqmovn_high_s32(vqmovn_s32(a), b);
+            let y = vmin_u8(vmax_u8(vqmovun_s16(h), self.lo8), self.hi8);
+            vst1_u8(out, y);
+        }
+    }
+
+    /// Four outputs of [`NeonRequant::bytes`], as [`NeonRequant::store8_bytes`] does eight.
+    ///
+    /// # Safety
+    /// `out` must point at 4 writable bytes; the bounds within a byte.
+    #[inline(always)]
+    pub(crate) unsafe fn store4_bytes(&self, out: *mut u8, a: int32x4_t) {
+        // SAFETY: the caller guarantees the 4 bytes; NEON is baseline.
+        unsafe {
+            let h = vqmovn_s32(a);
+            let y = vmin_u8(vmax_u8(vqmovun_s16(vcombine_s16(h, h)), self.lo8), self.hi8);
+            let word = vget_lane_u32::<0>(vreinterpret_u32_u8(y));
+            (out as *mut u32).write_unaligned(word);
         }
     }
 
@@ -105,11 +185,29 @@ impl<'a> NeonRequant<'a> {
 /// Where a tile's sums go: rows (output pixels) of `out_c` values (the row stride; a row may
 /// hold more than the kernel's outputs).
 pub(crate) trait Sink {
-    /// The sums of row `p`, channels `o..o + 4 V`.
+    /// What the sink needs of four channels besides their sums (their `128 * sum w` and, for a
+    /// requantization, their bias and multipliers), read once for all the rows of a tile
+    /// column.
+    type Channels: Copy;
+
+    /// The [`Sink::Channels`] of channels `o..o + 4`, whose sums lack `back`.
     ///
     /// # Safety
-    /// `p` must be one of the call's rows and `o + 4 V` within its outputs.
-    unsafe fn put<const V: usize>(&self, p: usize, o: usize, sums: [int32x4_t; V]);
+    /// `o + 4` within the call's outputs.
+    unsafe fn channels(&self, o: usize, back: int32x4_t) -> Self::Channels;
+
+    /// The sums of row `p`, channels `o..o + 4 V`, with their channels `ch`.
+    ///
+    /// # Safety
+    /// `p` must be one of the call's rows and `o + 4 V` within its outputs; `ch` those of
+    /// channels `o..o + 4 V`.
+    unsafe fn put<const V: usize>(
+        &self,
+        p: usize,
+        o: usize,
+        sums: [int32x4_t; V],
+        ch: [Self::Channels; V],
+    );
 
     /// The sum of row `p`, channel `o` (the channels a vector leaves over).
     ///
@@ -125,13 +223,26 @@ pub(crate) struct AccSink {
 }
 
 impl Sink for AccSink {
+    type Channels = int32x4_t;
+
     #[inline(always)]
-    unsafe fn put<const V: usize>(&self, p: usize, o: usize, sums: [int32x4_t; V]) {
+    unsafe fn channels(&self, _o: usize, back: int32x4_t) -> int32x4_t {
+        back
+    }
+
+    #[inline(always)]
+    unsafe fn put<const V: usize>(
+        &self,
+        p: usize,
+        o: usize,
+        sums: [int32x4_t; V],
+        back: [int32x4_t; V],
+    ) {
         // SAFETY: the caller guarantees the accumulators are in bounds; NEON is baseline.
         unsafe {
-            for (v, sum) in sums.into_iter().enumerate() {
+            for (v, (sum, b)) in sums.into_iter().zip(back).enumerate() {
                 let a = self.acc.add(p * self.out_c + o + 4 * v);
-                vst1q_s32(a, vaddq_s32(vld1q_s32(a), sum));
+                vst1q_s32(a, vaddq_s32(vld1q_s32(a), vaddq_s32(sum, b)));
             }
         }
     }
@@ -146,6 +257,8 @@ impl Sink for AccSink {
 /// Requantized into bytes, rows `out_c` apart, with residual inputs laid out alike.
 pub(crate) struct RequantSink<'a> {
     pub(crate) rq: NeonRequant<'a>,
+    /// [`NeonRequant::byte_bounds`], decided once per call.
+    pub(crate) byte_bounds: bool,
     pub(crate) residual: *const u8,
     pub(crate) out: *mut u8,
     pub(crate) out_c: usize,
@@ -160,8 +273,10 @@ impl<'a> RequantSink<'a> {
         out: &mut [u8],
         out_c: usize,
     ) -> Self {
+        let rq = NeonRequant::new(rq, residual.is_some());
         RequantSink {
-            rq: NeonRequant::new(rq, residual.is_some()),
+            byte_bounds: rq.byte_bounds(),
+            rq,
             residual: residual.map_or(std::ptr::null(), <[u8]>::as_ptr),
             out: out.as_mut_ptr(),
             out_c,
@@ -170,16 +285,52 @@ impl<'a> RequantSink<'a> {
 }
 
 impl Sink for RequantSink<'_> {
+    /// The bias with `128 * sum w` added, and the multipliers.
+    type Channels = (int32x4_t, float32x4_t);
+
     #[inline(always)]
-    unsafe fn put<const V: usize>(&self, p: usize, o: usize, sums: [int32x4_t; V]) {
+    unsafe fn channels(&self, o: usize, back: int32x4_t) -> (int32x4_t, float32x4_t) {
+        let rq = self.rq.rq;
+        // SAFETY: the caller guarantees channels `o..o + 4`; NEON is baseline.
+        unsafe {
+            let bias = vld1q_s32(rq.bias.as_ptr().add(o));
+            (
+                vaddq_s32(bias, back),
+                vld1q_f32(rq.multiplier.as_ptr().add(o)),
+            )
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn put<const V: usize>(
+        &self,
+        p: usize,
+        o: usize,
+        sums: [int32x4_t; V],
+        ch: [(int32x4_t, float32x4_t); V],
+    ) {
         let at = p * self.out_c + o;
+        let res = |v: usize| self.residual.wrapping_add(at + 4 * v);
         // SAFETY: the caller guarantees the outputs (and residual inputs, which are only read
         // when there are some) are in bounds.
         unsafe {
-            let lanes: [int32x4_t; V] = std::array::from_fn(|v| {
-                let res = self.residual.wrapping_add(at + 4 * v);
-                self.rq.lanes(sums[v], o + 4 * v, res)
-            });
+            if self.byte_bounds {
+                let q: [int32x4_t; V] =
+                    std::array::from_fn(|v| self.rq.bytes((sums[v], ch[v].0, ch[v].1), res(v)));
+                if V.is_multiple_of(2) {
+                    for v in (0..V).step_by(2) {
+                        self.rq
+                            .store8_bytes(self.out.add(at + 4 * v), q[v], q[v + 1]);
+                    }
+                } else {
+                    for (v, l) in q.into_iter().enumerate() {
+                        self.rq.store4_bytes(self.out.add(at + 4 * v), l);
+                    }
+                }
+                return;
+            }
+            let lanes: [int32x4_t; V] =
+                std::array::from_fn(|v| self.rq.lanes((sums[v], ch[v].0, ch[v].1), res(v)));
             if V.is_multiple_of(2) {
                 for v in (0..V).step_by(2) {
                     NeonRequant::store8(self.out.add(at + 4 * v), lanes[v], lanes[v + 1]);
@@ -205,30 +356,25 @@ impl Sink for RequantSink<'_> {
 
 impl<S: Sink> SinkExt for S {}
 
-/// A tile's sums with the `128 * sum w` added back, per pixel.
+/// A tile's rows, put with their channels.
 pub(crate) trait SinkExt: Sink {
     /// The first `rows` rows of a tile's sums (the others are a clamped tile's repeats of its
-    /// last row), with the `128 * sum w` added back.
+    /// last row), channels `o..o + 4 V` with their channels `ch` (from [`Sink::channels`]).
     ///
     /// # Safety
     /// As for [`Sink::put`], for rows `p0..p0 + rows`.
     #[inline(always)]
     unsafe fn put_rows<const R: usize, const V: usize>(
         &self,
-        p0: usize,
-        rows: usize,
+        (p0, rows): (usize, usize),
         o: usize,
         sums: [[int32x4_t; V]; R],
-        back: [int32x4_t; V],
+        ch: [Self::Channels; V],
     ) {
-        // SAFETY: the caller's preconditions; NEON is baseline.
+        // SAFETY: the caller's preconditions.
         unsafe {
             for (r, s) in sums.into_iter().enumerate().take(rows) {
-                let mut s = s;
-                for (sv, b) in s.iter_mut().zip(back) {
-                    *sv = vaddq_s32(*sv, b);
-                }
-                self.put(p0 + r, o, s);
+                self.put(p0 + r, o, s, ch);
             }
         }
     }
