@@ -69,14 +69,14 @@ ours_binary() { # core -> path
   echo "$dir/aarch64-unknown-linux-musl/board/resnext-edge"
 }
 
-arm64=
+arm64=$(bash scripts/arm64_onnxruntime.sh "$out/arm64-onnxruntime")
 count() { # name core qemu-cpu mcpu runs command... -> $out/counts/name-runs.json
   local name=$1 core=$2 cpu=$3 mcpu=$4 runs=$5; shift 5
   local extra=()
   case $name in ort*) extra=(--sysroot "$arm64/$core") ;; esac
   mkdir -p "$out/counts"
   say "counting $name on the $core, $runs run(s)"
-  PYTHONPATH=${arm64:+$arm64/site} python3 scripts/qemu_count.py --cpu "$cpu" --cycles "$mcpu" --json \
+  PYTHONPATH=$arm64/site python3 scripts/qemu_count.py --cpu "$cpu" --cycles "$mcpu" --json \
     "${extra[@]}" -- "$@" >"$out/counts/$name-$core-$runs.json" 2>"$out/counts/$name-$core-$runs.log" || {
     say "$name failed on the $core: see $out/counts/$name-$core-$runs.log"
     tail -5 "$out/counts/$name-$core-$runs.log" >&2
@@ -84,7 +84,6 @@ count() { # name core qemu-cpu mcpu runs command... -> $out/counts/name-runs.jso
   }
 }
 
-if [[ $cores == *a7[26]* ]]; then arm64=$(bash scripts/arm64_onnxruntime.sh "$out/arm64-onnxruntime"); fi
 for core in ${cores//,/ }; do
   case $core in
     a72) cpu=cortex-a72; mcpu=cortex-a72 ;;

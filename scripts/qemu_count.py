@@ -69,8 +69,12 @@ def llvm(name):
 
 def function_table(program):
     """(sorted start addresses, names) of the program's functions; empty without symbols."""
-    out = subprocess.run([llvm("llvm-nm"), "-C", "-n", "--defined-only", program], capture_output=True, text=True)
     starts, names = [], []
+    try:
+        out = subprocess.run([llvm("llvm-nm"), "-C", "-n", "--defined-only", program], capture_output=True, text=True)
+    except FileNotFoundError:
+        print("qemu_count: no llvm-nm (apt-get install llvm-19): no per-function counts", file=sys.stderr)
+        return starts, names
     for line in out.stdout.splitlines():
         parts = line.split(" ", 2)
         if len(parts) == 3 and parts[1] in "tTwW":
@@ -147,7 +151,7 @@ def count(args):
                 total = int(f[1])
     starts, names = function_table(program)
     outside = f"(outside {os.path.basename(program)})"
-    _, text_end = text_range(program)
+    text_end = text_range(program)[1]
 
     def function_of(vaddr):
         if bias is None or not starts:

@@ -214,31 +214,21 @@ unsafe fn put_tile<S: Sink, const V: usize>(
             // (`vectors <= V`: the clamp never reads past `s`.)
             let first = |v: usize| s[v.min(V - 1)];
             let chan = |v: usize| ch[v.min(V - 1)];
+            macro_rules! put {
+                ($v:literal) => {
+                    sink.put::<$v>(
+                        p0 + r,
+                        o,
+                        std::array::from_fn(first),
+                        std::array::from_fn(chan),
+                    )
+                };
+            }
             match vectors {
-                4 => sink.put::<4>(
-                    p0 + r,
-                    o,
-                    std::array::from_fn(first),
-                    std::array::from_fn(chan),
-                ),
-                3 => sink.put::<3>(
-                    p0 + r,
-                    o,
-                    std::array::from_fn(first),
-                    std::array::from_fn(chan),
-                ),
-                2 => sink.put::<2>(
-                    p0 + r,
-                    o,
-                    std::array::from_fn(first),
-                    std::array::from_fn(chan),
-                ),
-                _ => sink.put::<1>(
-                    p0 + r,
-                    o,
-                    std::array::from_fn(first),
-                    std::array::from_fn(chan),
-                ),
+                4 => put!(4),
+                3 => put!(3),
+                2 => put!(2),
+                _ => put!(1),
             }
         }
     }
