@@ -3,7 +3,7 @@
 program and per guest thread, and (aarch64) cycles estimated by llvm-mca's model of a core.
 
   qemu_count.py [--cpu cortex-a72] [--arch aarch64|arm] [--sysroot DIR] [--cycles MCPU]
-                [--threads] [--top 12] [--json] -- PROGRAM [ARGS...]
+                [--threads] [--top 12] [--blocks N] [--json] -- PROGRAM [ARGS...]
 
 Why: no ARM board is at hand, and qemu's timings say nothing about one. What qemu does give
 exactly is what the guest executes. scripts/qemu_count_plugin.c (built once with the host's cc,
@@ -39,6 +39,8 @@ MODELLED_SHARE = 0.995
 MAX_MODELLED_BLOCKS = 5000
 # Blocks per llvm-mca run.
 MCA_BATCH = 400
+# qemu's translation blocks end at page boundaries.
+PAGE = 4096
 
 
 def build_plugin():
@@ -174,7 +176,33 @@ def count(args):
                 break
             hot.append(key)
             covered += key[1] * runs
-        per_run = mca_cycles({key: key[0] for key in hot}, args.cycles)
+        # qemu ends a block at a page boundary: a loop whose body crosses one runs as two or
+        # more blocks (the loop's, its entry's), which llvm-mca would model apart, each without
+        # the others' overlap. Where every run of the block at a page's start follows one of
+        # the blocks ending there, each of those is modelled together with it and counts the
+        # pair's cycles, the page's block none of its own.
+        ending = defaultdict(list)
+        for vaddr, insns, runs, code in blocks:
+            if (vaddr + 4 * insns) % PAGE == 0:
+                ending[vaddr + 4 * insns].append((code, insns, runs))
+        hot_set, merged_of, folded = set(hot), {}, set()
+        for vaddr, insns, runs, code in blocks:
+            preds = ending.get(vaddr, [])
+            if vaddr % PAGE or not preds or sum(r for _, _, r in preds) != runs:
+                continue
+            if not any((c, n) in hot_set for c, n, _ in preds):
+                continue
+            folded.add((code, insns))
+            for c, n, _ in preds:
+                merged_of[(c, n)] = (c + code, n + insns)
+        regions = {key: key[0] for key in hot if key not in merged_of and key not in folded}
+        regions.update({merged: merged[0] for merged in merged_of.values()})
+        per_run = mca_cycles(regions, args.cycles)
+        for key, merged in merged_of.items():
+            if merged in per_run:
+                per_run[key] = per_run[merged]
+        for key in folded:
+            per_run[key] = 0.0
         # Blocks not modelled count one cycle per instruction.
         cycles_of_function = Counter()
         modelled = 0
@@ -191,6 +219,16 @@ def count(args):
             row["cycles"] = int(cycles_of_function[fn])
         functions.append(row)
     result["functions"] = functions
+    if args.blocks:
+        # The hottest blocks by cycles (instructions without --cycles), at their linked address.
+        per_run = per_run if args.cycles else {}
+        rows = []
+        for vaddr, insns, runs, code in blocks:
+            c = per_run.get((code, insns))
+            rows.append({"address": hex(vaddr - bias) if bias is not None else hex(vaddr),
+                         "function": readable(function_of(vaddr)), "instructions": insns, "runs": runs,
+                         "cycles_per_run": c, "cycles": int((insns if c is None else c) * runs)})
+        result["blocks"] = sorted(rows, key=lambda r: -r["cycles"])[:args.blocks]
     if args.threads:
         by_thread = defaultdict(Counter)
         for t, vaddr, insns, runs in thread_blocks:
@@ -232,6 +270,8 @@ def main():
     ap.add_argument("--threads", action="store_true", help="count per guest thread")
     ap.add_argument("--top", type=int, default=12, help="functions listed (text output)")
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout, every function")
+    ap.add_argument("--blocks", type=int, default=0, metavar="N",
+                    help="also list the N hottest blocks (linked address, runs, cycles per run)")
     ap.add_argument("command", nargs=argparse.REMAINDER)
     args = ap.parse_args()
     if args.command[:1] == ["--"]:
@@ -252,6 +292,10 @@ def main():
         for row in result["functions"][:args.top]:
             cycles = f"{row['cycles']:>15,} cycles " if "cycles" in row else ""
             print(f"{row['instructions']:>15,} instructions {cycles} {row['function']}")
+        for row in result.get("blocks", []):
+            per_run = "" if row["cycles_per_run"] is None else f"{row['cycles_per_run']:>8.2f} cycles/run"
+            print(f"block {row['address']}: {row['instructions']:>4} instructions x {row['runs']:>12,} runs "
+                  f"{per_run} = {row['cycles']:>14,} cycles  {row['function']}")
         for row in result.get("threads", []):
             print(f"thread {row['thread']}: {row['instructions']:,} instructions")
     sys.exit(result["exit_code"])

@@ -17,7 +17,7 @@
 //! last row repeated, a last 4 outputs with their vector repeated, and only the real ones reach
 //! the sink; a panel's last 1-3 outputs run it too ([`partial_vector`]).
 
-use super::neon_sink::{AccSink, RequantSink, Sink, SinkExt};
+use super::neon_sink::{AccSink, RequantSink, Sink, TileEnd, ToSink};
 use super::requant::TileRequant;
 use std::arch::aarch64::*;
 use std::arch::asm;
@@ -221,34 +221,56 @@ impl Tile {
     /// `addp` at the end. `PAIRED`: two quads per `sadalp` (weights without -128; an odd last
     /// quad alone, after the loop), else one.
     ///
+    /// Not inlined: one copy serves every call (inlined into the partial vector's, with its
+    /// repeated vector known, LLVM made a narrower loop of it).
+    ///
     /// # Safety
     /// Each row must hold `quads` quads and the weights `quads` quads of the tile's vectors.
-    #[inline(always)]
+    #[inline(never)]
     unsafe fn sums<const PAIRED: bool>(
         &self,
         x: [*const u8; 4],
         quads: usize,
     ) -> [[int32x4_t; 2]; 4] {
         // SAFETY: the caller's preconditions.
-        unsafe { self.sums_with::<PAIRED, _>(x, quads, Returned) }
+        unsafe { self.sums_inline::<PAIRED>(x, quads) }
     }
 
-    /// [`Tile::sums`] handed to `end` at the tile's end, in registers: one copy of the loop
-    /// per caller's `end` (a sink that requantizes stores bytes without a round trip of the
-    /// sums through memory).
+    /// Every 4 rows of the patch's `rows` (the last 1-3 with the last row repeated) through
+    /// [`Tile::sums`], each tile's sums handed to `end` in registers: one call and one copy of
+    /// the loop per caller's `end` (a sink that requantizes stores bytes without a round trip
+    /// of the sums through memory, and with no call per tile).
     ///
-    /// Not inlined: one copy serves every call of a caller (inlined into the partial vector's,
-    /// with its repeated vector known, LLVM made a narrower loop of it).
+    /// # Safety
+    /// The patch must hold `rows` rows of `depth_bytes` (`4 * quads <= depth_bytes`), the
+    /// weights `quads` quads of the tile's vectors, and `end` take every 4 rows from 0 to
+    /// `rows`.
+    #[inline(never)]
+    unsafe fn rows_with<const PAIRED: bool>(
+        &self,
+        (patch, depth_bytes, rows): (*const u8, usize, usize),
+        quads: usize,
+        end: &impl TileEnd<2>,
+    ) {
+        // SAFETY: the caller's preconditions; rows clamped to the last.
+        unsafe {
+            for r0 in (0..rows).step_by(4) {
+                let x = clamped_rows(patch, depth_bytes, r0, rows);
+                end.end(r0, self.sums_inline::<PAIRED>(x, quads));
+            }
+        }
+    }
+
+    /// [`Tile::sums`], inlined into its caller.
     ///
     /// # Safety
     /// As for [`Tile::sums`].
-    #[inline(never)]
-    unsafe fn sums_with<const PAIRED: bool, R>(
+    #[inline(always)]
+    unsafe fn sums_inline<const PAIRED: bool>(
         &self,
         x: [*const u8; 4],
         quads: usize,
-        end: impl TileEnd<Out = R>,
-    ) -> R {
+    ) -> [[int32x4_t; 2]; 4] {
         // SAFETY: the caller's preconditions; NEON is baseline.
         unsafe {
             let mut a = [[[vdupq_n_s32(0); 2]; 2]; 4];
@@ -277,7 +299,7 @@ impl Tile {
                     vpaddq_s32(ar[1][0], ar[1][1]),
                 ]
             };
-            end.end([fold(a[0]), fold(a[1]), fold(a[2]), fold(a[3])])
+            [fold(a[0]), fold(a[1]), fold(a[2]), fold(a[3])]
         }
     }
 
@@ -324,59 +346,6 @@ impl Tile {
     }
 }
 
-/// What [`Tile::sums_with`] does with a tile's sums (a trait rather than a closure, so that it
-/// is inlined into the tile's end for certain).
-trait TileEnd {
-    type Out;
-
-    /// Takes the sums of the tile's 4 rows, 2 vectors each.
-    ///
-    /// # Safety
-    /// As the implementation states.
-    unsafe fn end(self, sums: [[int32x4_t; 2]; 4]) -> Self::Out;
-}
-
-/// The sums returned.
-struct Returned;
-
-impl TileEnd for Returned {
-    type Out = [[int32x4_t; 2]; 4];
-
-    #[inline(always)]
-    unsafe fn end(self, sums: [[int32x4_t; 2]; 4]) -> Self::Out {
-        sums
-    }
-}
-
-/// The sums put into a sink: rows `rows.0..rows.0 + rows.1`, the first `vectors` (1 or 2)
-/// vectors of outputs from `o`, with their channels `ch`.
-struct ToSink<'a, S: Sink> {
-    sink: &'a S,
-    rows: (usize, usize),
-    o: usize,
-    vectors: usize,
-    ch: [S::Channels; 2],
-}
-
-impl<S: Sink> TileEnd for ToSink<'_, S> {
-    type Out = ();
-
-    /// # Safety
-    /// As for [`Sink::put`], for those rows and outputs.
-    #[inline(always)]
-    unsafe fn end(self, sums: [[int32x4_t; 2]; 4]) {
-        // SAFETY: the caller's preconditions.
-        unsafe {
-            if self.vectors == 2 {
-                self.sink.put_rows(self.rows, self.o, sums, self.ch);
-            } else {
-                let first = [[sums[0][0]], [sums[1][0]], [sums[2][0]], [sums[3][0]]];
-                self.sink.put_rows(self.rows, self.o, first, [self.ch[0]]);
-            }
-        }
-    }
-}
-
 /// One panel of `n` outputs, the first of them output `o0` of the sink's rows.
 ///
 /// # Safety
@@ -410,21 +379,17 @@ unsafe fn dot_u8_neon(
             };
             // The channels' constants once for all rows; each tile's sums go to the sink
             // straight from the tile's registers.
-            let ch = [sink.channels(o0 + o, b0), sink.channels(o0 + last, b1)];
-            for r0 in (0..rows).step_by(4) {
-                let x = clamped_rows(patch, depth_bytes, r0, rows);
-                let end = ToSink {
-                    sink,
-                    rows: (r0, (rows - r0).min(4)),
-                    o: o0 + o,
-                    vectors,
-                    ch,
-                };
-                if m0 || m1 {
-                    tile.sums_with::<false, _>(x, quads, end)
-                } else {
-                    tile.sums_with::<true, _>(x, quads, end)
-                }
+            let end = ToSink {
+                sink,
+                rows,
+                o: o0 + o,
+                vectors,
+                ch: [sink.channels(o0 + o, b0), sink.channels(o0 + last, b1)],
+            };
+            if m0 || m1 {
+                tile.rows_with::<false>((patch, depth_bytes, rows), quads, &end)
+            } else {
+                tile.rows_with::<true>((patch, depth_bytes, rows), quads, &end)
             }
         }
         if whole < n {

@@ -13,7 +13,7 @@
 //! with the `dotprod` feature.
 
 use super::aarch64::{bias_back, clamped_rows, partial_weights, put_lanes};
-use super::neon_sink::{AccSink, RequantSink, Sink};
+use super::neon_sink::{AccSink, RequantSink, Sink, TileEnd, ToSink};
 use super::requant::TileRequant;
 use std::arch::aarch64::*;
 use std::arch::asm;
@@ -185,52 +185,16 @@ unsafe fn block<const V: usize>(
             wq: 4 * n,
             wv: std::array::from_fn(|v| 4 * vector(v)),
         };
-        // The channels' constants once for all rows.
-        let ch: [_; V] = std::array::from_fn(|v| sink.channels(o0 + vector(v), back[v]));
-        for r0 in (0..rows).step_by(4) {
-            let x = clamped_rows(patch, depth_bytes, r0, rows);
-            let sums = tile.sums(x, quads);
-            put_tile(sink, (r0, (rows - r0).min(4)), (o0 + o, vectors), sums, ch);
-        }
-    }
-}
-
-/// A tile's sums, with their channels `ch` (`128 * sum w` and the sink's constants), into
-/// rows `p0..p0 + rows` and the first `vectors` vectors of outputs from `o`.
-///
-/// # Safety
-/// As for [`Sink::put`], for those rows and outputs.
-#[inline(always)]
-unsafe fn put_tile<S: Sink, const V: usize>(
-    sink: &S,
-    (p0, rows): (usize, usize),
-    (o, vectors): (usize, usize),
-    sums: [[int32x4_t; V]; 4],
-    ch: [S::Channels; V],
-) {
-    // SAFETY: the caller's preconditions.
-    unsafe {
-        for (r, s) in sums.into_iter().enumerate().take(rows) {
-            // (`vectors <= V`: the clamp never reads past `s`.)
-            let first = |v: usize| s[v.min(V - 1)];
-            let chan = |v: usize| ch[v.min(V - 1)];
-            macro_rules! put {
-                ($v:literal) => {
-                    sink.put::<$v>(
-                        p0 + r,
-                        o,
-                        std::array::from_fn(first),
-                        std::array::from_fn(chan),
-                    )
-                };
-            }
-            match vectors {
-                4 => put!(4),
-                3 => put!(3),
-                2 => put!(2),
-                _ => put!(1),
-            }
-        }
+        // The channels' constants once for all rows; each tile's sums go to the sink straight
+        // from the tile's registers.
+        let end = ToSink {
+            sink,
+            rows,
+            o: o0 + o,
+            vectors,
+            ch: std::array::from_fn(|v| sink.channels(o0 + vector(v), back[v])),
+        };
+        tile.rows_with((patch, depth_bytes, rows), quads, &end);
     }
 }
 
@@ -358,7 +322,7 @@ impl<const V: usize> Tile<V> {
     /// 4 quads per step (one 16-byte load and `eor` per row; quad `j` of it by the indexed
     /// `sdot`), the last 1-3 as one more such step on zero-padded copies.
     ///
-    /// Not inlined: one copy serves every caller (inlined into the partial vector's, with its
+    /// Not inlined: one copy serves every call (inlined into the partial vector's, with its
     /// repeated vector known, LLVM made a narrower loop of it).
     ///
     /// # Safety
@@ -367,9 +331,45 @@ impl<const V: usize> Tile<V> {
     #[inline(never)]
     #[target_feature(enable = "dotprod")]
     unsafe fn sums(&self, x: [*const u8; 4], quads: usize) -> [[int32x4_t; V]; 4] {
-        let flip = vdupq_n_u8(0x80);
+        // SAFETY: the caller's preconditions.
+        unsafe { self.sums_inline(x, quads) }
+    }
+
+    /// Every 4 rows of the patch's `rows` (the last 1-3 with the last row repeated) through
+    /// [`Tile::sums`], each tile's sums handed to `end` in registers: one call and one copy of
+    /// the loop per caller's `end` (a sink that requantizes stores bytes without a round trip
+    /// of the sums through memory, and with no call per tile).
+    ///
+    /// # Safety
+    /// The CPU must have `dotprod`; the patch must hold `rows` rows of `depth_bytes`
+    /// (`4 * quads <= depth_bytes`), the weights `quads` quads of the tile's vectors, and
+    /// `end` take every 4 rows from 0 to `rows`.
+    #[inline(never)]
+    #[target_feature(enable = "dotprod")]
+    unsafe fn rows_with(
+        &self,
+        (patch, depth_bytes, rows): (*const u8, usize, usize),
+        quads: usize,
+        end: &impl TileEnd<V>,
+    ) {
+        // SAFETY: the caller's preconditions; rows clamped to the last.
+        unsafe {
+            for r0 in (0..rows).step_by(4) {
+                let x = clamped_rows(patch, depth_bytes, r0, rows);
+                end.end(r0, self.sums_inline(x, quads));
+            }
+        }
+    }
+
+    /// [`Tile::sums`], inlined into its caller.
+    ///
+    /// # Safety
+    /// As for [`Tile::sums`], the caller compiled with `dotprod`.
+    #[inline(always)]
+    unsafe fn sums_inline(&self, x: [*const u8; 4], quads: usize) -> [[int32x4_t; V]; 4] {
         // SAFETY: the caller's preconditions; loads stay inside the rows' `quads` quads.
         unsafe {
+            let flip = vdupq_n_u8(0x80);
             let mut a = [[vdupq_n_s32(0); V]; 4];
             let mut q = 0;
             while q + 4 <= quads {
