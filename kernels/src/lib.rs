@@ -231,6 +231,9 @@ mod tests {
             let floor = if seed % 4 == 0 { -128 } else { -127 };
             let w: Vec<i8> = (0..depth_bytes * n).map(|_| clash_weight(seed, next()).max(floor)).collect();
             let bias: Vec<i32> = (0..n).map(|_| next() as i32 >> 12).collect();
+            // The weights' sums, given in two cases of three (a packed layer has them).
+            let sums = signatures::dot_weight_sums(depth_bytes, &w, n);
+            let weight_sums = (seed % 3 != 0).then_some(&sums[..]);
             // Scales as a quantizer makes them, some large enough to saturate, and (rarely)
             // the values no quantizer writes: NaN, infinities, zero.
             let multiplier: Vec<f32> = (0..n)
@@ -256,6 +259,7 @@ mod tests {
                 lo: a.min(b),
                 hi: a.max(b),
                 residual: residual.then(|| (next() as u8 as i32, (next() % 1000) as f32 * 1e-3)),
+                weight_sums,
             };
             let len = (rows - 1) * ldo + n;
             let res: Vec<u8> = (0..len).map(|_| next() as u8).collect();
@@ -301,6 +305,8 @@ mod tests {
             let xp: Vec<u8> = (0..kernel * row).map(|_| clash_input(seed, next())).collect();
             let w: Vec<i8> = (0..s.weights().unwrap()).map(|_| clash_weight(seed, next())).collect();
             let bias: Vec<i32> = (0..out_c).map(|_| next() as i32 >> 12).collect();
+            let sums = s.weight_sums(&w);
+            let weight_sums = (seed % 3 != 0).then_some(&sums[..]);
             let multiplier: Vec<f32> = (0..out_c)
                 .map(|_| match next() % 64 {
                     0 => f32::NAN,
@@ -316,6 +322,7 @@ mod tests {
                 lo: a.min(b),
                 hi: a.max(b),
                 residual: residual.then(|| (next() as u8 as i32, (next() % 1000) as f32 * 1e-3)),
+                weight_sums,
             };
             let len = pixels * out_c;
             let res: Vec<u8> = (0..len).map(|_| next() as u8).collect();

@@ -179,7 +179,11 @@ unsafe fn block<const V: usize>(
     // SAFETY: the caller's preconditions; rows and vectors clamped.
     unsafe {
         let vector = |v: usize| o + 4 * v.min(vectors - 1);
-        let back: [int32x4_t; V] = std::array::from_fn(|v| bias_back(w, n, vector(v), quads).0);
+        let back: [int32x4_t; V] = std::array::from_fn(|v| {
+            let o = vector(v);
+            sink.back(o0 + o)
+                .unwrap_or_else(|| bias_back(w, n, o, quads).0)
+        });
         let tile = Tile::<V> {
             w,
             wq: 4 * n,

@@ -126,7 +126,11 @@ unsafe fn run(
     unsafe {
         for b0 in (0..s.out_c).step_by(16) {
             let wb = w.add(b0 * steps * 4);
-            let back = std::array::from_fn(|v| bias_back(wb, 16, 4 * v, steps).0);
+            let back = std::array::from_fn(|v| {
+                let o = b0 + 4 * v;
+                sink.back(o)
+                    .unwrap_or_else(|| bias_back(wb, 16, 4 * v, steps).0)
+            });
             let tile = Tile {
                 xp: xp.add(b0 / s.cout * s.cin),
                 pstride: s.stride * s.in_c,

@@ -196,6 +196,13 @@ pub(crate) trait Sink {
     /// `o + 4` within the call's outputs.
     unsafe fn channels(&self, o: usize, back: int32x4_t) -> Self::Channels;
 
+    /// `128 *` the weight sums of channels `o..o + 4`, if the call has them
+    /// ([`TileRequant::weight_sums`]).
+    ///
+    /// # Safety
+    /// `o + 4` within the call's outputs.
+    unsafe fn back(&self, o: usize) -> Option<int32x4_t>;
+
     /// The sums of row `p`, channels `o..o + 4 V`, with their channels `ch`.
     ///
     /// # Safety
@@ -228,6 +235,11 @@ impl Sink for AccSink {
     #[inline(always)]
     unsafe fn channels(&self, _o: usize, back: int32x4_t) -> int32x4_t {
         back
+    }
+
+    #[inline(always)]
+    unsafe fn back(&self, _o: usize) -> Option<int32x4_t> {
+        None
     }
 
     #[inline(always)]
@@ -299,6 +311,14 @@ impl Sink for RequantSink<'_> {
                 vld1q_f32(rq.multiplier.as_ptr().add(o)),
             )
         }
+    }
+
+    #[inline(always)]
+    unsafe fn back(&self, o: usize) -> Option<int32x4_t> {
+        // SAFETY: the caller guarantees channels `o..o + 4`, which `fits_requant` /
+        // `fits_direct_requant` found in the weight sums; NEON is baseline.
+        let sums = |ws: &[i32]| unsafe { vshlq_n_s32::<7>(vld1q_s32(ws.as_ptr().add(o))) };
+        self.rq.rq.weight_sums.map(sums)
     }
 
     #[inline(always)]

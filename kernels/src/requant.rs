@@ -62,6 +62,11 @@ pub struct TileRequant<'a> {
     pub lo: i32,
     pub hi: i32,
     pub residual: Option<(i32, f32)>,
+    /// Each channel's sum of weights, as the call's weights hold them, when the caller has it
+    /// (a packed layer computes it once): the kernels that take `x - 128` for their u8 inputs
+    /// add back `128` times it instead of summing the weights at every call. Not part of the
+    /// definition: with it or without, the outputs are the same.
+    pub weight_sums: Option<&'a [i32]>,
 }
 
 impl TileRequant<'_> {

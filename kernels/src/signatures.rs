@@ -21,6 +21,19 @@ pub fn panels(n: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..n).step_by(PANEL).map(move |o| (o, PANEL.min(n - o)))
 }
 
+/// Each output's sum of the weights `w` of a [`DotU8I8`] call (the
+/// [`requant::TileRequant::weight_sums`] of a [`DotU8Requant`] one).
+pub fn dot_weight_sums(depth_bytes: usize, w: &[i8], n: usize) -> Vec<i32> {
+    let mut sums = vec![0; n];
+    for (o0, width) in panels(n) {
+        let panel = &w[o0 * depth_bytes..][..width * depth_bytes];
+        for (i, quad) in panel.as_chunks::<4>().0.iter().enumerate() {
+            sums[o0 + i % width] += quad.iter().map(|&v| v as i32).sum::<i32>();
+        }
+    }
+    sums
+}
+
 /// Signature of a `dot_i16` kernel: `acc[r * n + o] += sum_j patch[r * kp + 2j..][0..2] .
 /// wp[(j * width + o - o0) * 2..][0..2]` for `r < rows`, `kp` even, where `wp` is the
 /// [`PANEL`] `(o0, width)` holding output `o`.
@@ -70,6 +83,21 @@ impl DirectShape {
         (self.kernel * self.kernel)
             .checked_mul(self.cin)?
             .checked_mul(self.out_c)
+    }
+
+    /// Each output channel's sum of the weights `w` in this shape's layout (the
+    /// [`requant::TileRequant::weight_sums`] of a call).
+    pub fn weight_sums(&self, w: &[i8]) -> Vec<i32> {
+        let taps = self.kernel * self.kernel;
+        (0..self.out_c)
+            .map(|o| {
+                let quads = (0..taps).flat_map(|t| (0..self.cin / 4).map(move |q| (t, q)));
+                quads
+                    .flat_map(|(t, q)| &w[self.weight_at(t, q, o)..][..4])
+                    .map(|&v| v as i32)
+                    .sum()
+            })
+            .collect()
     }
 
     /// Where the weight of tap `tap`, input quad `q` (of the output's group), output channel
@@ -176,6 +204,7 @@ pub(crate) fn fits_direct_requant(
         && rq.lo <= rq.hi
         && rq.bias.len() >= s.out_c
         && rq.multiplier.len() >= s.out_c
+        && rq.weight_sums.is_none_or(|ws| ws.len() >= s.out_c)
         && outputs.is_some_and(|n| n <= out && residual.is_none_or(|r| n <= r))
 }
 
@@ -233,6 +262,7 @@ pub(crate) fn fits_requant(
         && rq.lo <= rq.hi
         && rq.bias.len() >= n
         && rq.multiplier.len() >= n
+        && rq.weight_sums.is_none_or(|ws| ws.len() >= n)
         && rows_fit(out.len())
         && residual.is_none_or(|r| rows_fit(r.len()))
 }

@@ -53,6 +53,8 @@ pub(super) struct Direct<'a> {
     pub(super) shape: DirectShape,
     pub(super) w: &'a [i8],
     pub(super) bias: &'a [i32],
+    /// Each output channel's sum of weights.
+    pub(super) weight_sums: &'a [i32],
 }
 
 impl Direct<'_> {
@@ -85,7 +87,10 @@ impl Direct<'_> {
             let n = MAX_ROWS.min(p_end - p0).min(ow - ox);
             let base = oy * s * row + ox * s * self.shape.in_c;
             if let Some(fused) = self.fused {
-                let rq = self.conv.requant.for_kernel(self.bias, 0..c);
+                let rq = self
+                    .conv
+                    .requant
+                    .for_kernel((self.bias, self.weight_sums), 0..c);
                 let (at, xp) = (p0 * c, &xp[base..]);
                 let out = &mut out[at - p_start * c..];
                 fused(

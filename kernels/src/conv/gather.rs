@@ -130,9 +130,11 @@ impl PackedConv {
                 } else {
                     &patch8[..]
                 };
-                if let (Some(fused), PackedWeights::U8 { w, .. }) = (fused, &self.packed) {
+                if let (Some(fused), PackedWeights::U8 { w, weight_sums, .. }) =
+                    (fused, &self.packed)
+                {
                     let at = p0 * g.out_c + c0;
-                    let rq = self.requant.for_kernel(bias, c0..c0 + cout);
+                    let rq = self.requant.for_kernel((bias, weight_sums), c0..c0 + cout);
                     let res = residual.map(|r| &r[at..]);
                     let out = &mut out[at - p_start * g.out_c..];
                     fused(

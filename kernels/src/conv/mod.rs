@@ -129,6 +129,7 @@ impl PackedConv {
                 shape,
                 w,
                 bias,
+                weight_sums,
             } => {
                 let direct = Direct {
                     conv: self,
@@ -138,6 +139,7 @@ impl PackedConv {
                     shape,
                     w,
                     bias,
+                    weight_sums,
                 };
                 PADDED.with_borrow_mut(|xp| {
                     self.pad_input(x, shape.in_c, xp, threads);
@@ -193,6 +195,7 @@ impl PackedConv {
             PackedWeights::U8 {
                 direct: Some(w),
                 bias,
+                weight_sums,
                 ..
             },
             None,
@@ -204,6 +207,7 @@ impl PackedConv {
                 shape,
                 w,
                 bias,
+                weight_sums,
             };
         }
         Route::Dot {
@@ -274,6 +278,7 @@ enum Route<'a> {
         shape: DirectShape,
         w: &'a [i8],
         bias: &'a [i32],
+        weight_sums: &'a [i32],
     },
     /// Patches gathered (pointwise rows read in place) for a dot kernel, or the one that
     /// requantizes its own tiles.

@@ -29,6 +29,8 @@ pub enum PackedWeights {
     U8 {
         w: Aligned<i8>,
         bias: Vec<i32>,
+        /// Each output channel's sum of weights (see [`crate::requant::TileRequant::weight_sums`]).
+        weight_sums: Vec<i32>,
         direct: Option<Aligned<i8>>,
     },
 }
@@ -134,6 +136,7 @@ impl PackedWeights {
                 let dq = geom.depth_bytes();
                 let mut p = Aligned::new(geom.groups * dq * cout);
                 let mut adjusted = bias.to_vec();
+                let mut weight_sums = vec![0; out_c];
                 let shape = geom.direct_shape();
                 let mut direct =
                     shape.map(|ds| Aligned::new(ds.weights().expect("checked geometry")));
@@ -152,6 +155,7 @@ impl PackedWeights {
                     }
                     let sum: i32 = ordered[..depth].iter().map(|&v| v as i32).sum();
                     adjusted[oc] -= in_zero * sum;
+                    weight_sums[oc] = sum;
                     // The direct layout (`DirectShape::weight_at`): blocks of 16 outputs; per tap
                     // and input quad, `width` outputs of 4 bytes (channels past `cin` zero).
                     if let (Some(ds), Some(dw)) = (&shape, direct.as_mut()) {
@@ -171,6 +175,7 @@ impl PackedWeights {
                 PackedWeights::U8 {
                     w: p,
                     bias: adjusted,
+                    weight_sums,
                     direct,
                 }
             }
@@ -182,9 +187,15 @@ impl PackedWeights {
     pub fn fits(&self, geom: &ConvGeometry) -> bool {
         match self {
             PackedWeights::I16(w) => w.len() == geom.groups * geom.depth_padded() * geom.cpg_out(),
-            PackedWeights::U8 { w, bias, direct } => {
+            PackedWeights::U8 {
+                w,
+                bias,
+                weight_sums,
+                direct,
+            } => {
                 w.len() == geom.groups * geom.depth_bytes() * geom.cpg_out()
                     && bias.len() == geom.out_c
+                    && weight_sums.len() == geom.out_c
                     && match (direct, geom.direct_shape()) {
                         (None, None) => true,
                         (Some(d), Some(ds)) => ds.weights() == Some(d.len()),

@@ -33,9 +33,14 @@ impl LayerRequant {
 
     /// What a kernel that requantizes its own tiles needs for output `channels`, with the
     /// accumulators' `bias` (of every channel).
-    pub fn for_kernel<'a>(&'a self, bias: &'a [i32], channels: Range<usize>) -> TileRequant<'a> {
+    pub fn for_kernel<'a>(
+        &'a self,
+        (bias, weight_sums): (&'a [i32], &'a [i32]),
+        channels: Range<usize>,
+    ) -> TileRequant<'a> {
         TileRequant {
             bias: &bias[channels.clone()],
+            weight_sums: Some(&weight_sums[channels.clone()]),
             multiplier: &self.multiplier[channels],
             zero: self.out_zero,
             lo: self.lo,
