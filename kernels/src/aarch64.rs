@@ -17,7 +17,7 @@
 //! last row repeated, a last 4 outputs with their vector repeated, and only the real ones reach
 //! the sink; a panel's last 1-3 outputs run it too ([`partial_vector`]).
 
-use super::neon_sink::{AccSink, RequantSink, Sink, TileEnd, ToSink};
+use super::neon_sink::{with_requant_sink, AccSink, Sink, TileEnd, ToSink};
 use super::requant::TileRequant;
 use std::arch::aarch64::*;
 use std::arch::asm;
@@ -71,16 +71,17 @@ pub fn dot_u8i8_requant_neon(
         out,
         ldo
     ));
-    let sink = RequantSink::new(rq, residual, out, ldo);
-    for (o0, width) in crate::signatures::panels(n) {
-        // SAFETY: `fits_requant` holds: rows * depth_bytes patch values, depth_bytes * n weights (the panel's
-        // from o0 * depth_bytes), n channels of requantization, and rows of n outputs (and residual
-        // inputs, if any) ldo apart.
-        unsafe {
-            let w = w.as_ptr().add(o0 * depth_bytes);
-            dot_u8_neon(rows, patch.as_ptr(), depth_bytes, w, width, (&sink, o0))
+    with_requant_sink!((rq, residual, out, ldo), |sink| {
+        for (o0, width) in crate::signatures::panels(n) {
+            // SAFETY: `fits_requant` holds: rows * depth_bytes patch values, depth_bytes * n weights (the panel's
+            // from o0 * depth_bytes), n channels of requantization, and rows of n outputs (and residual
+            // inputs, if any) ldo apart.
+            unsafe {
+                let w = w.as_ptr().add(o0 * depth_bytes);
+                dot_u8_neon(rows, patch.as_ptr(), depth_bytes, w, width, (sink, o0))
+            }
         }
-    }
+    })
 }
 
 /// `128 * sum_k w[k][o]` for outputs `o..o + 4` (what `x - 128` took away), and whether two
@@ -380,7 +381,7 @@ unsafe fn dot_u8_neon(
             // The channels' constants once for all rows; each tile's sums go to the sink
             // straight from the tile's registers.
             let end = ToSink {
-                sink,
+                sink: *sink,
                 rows,
                 o: o0 + o,
                 vectors,

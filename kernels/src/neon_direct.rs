@@ -16,7 +16,7 @@
 //! The requantizing twin hands the tile's sums to [`super::neon_sink`] and stores bytes.
 
 use super::aarch64::{bias_back, mul, paired_step};
-use super::neon_sink::{AccSink, RequantSink, Sink, SinkExt};
+use super::neon_sink::{with_requant_sink, AccSink, Sink, SinkExt};
 use super::requant::TileRequant;
 use super::weight_split::split_weights;
 use crate::signatures::DirectShape;
@@ -61,11 +61,12 @@ pub fn direct_u8_requant_neon(
     let Some(steps) = Steps::of(s) else {
         return super::generic::direct_u8_requant(s, xp, pixels, w, rq, residual, out);
     };
-    let sink = RequantSink::new(rq, residual, out, s.out_c);
     // SAFETY: `fits_direct_requant` holds: every window lies inside `xp`, the weights inside
     // `w`, `out_c` channels of requantization, and `pixels * out_c` outputs (and residual
     // inputs, if any) inside `out` and `residual`.
-    unsafe { run(s, &steps, xp.as_ptr(), pixels, w.as_ptr(), &sink) }
+    with_requant_sink!((rq, residual, out, s.out_c), |sink| unsafe {
+        run(s, &steps, xp.as_ptr(), pixels, w.as_ptr(), sink)
+    })
 }
 
 /// The offsets of a window's steps from its first byte: step `i = tap * quads + q` of tap

@@ -13,7 +13,7 @@
 //! with the `dotprod` feature.
 
 use super::aarch64::{bias_back, clamped_rows, partial_weights, put_lanes};
-use super::neon_sink::{AccSink, RequantSink, Sink, TileEnd, ToSink};
+use super::neon_sink::{with_requant_sink, AccSink, Sink, TileEnd, ToSink};
 use super::requant::TileRequant;
 use std::arch::aarch64::*;
 use std::arch::asm;
@@ -87,16 +87,17 @@ pub fn dot_u8i8_requant_sdot(
             ldo,
         );
     }
-    let sink = RequantSink::new(rq, residual, out, ldo);
-    for (o0, width) in crate::signatures::panels(n) {
-        // SAFETY: the CPU has `dotprod`; `fits_requant` holds: rows * depth_bytes patch values, depth_bytes * n
-        // weights (the panel's from o0 * depth_bytes), n channels of requantization, and rows of n
-        // outputs (and residual inputs, if any) ldo apart.
-        unsafe {
-            let w = w.as_ptr().add(o0 * depth_bytes);
-            panel(rows, patch.as_ptr(), depth_bytes, w, width, (&sink, o0))
+    with_requant_sink!((rq, residual, out, ldo), |sink| {
+        for (o0, width) in crate::signatures::panels(n) {
+            // SAFETY: the CPU has `dotprod`; `fits_requant` holds: rows * depth_bytes patch values, depth_bytes * n
+            // weights (the panel's from o0 * depth_bytes), n channels of requantization, and rows of n
+            // outputs (and residual inputs, if any) ldo apart.
+            unsafe {
+                let w = w.as_ptr().add(o0 * depth_bytes);
+                panel(rows, patch.as_ptr(), depth_bytes, w, width, (sink, o0))
+            }
         }
-    }
+    })
 }
 
 /// `a + sum_t w[4i + t] * x[4L + t]` per i32 lane `i`: `sdot` with quad `L` of `x`.
@@ -192,7 +193,7 @@ unsafe fn block<const V: usize>(
         // The channels' constants once for all rows; each tile's sums go to the sink straight
         // from the tile's registers.
         let end = ToSink {
-            sink,
+            sink: *sink,
             rows,
             o: o0 + o,
             vectors,

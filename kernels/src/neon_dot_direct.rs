@@ -17,7 +17,7 @@
 
 use super::aarch64::bias_back;
 use super::neon_dot::{available, sdot};
-use super::neon_sink::{AccSink, RequantSink, Sink, SinkExt};
+use super::neon_sink::{with_requant_sink, AccSink, Sink, SinkExt};
 use super::requant::TileRequant;
 use crate::signatures::DirectShape;
 use std::arch::aarch64::*;
@@ -55,11 +55,12 @@ pub fn direct_u8_requant_sdot(
     let Some(taps) = Taps::of(s).filter(|_| available()) else {
         return super::neon_direct::direct_u8_requant_neon(s, xp, pixels, w, rq, residual, out);
     };
-    let sink = RequantSink::new(rq, residual, out, s.out_c);
     // SAFETY: the CPU has `dotprod`; `fits_direct_requant` holds: every window inside `xp`,
     // the weights inside `w`, `out_c` channels of requantization, and `pixels * out_c` outputs
     // (and residual inputs, if any) inside `out` and `residual`.
-    unsafe { run(s, &taps, xp.as_ptr(), pixels, w.as_ptr(), &sink) }
+    with_requant_sink!((rq, residual, out, s.out_c), |sink| unsafe {
+        run(s, &taps, xp.as_ptr(), pixels, w.as_ptr(), sink)
+    })
 }
 
 /// The offsets of a window's taps from its first byte: tap `(ky, kx)` at `ky * row + kx * in_c`.

@@ -9,6 +9,7 @@ use super::requant::{TileRequant, LIMIT};
 use std::arch::aarch64::*;
 
 /// A [`TileRequant`] with its per-call constants in vector registers.
+#[derive(Clone, Copy)]
 pub(crate) struct NeonRequant<'a> {
     rq: &'a TileRequant<'a>,
     zero: int32x4_t,
@@ -54,30 +55,36 @@ impl<'a> NeonRequant<'a> {
     /// `residual` must point at 4 readable bytes when [`NeonRequant::new`] was told the call
     /// has residual inputs.
     #[inline(always)]
-    pub(crate) unsafe fn lanes(
+    pub(crate) unsafe fn lanes<const RES: bool>(
         &self,
         (acc, bias, m): (int32x4_t, int32x4_t, float32x4_t),
         residual: *const u8,
     ) -> int32x4_t {
         // SAFETY: the caller guarantees the residual bytes; NEON is baseline.
         unsafe {
-            let v = self.scaled(vaddq_s32(acc, bias), m, residual);
+            let v = self.scaled::<RES>(vaddq_s32(acc, bias), m, residual);
             let v = vminq_f32(vmaxq_f32(v, vdupq_n_f32(-LIMIT)), vdupq_n_f32(LIMIT));
             let q = vaddq_s32(vcvtnq_s32_f32(v), self.zero);
             vminq_s32(vmaxq_s32(q, self.lo), self.hi)
         }
     }
 
-    /// `acc * m`, plus the residual term when there is one: the f32 part of the definition.
+    /// `acc * m`, plus the residual term when there is one (`RES`, which is
+    /// [`NeonRequant::with_residual`]): the f32 part of the definition.
     ///
     /// # Safety
     /// As for [`NeonRequant::lanes`].
     #[inline(always)]
-    unsafe fn scaled(&self, acc: int32x4_t, m: float32x4_t, residual: *const u8) -> float32x4_t {
+    unsafe fn scaled<const RES: bool>(
+        &self,
+        acc: int32x4_t,
+        m: float32x4_t,
+        residual: *const u8,
+    ) -> float32x4_t {
         // SAFETY: the caller guarantees the residual bytes; NEON is baseline.
         unsafe {
             let mut v = vmulq_f32(vcvtq_f32_s32(acc), m);
-            if self.with_residual {
+            if RES {
                 let r = vdup_n_u32((residual as *const u32).read_unaligned());
                 let r = vmovl_u16(vget_low_u16(vmovl_u8(vreinterpret_u8_u32(r))));
                 let r = vsubq_s32(vreinterpretq_s32_u32(r), self.residual_zero);
@@ -85,6 +92,12 @@ impl<'a> NeonRequant<'a> {
             }
             v
         }
+    }
+
+    /// Whether the residual term is added (the `RES` of the methods that add it).
+    #[inline(always)]
+    pub(crate) fn with_residual(&self) -> bool {
+        self.with_residual
     }
 
     /// Whether [`NeonRequant::bytes`] computes the definition: bounds within a byte and a
@@ -105,14 +118,14 @@ impl<'a> NeonRequant<'a> {
     /// # Safety
     /// As for [`NeonRequant::lanes`].
     #[inline(always)]
-    pub(crate) unsafe fn bytes(
+    pub(crate) unsafe fn bytes<const RES: bool>(
         &self,
         (acc, bias, m): (int32x4_t, int32x4_t, float32x4_t),
         residual: *const u8,
     ) -> int32x4_t {
         // SAFETY: the caller's preconditions; NEON is baseline.
         unsafe {
-            let v = self.scaled(vaddq_s32(acc, bias), m, residual);
+            let v = self.scaled::<RES>(vaddq_s32(acc, bias), m, residual);
             vqaddq_s32(vcvtnq_s32_f32(v), self.zero)
         }
     }
@@ -184,7 +197,7 @@ impl<'a> NeonRequant<'a> {
 
 /// Where a tile's sums go: rows (output pixels) of `out_c` values (the row stride; a row may
 /// hold more than the kernel's outputs).
-pub(crate) trait Sink {
+pub(crate) trait Sink: Copy {
     /// What the sink needs of four channels besides their sums (their `128 * sum w` and, for a
     /// requantization, their bias and multipliers), read once for all the rows of a tile
     /// column.
@@ -224,6 +237,7 @@ pub(crate) trait Sink {
 }
 
 /// Added to accumulators, rows `out_c` apart.
+#[derive(Clone, Copy)]
 pub(crate) struct AccSink {
     pub(crate) acc: *mut i32,
     pub(crate) out_c: usize,
@@ -266,28 +280,30 @@ impl Sink for AccSink {
     }
 }
 
-/// Requantized into bytes, rows `out_c` apart, with residual inputs laid out alike.
-pub(crate) struct RequantSink<'a> {
-    pub(crate) rq: NeonRequant<'a>,
-    /// [`NeonRequant::byte_bounds`], decided once per call.
-    pub(crate) byte_bounds: bool,
-    pub(crate) residual: *const u8,
-    pub(crate) out: *mut u8,
-    pub(crate) out_c: usize,
+/// Requantized into bytes, rows `out_c` apart, with residual inputs laid out alike; `BYTES`
+/// is [`NeonRequant::byte_bounds`], `RES` [`NeonRequant::with_residual`]: decided once per
+/// call ([`with_requant_sink`]), so that no tile tests them.
+#[derive(Clone, Copy)]
+pub(crate) struct RequantSink<'a, const BYTES: bool, const RES: bool> {
+    rq: NeonRequant<'a>,
+    residual: *const u8,
+    out: *mut u8,
+    out_c: usize,
 }
 
-impl<'a> RequantSink<'a> {
+impl<'a, const BYTES: bool, const RES: bool> RequantSink<'a, BYTES, RES> {
     /// Requantized by `rq` into `out`, rows `out_c` apart, with the residual inputs (if any)
-    /// laid out alike. The kernel that makes it has checked the buffers' lengths.
+    /// laid out alike. The kernel that makes it has checked the buffers' lengths; `BYTES` and
+    /// `RES` must be `rq`'s.
+    #[inline(always)]
     pub(crate) fn new(
-        rq: &'a TileRequant<'a>,
+        rq: NeonRequant<'a>,
         residual: Option<&[u8]>,
         out: &mut [u8],
         out_c: usize,
     ) -> Self {
-        let rq = NeonRequant::new(rq, residual.is_some());
+        debug_assert_eq!((BYTES, RES), (rq.byte_bounds(), rq.with_residual()));
         RequantSink {
-            byte_bounds: rq.byte_bounds(),
             rq,
             residual: residual.map_or(std::ptr::null(), <[u8]>::as_ptr),
             out: out.as_mut_ptr(),
@@ -296,7 +312,39 @@ impl<'a> RequantSink<'a> {
     }
 }
 
-impl Sink for RequantSink<'_> {
+/// Runs `$body` with `$sink` bound to a [`RequantSink`] of `($rq, $residual, $out, $out_c)`
+/// whose `BYTES` and `RES` are the call's: four copies of `$body`, each without the tests.
+macro_rules! with_requant_sink {
+    (($rq:expr, $residual:expr, $out:expr, $out_c:expr), |$sink:ident| $body:expr) => {{
+        let (residual, out, out_c): (Option<&[u8]>, &mut [u8], usize) = ($residual, $out, $out_c);
+        let rq = $crate::neon_sink::NeonRequant::new($rq, residual.is_some());
+        match (rq.byte_bounds(), rq.with_residual()) {
+            (true, false) => {
+                let $sink =
+                    &$crate::neon_sink::RequantSink::<true, false>::new(rq, residual, out, out_c);
+                $body
+            }
+            (true, true) => {
+                let $sink =
+                    &$crate::neon_sink::RequantSink::<true, true>::new(rq, residual, out, out_c);
+                $body
+            }
+            (false, false) => {
+                let $sink =
+                    &$crate::neon_sink::RequantSink::<false, false>::new(rq, residual, out, out_c);
+                $body
+            }
+            (false, true) => {
+                let $sink =
+                    &$crate::neon_sink::RequantSink::<false, true>::new(rq, residual, out, out_c);
+                $body
+            }
+        }
+    }};
+}
+pub(crate) use with_requant_sink;
+
+impl<const BYTES: bool, const RES: bool> Sink for RequantSink<'_, BYTES, RES> {
     /// The bias with `128 * sum w` added, and the multipliers.
     type Channels = (int32x4_t, float32x4_t);
 
@@ -334,9 +382,10 @@ impl Sink for RequantSink<'_> {
         // SAFETY: the caller guarantees the outputs (and residual inputs, which are only read
         // when there are some) are in bounds.
         unsafe {
-            if self.byte_bounds {
-                let q: [int32x4_t; V] =
-                    std::array::from_fn(|v| self.rq.bytes((sums[v], ch[v].0, ch[v].1), res(v)));
+            if BYTES {
+                let q: [int32x4_t; V] = std::array::from_fn(|v| {
+                    self.rq.bytes::<RES>((sums[v], ch[v].0, ch[v].1), res(v))
+                });
                 if V.is_multiple_of(2) {
                     for v in (0..V).step_by(2) {
                         self.rq
@@ -350,7 +399,7 @@ impl Sink for RequantSink<'_> {
                 return;
             }
             let lanes: [int32x4_t; V] =
-                std::array::from_fn(|v| self.rq.lanes((sums[v], ch[v].0, ch[v].1), res(v)));
+                std::array::from_fn(|v| self.rq.lanes::<RES>((sums[v], ch[v].0, ch[v].1), res(v)));
             if V.is_multiple_of(2) {
                 for v in (0..V).step_by(2) {
                     NeonRequant::store8(self.out.add(at + 4 * v), lanes[v], lanes[v + 1]);
@@ -368,7 +417,8 @@ impl Sink for RequantSink<'_> {
         let at = p * self.out_c + o;
         // SAFETY: the caller guarantees the output (and residual input, if any) is in bounds.
         unsafe {
-            let res = (!self.residual.is_null()).then(|| *self.residual.add(at));
+            // (Without `RES`, the definition adds no residual term, given the input or not.)
+            let res = RES.then(|| *self.residual.add(at));
             *self.out.add(at) = self.rq.output(o, sum, res);
         }
     }
@@ -413,15 +463,17 @@ pub(crate) trait TileEnd<const V: usize> {
 
 /// The sums put into a sink, from the tile's registers: of `rows` rows, the first `vectors`
 /// (`1..=V`) vectors of outputs from `o`, with their channels `ch`.
-pub(crate) struct ToSink<'a, S: Sink, const V: usize> {
-    pub(crate) sink: &'a S,
+pub(crate) struct ToSink<S: Sink, const V: usize> {
+    /// A copy, so that its fields may stay in registers (through a reference, they were
+    /// read again after every store).
+    pub(crate) sink: S,
     pub(crate) rows: usize,
     pub(crate) o: usize,
     pub(crate) vectors: usize,
     pub(crate) ch: [S::Channels; V],
 }
 
-impl<S: Sink, const V: usize> TileEnd<V> for ToSink<'_, S, V> {
+impl<S: Sink, const V: usize> TileEnd<V> for ToSink<S, V> {
     /// # Safety
     /// As for [`Sink::put`], for rows `r0..r0 + 4` (those below `rows`) and those outputs.
     #[inline(always)]
