@@ -443,8 +443,15 @@ pub(crate) trait SinkExt: Sink {
     ) {
         // SAFETY: the caller's preconditions.
         unsafe {
-            for (r, s) in sums.into_iter().enumerate().take(rows) {
-                self.put(p0 + r, o, s, ch);
+            if rows == R {
+                // A whole tile unrolled: one block of straight code whose rows overlap.
+                for (r, s) in sums.into_iter().enumerate() {
+                    self.put(p0 + r, o, s, ch);
+                }
+            } else {
+                for (r, s) in sums.into_iter().enumerate().take(rows) {
+                    self.put(p0 + r, o, s, ch);
+                }
             }
         }
     }
