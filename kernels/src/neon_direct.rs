@@ -321,7 +321,12 @@ impl Tile<'_> {
                 }
                 i += 2;
             }
-            let mut sums = a.map(|ar| ar.map(|av| vpaddq_s32(av[0], av[1])));
+            // Folded by hand: `a.map(..)` was a call of `core::array::try_map` per pixel,
+            // through the stack.
+            let fold = |ar: &[[int32x4_t; 2]; V]| -> [int32x4_t; V] {
+                std::array::from_fn(|v| vpaddq_s32(ar[v][0], ar[v][1]))
+            };
+            let mut sums = [fold(&a[0]), fold(&a[1]), fold(&a[2]), fold(&a[3])];
             if i < steps.len() {
                 let w0 = self.w(i);
                 for (sr, &p) in sums.iter_mut().zip(&at) {
