@@ -372,7 +372,11 @@ unsafe fn dot_u8_neon(
         for o in (0..whole).step_by(8) {
             let vectors = ((whole - o) / 4).min(2);
             let last = o + 4 * (vectors - 1);
-            let ((b0, m0), (b1, m1)) = (bias_back(w, n, o, quads), bias_back(w, n, last, quads));
+            let ((b0, m0), (b1, m1)) = match (sink.back_paired(o0 + o), sink.back_paired(o0 + last))
+            {
+                (Some(b0), Some(b1)) => ((b0, false), (b1, false)),
+                _ => (bias_back(w, n, o, quads), bias_back(w, n, last, quads)),
+            };
             let tile = Tile {
                 w,
                 wq: 4 * n,

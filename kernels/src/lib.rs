@@ -233,7 +233,8 @@ mod tests {
             let bias: Vec<i32> = (0..n).map(|_| next() as i32 >> 12).collect();
             // The weights' sums, given in two cases of three (a packed layer has them).
             let sums = signatures::dot_weight_sums(depth_bytes, &w, n);
-            let weight_sums = (seed % 3 != 0).then_some(&sums[..]);
+            let has_min = w.contains(&i8::MIN);
+            let weight_sums = (seed % 3 != 0).then_some(requant::WeightSums { sums: &sums, has_min });
             // Scales as a quantizer makes them, some large enough to saturate, and (rarely)
             // the values no quantizer writes: NaN, infinities, zero.
             let multiplier: Vec<f32> = (0..n)
@@ -306,7 +307,8 @@ mod tests {
             let w: Vec<i8> = (0..s.weights().unwrap()).map(|_| clash_weight(seed, next())).collect();
             let bias: Vec<i32> = (0..out_c).map(|_| next() as i32 >> 12).collect();
             let sums = s.weight_sums(&w);
-            let weight_sums = (seed % 3 != 0).then_some(&sums[..]);
+            let has_min = w.contains(&i8::MIN);
+            let weight_sums = (seed % 3 != 0).then_some(requant::WeightSums { sums: &sums, has_min });
             let multiplier: Vec<f32> = (0..out_c)
                 .map(|_| match next() % 64 {
                     0 => f32::NAN,

@@ -167,7 +167,11 @@ impl Tile<'_> {
     unsafe fn run(&self, (o, vectors): (usize, usize), pixels: usize, sink: &impl Sink) {
         // SAFETY: the caller's preconditions.
         unsafe {
-            let (back, low) = self.bias_back();
+            let known = (sink.back_paired(o), sink.back_paired(o + 4 * (vectors - 1)));
+            let (back, low) = match known {
+                (Some(b0), Some(b1)) => ([b0, b1], false),
+                _ => self.bias_back(),
+            };
             // Vectors in one group share their input quads; in 4-channel groups (the only
             // shape where a tile's two vectors are not in one group) they are the next 4 bytes.
             let spread = self.chan[1] != self.chan[0];

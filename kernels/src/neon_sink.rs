@@ -216,6 +216,20 @@ pub(crate) trait Sink: Copy {
     /// `o + 4` within the call's outputs.
     unsafe fn back(&self, o: usize) -> Option<int32x4_t>;
 
+    /// [`Sink::back`] where the call's weights also hold no -128 (then no two products of
+    /// theirs overflow an i16): what [`super::aarch64::bias_back`] finds, without the weights.
+    ///
+    /// # Safety
+    /// As for [`Sink::back`].
+    #[inline(always)]
+    unsafe fn back_paired(&self, o: usize) -> Option<int32x4_t> {
+        // SAFETY: the caller's preconditions.
+        unsafe { self.back(o).filter(|_| !self.has_min()) }
+    }
+
+    /// Whether the call's weights may hold -128 (true unless the call says otherwise).
+    fn has_min(&self) -> bool;
+
     /// The sums of row `p`, channels `o..o + 4 V`, with their channels `ch`.
     ///
     /// # Safety
@@ -254,6 +268,11 @@ impl Sink for AccSink {
     #[inline(always)]
     unsafe fn back(&self, _o: usize) -> Option<int32x4_t> {
         None
+    }
+
+    #[inline(always)]
+    fn has_min(&self) -> bool {
+        true
     }
 
     #[inline(always)]
@@ -366,7 +385,12 @@ impl<const BYTES: bool, const RES: bool> Sink for RequantSink<'_, BYTES, RES> {
         // SAFETY: the caller guarantees channels `o..o + 4`, which `fits_requant` /
         // `fits_direct_requant` found in the weight sums; NEON is baseline.
         let sums = |ws: &[i32]| unsafe { vshlq_n_s32::<7>(vld1q_s32(ws.as_ptr().add(o))) };
-        self.rq.rq.weight_sums.map(sums)
+        self.rq.rq.weight_sums.map(|ws| sums(ws.sums))
+    }
+
+    #[inline(always)]
+    fn has_min(&self) -> bool {
+        self.rq.rq.weight_sums.is_none_or(|ws| ws.has_min)
     }
 
     #[inline(always)]

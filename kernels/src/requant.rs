@@ -62,11 +62,36 @@ pub struct TileRequant<'a> {
     pub lo: i32,
     pub hi: i32,
     pub residual: Option<(i32, f32)>,
-    /// Each channel's sum of weights, as the call's weights hold them, when the caller has it
-    /// (a packed layer computes it once): the kernels that take `x - 128` for their u8 inputs
-    /// add back `128` times it instead of summing the weights at every call. Not part of the
-    /// definition: with it or without, the outputs are the same.
-    pub weight_sums: Option<&'a [i32]>,
+    /// What the caller knows of the call's weights, if anything (a packed layer computes it
+    /// once). Not part of the definition: with it or without, the outputs are the same.
+    pub weight_sums: Option<WeightSums<'a>>,
+}
+
+/// Each channel's sum of weights, as a call's weights hold them, and whether any of them is
+/// -128: the kernels that take `x - 128` for their u8 inputs add back `128` times the sum
+/// instead of summing the weights at every call, and (without a -128) pair products in i16
+/// without looking for the pairs that could overflow.
+#[derive(Clone, Copy, Debug)]
+pub struct WeightSums<'a> {
+    pub sums: &'a [i32],
+    pub has_min: bool,
+}
+
+/// A layer's [`WeightSums`], owned: every output channel's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerWeightSums {
+    pub sums: Vec<i32>,
+    pub has_min: bool,
+}
+
+impl LayerWeightSums {
+    /// Those of output `channels`.
+    pub fn of(&self, channels: std::ops::Range<usize>) -> WeightSums<'_> {
+        WeightSums {
+            sums: &self.sums[channels],
+            has_min: self.has_min,
+        }
+    }
 }
 
 impl TileRequant<'_> {

@@ -204,7 +204,7 @@ pub(crate) fn fits_direct_requant(
         && rq.lo <= rq.hi
         && rq.bias.len() >= s.out_c
         && rq.multiplier.len() >= s.out_c
-        && rq.weight_sums.is_none_or(|ws| ws.len() >= s.out_c)
+        && rq.weight_sums.is_none_or(|ws| ws.sums.len() >= s.out_c)
         && outputs.is_some_and(|n| n <= out && residual.is_none_or(|r| n <= r))
 }
 
@@ -262,7 +262,7 @@ pub(crate) fn fits_requant(
         && rq.lo <= rq.hi
         && rq.bias.len() >= n
         && rq.multiplier.len() >= n
-        && rq.weight_sums.is_none_or(|ws| ws.len() >= n)
+        && rq.weight_sums.is_none_or(|ws| ws.sums.len() >= n)
         && rows_fit(out.len())
         && residual.is_none_or(|r| rows_fit(r.len()))
 }

@@ -4,6 +4,7 @@
 
 use super::pack::PackedConv;
 use super::scratch::SCRATCH;
+use crate::requant::LayerWeightSums;
 use crate::workers::in_chunks;
 use crate::{DirectShape, DirectU8, DirectU8Requant, RequantRows, MAX_ROWS};
 
@@ -54,7 +55,7 @@ pub(super) struct Direct<'a> {
     pub(super) w: &'a [i8],
     pub(super) bias: &'a [i32],
     /// Each output channel's sum of weights.
-    pub(super) weight_sums: &'a [i32],
+    pub(super) weight_sums: &'a LayerWeightSums,
 }
 
 impl Direct<'_> {

@@ -34,6 +34,7 @@ pub use geometry::{ConvGeometry, MAX_WINDOW};
 pub use pack::{PackedConv, PackedWeights};
 pub use requant_pass::LayerRequant;
 
+use crate::requant::LayerWeightSums;
 use crate::workers::in_chunks;
 use crate::{
     DirectShape, DirectU8, DirectU8Requant, DotU8Requant, Isa, Kernel, KernelSet, Named,
@@ -278,7 +279,7 @@ enum Route<'a> {
         shape: DirectShape,
         w: &'a [i8],
         bias: &'a [i32],
-        weight_sums: &'a [i32],
+        weight_sums: &'a LayerWeightSums,
     },
     /// Patches gathered (pointwise rows read in place) for a dot kernel, or the one that
     /// requantizes its own tiles.

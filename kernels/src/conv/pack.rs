@@ -5,6 +5,7 @@
 use super::geometry::ConvGeometry;
 use super::requant_pass::LayerRequant;
 use crate::aligned::Aligned;
+use crate::requant::LayerWeightSums;
 use crate::{Family, PANEL};
 
 /// A convolution ready to run: geometry, packed weights, bias, requantization.
@@ -29,8 +30,8 @@ pub enum PackedWeights {
     U8 {
         w: Aligned<i8>,
         bias: Vec<i32>,
-        /// Each output channel's sum of weights (see [`crate::requant::TileRequant::weight_sums`]).
-        weight_sums: Vec<i32>,
+        /// Each output channel's sum of weights (see [`crate::requant::WeightSums`]).
+        weight_sums: LayerWeightSums,
         direct: Option<Aligned<i8>>,
     },
 }
@@ -175,7 +176,10 @@ impl PackedWeights {
                 PackedWeights::U8 {
                     w: p,
                     bias: adjusted,
-                    weight_sums,
+                    weight_sums: LayerWeightSums {
+                        sums: weight_sums,
+                        has_min: w.contains(&i8::MIN),
+                    },
                     direct,
                 }
             }
@@ -195,7 +199,7 @@ impl PackedWeights {
             } => {
                 w.len() == geom.groups * geom.depth_bytes() * geom.cpg_out()
                     && bias.len() == geom.out_c
-                    && weight_sums.len() == geom.out_c
+                    && weight_sums.sums.len() == geom.out_c
                     && match (direct, geom.direct_shape()) {
                         (None, None) => true,
                         (Some(d), Some(ds)) => ds.weights() == Some(d.len()),

@@ -3,7 +3,7 @@
 //! set asks for ([`RequantRows`]).
 
 use crate::dispatch::RequantRows;
-use crate::requant::{requantize, TileRequant};
+use crate::requant::{requantize, LayerWeightSums, TileRequant};
 use std::ops::Range;
 
 /// The requantization of a convolution's outputs ([`crate::requant`] defines it):
@@ -35,12 +35,12 @@ impl LayerRequant {
     /// accumulators' `bias` (of every channel).
     pub fn for_kernel<'a>(
         &'a self,
-        (bias, weight_sums): (&'a [i32], &'a [i32]),
+        (bias, weight_sums): (&'a [i32], &'a LayerWeightSums),
         channels: Range<usize>,
     ) -> TileRequant<'a> {
         TileRequant {
             bias: &bias[channels.clone()],
-            weight_sums: Some(&weight_sums[channels.clone()]),
+            weight_sums: Some(weight_sums.of(channels.clone())),
             multiplier: &self.multiplier[channels],
             zero: self.out_zero,
             lo: self.lo,
