@@ -278,10 +278,18 @@ impl Tile {
             let mut q = 0;
             if PAIRED {
                 let flip = vdupq_n_u8(0x80);
+                // The first two quads set the accumulators (no zeroed registers to add to).
+                if quads >= 2 {
+                    let (w0, w1) = (self.w(0), self.w(1));
+                    for (ar, &xr) in a.iter_mut().zip(&x) {
+                        paired_step::<false, true>(ar, (xr, 0, 4), (w0, w1), flip);
+                    }
+                    q = 2;
+                }
                 while q + 2 <= quads {
                     let (w0, w1) = (self.w(q), self.w(q + 1));
                     for (ar, &xr) in a.iter_mut().zip(&x) {
-                        paired_step::<false>(ar, (xr, 4 * q, 4 * q + 4), (w0, w1), flip);
+                        paired_step::<false, false>(ar, (xr, 4 * q, 4 * q + 4), (w0, w1), flip);
                     }
                     q += 2;
                 }
@@ -454,12 +462,14 @@ unsafe fn partial_vector(
 /// `sadalp` into the i32 accumulators. One block of assembly: as intrinsics, LLVM spent
 /// `mov`s and stack spills on the 4 x 4 accumulators of a tile (the A72 loop of 4-channel
 /// groups ran at 63 % of its peak, the dot kernel's tile with clamped rows at 73 %).
+/// With `FIRST`, the two steps set the accumulators instead of adding to them (`saddlp`, not
+/// `sadalp`: a tile's first steps need no zeroed registers).
 ///
 /// # Safety
 /// The 4 (`SPREAD`: 8) bytes at `x + off0` and `x + off1` must be readable; the weights must
 /// avoid -128 (two products then fit an i16).
 #[inline(always)]
-pub(super) unsafe fn paired_step<const SPREAD: bool>(
+pub(super) unsafe fn paired_step<const SPREAD: bool, const FIRST: bool>(
     a: &mut [[int32x4_t; 2]; 2],
     (x, off0, off1): (*const u8, usize, usize),
     (w0, w1): ([int8x16_t; 2], [int8x16_t; 2]),
@@ -468,7 +478,7 @@ pub(super) unsafe fn paired_step<const SPREAD: bool>(
     // The first vector's quads in registers t2 / t3 (step 0 / 1), the second's in `$a` / `$b`
     // (t4 / t5 when spread, else t2 / t3 again); t0 / t1 hold the loads, then the i16 products.
     macro_rules! step {
-        ($width:literal, $dups:literal, $a:literal, $b:literal, $($spread:tt)*) => {
+        ($acc:literal, $dir:ident, $width:literal, $dups:literal, $a:literal, $b:literal, $($spread:tt)*) => {
             asm!(
                 concat!("ldr {t0:", $width, "}, [{x}, {o0}]"),
                 concat!("ldr {t1:", $width, "}, [{x}, {o1}]"),
@@ -477,16 +487,16 @@ pub(super) unsafe fn paired_step<const SPREAD: bool>(
                 $dups,
                 "smull {t0:v}.8h, {t2:v}.8b, {w00:v}.8b",
                 "smlal {t0:v}.8h, {t3:v}.8b, {w10:v}.8b",
-                "sadalp {a00:v}.4s, {t0:v}.8h",
+                concat!($acc, " {a00:v}.4s, {t0:v}.8h"),
                 "smull2 {t1:v}.8h, {t2:v}.16b, {w00:v}.16b",
                 "smlal2 {t1:v}.8h, {t3:v}.16b, {w10:v}.16b",
-                "sadalp {a01:v}.4s, {t1:v}.8h",
+                concat!($acc, " {a01:v}.4s, {t1:v}.8h"),
                 concat!("smull {t0:v}.8h, {", $a, ":v}.8b, {w01:v}.8b"),
                 concat!("smlal {t0:v}.8h, {", $b, ":v}.8b, {w11:v}.8b"),
-                "sadalp {a10:v}.4s, {t0:v}.8h",
+                concat!($acc, " {a10:v}.4s, {t0:v}.8h"),
                 concat!("smull2 {t1:v}.8h, {", $a, ":v}.16b, {w01:v}.16b"),
                 concat!("smlal2 {t1:v}.8h, {", $b, ":v}.16b, {w11:v}.16b"),
-                "sadalp {a11:v}.4s, {t1:v}.8h",
+                concat!($acc, " {a11:v}.4s, {t1:v}.8h"),
                 x = in(reg) x,
                 o0 = in(reg) off0,
                 o1 = in(reg) off1,
@@ -495,10 +505,10 @@ pub(super) unsafe fn paired_step<const SPREAD: bool>(
                 w01 = in(vreg) w0[1],
                 w10 = in(vreg) w1[0],
                 w11 = in(vreg) w1[1],
-                a00 = inout(vreg) a[0][0],
-                a01 = inout(vreg) a[0][1],
-                a10 = inout(vreg) a[1][0],
-                a11 = inout(vreg) a[1][1],
+                a00 = $dir(vreg) a[0][0],
+                a01 = $dir(vreg) a[0][1],
+                a10 = $dir(vreg) a[1][0],
+                a11 = $dir(vreg) a[1][1],
                 t0 = out(vreg) _,
                 t1 = out(vreg) _,
                 t2 = out(vreg) _,
@@ -508,10 +518,20 @@ pub(super) unsafe fn paired_step<const SPREAD: bool>(
             )
         };
     }
+    // `FIRST`: `saddlp` sets the accumulators (their values before are not read).
+    macro_rules! both {
+        ($($args:tt)*) => {
+            if FIRST {
+                step!("saddlp", out, $($args)*)
+            } else {
+                step!("sadalp", inout, $($args)*)
+            }
+        };
+    }
     // SAFETY: the caller guarantees the input bytes; the rest is register arithmetic.
     unsafe {
         if SPREAD {
-            step!(
+            both!(
                 "d",
                 "dup {t2:v}.4s, {t0:v}.s[0]\n dup {t3:v}.4s, {t1:v}.s[0]\n \
                  dup {t4:v}.4s, {t0:v}.s[1]\n dup {t5:v}.4s, {t1:v}.s[1]",
@@ -521,7 +541,7 @@ pub(super) unsafe fn paired_step<const SPREAD: bool>(
                 t5 = out(vreg) _,
             );
         } else {
-            step!(
+            both!(
                 "s",
                 "dup {t2:v}.4s, {t0:v}.s[0]\n dup {t3:v}.4s, {t1:v}.s[0]",
                 "t2",

@@ -318,10 +318,19 @@ impl Tile<'_> {
             let mut i = 0;
             let base = at.map(|p| self.xp.add(p + self.chan[0]));
             let flip = vdupq_n_u8(0x80);
-            for pair in steps.chunks_exact(2) {
+            // The first pair sets the accumulators (no zeroed registers to add to).
+            let mut pairs = steps.chunks_exact(2);
+            if let Some(pair) = pairs.next() {
+                let (w0, w1) = (self.w(0), self.w(1));
+                for (ar, &b) in a.iter_mut().zip(&base) {
+                    paired_step::<SPREAD, true>(ar, (b, pair[0], pair[1]), (w0, w1), flip);
+                }
+                i = 2;
+            }
+            for pair in pairs {
                 let (w0, w1) = (self.w(i), self.w(i + 1));
                 for (ar, &b) in a.iter_mut().zip(&base) {
-                    paired_step::<SPREAD>(ar, (b, pair[0], pair[1]), (w0, w1), flip);
+                    paired_step::<SPREAD, false>(ar, (b, pair[0], pair[1]), (w0, w1), flip);
                 }
                 i += 2;
             }
