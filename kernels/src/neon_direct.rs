@@ -88,9 +88,12 @@ impl Steps {
             return None;
         }
         let mut offsets = [0; MAX_STEPS];
-        for (i, off) in offsets[..len].iter_mut().enumerate() {
-            let (tap, q) = (i / quads, i % quads);
-            *off = tap / s.kernel * s.row + tap % s.kernel * s.in_c + 4 * q;
+        // Step `(ky * kernel + kx) * quads + q`, without a division per step.
+        let taps =
+            (0..s.kernel).flat_map(|ky| (0..s.kernel).map(move |kx| ky * s.row + kx * s.in_c));
+        let steps = taps.flat_map(|tap| (0..quads).map(move |q| tap + 4 * q));
+        for (off, step) in offsets[..len].iter_mut().zip(steps) {
+            *off = step;
         }
         Some(Steps { offsets, len })
     }
@@ -120,7 +123,12 @@ unsafe fn run(
         for b0 in (0..s.out_c).step_by(16) {
             let width = 16.min(s.out_c - b0);
             let wb = w.add(b0 * steps.len() * 4);
-            let chan = |o: usize| o / s.cout * s.cin;
+            // The group's first input channel (a shift for ResNeXt's groups, whose widths are
+            // powers of two: a division per tile column is slow on the A72).
+            let chan = |o: usize| match s.cout.is_power_of_two() {
+                true => (o >> s.cout.trailing_zeros()) * s.cin,
+                false => o / s.cout * s.cin,
+            };
             for o in (0..width).step_by(8) {
                 // A block's last 4 outputs run the tile with their vector repeated.
                 let vectors = ((width - o) / 4).min(2);

@@ -138,6 +138,7 @@ impl PackedWeights {
                 let mut p = Aligned::new(geom.groups * dq * cout);
                 let mut adjusted = bias.to_vec();
                 let mut weight_sums = vec![0; out_c];
+                let mut has_min = false;
                 let shape = geom.direct_shape();
                 let mut direct =
                     shape.map(|ds| Aligned::new(ds.weights().expect("checked geometry")));
@@ -154,9 +155,15 @@ impl PackedWeights {
                         let at = base + u * step;
                         p[at..at + 4].copy_from_slice(quad);
                     }
-                    let sum: i32 = ordered[..depth].iter().map(|&v| v as i32).sum();
+                    // The sum and the least weight in one pass.
+                    let (mut sum, mut least) = (0i32, 0i8);
+                    for &v in &ordered[..depth] {
+                        sum += v as i32;
+                        least = least.min(v);
+                    }
                     adjusted[oc] -= in_zero * sum;
                     weight_sums[oc] = sum;
+                    has_min |= least == i8::MIN;
                     // The direct layout (`DirectShape::weight_at`): blocks of 16 outputs; per tap
                     // and input quad, `width` outputs of 4 bytes (channels past `cin` zero).
                     if let (Some(ds), Some(dw)) = (&shape, direct.as_mut()) {
@@ -178,7 +185,7 @@ impl PackedWeights {
                     bias: adjusted,
                     weight_sums: LayerWeightSums {
                         sums: weight_sums,
-                        has_min: w.contains(&i8::MIN),
+                        has_min,
                     },
                     direct,
                 }
