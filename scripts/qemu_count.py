@@ -100,6 +100,15 @@ def load_bias(program, page_log):
     return start - (min(linked) & ~0xFFF)
 
 
+def ends_in_branch(code):
+    """Whether the last instruction of an aarch64 block (hex, little-endian words) is a branch."""
+    word = int.from_bytes(bytes.fromhex(code[-8:]), "little")
+    return ((word & 0x7C000000) == 0x14000000  # b, bl
+            or (word & 0xFF000010) == 0x54000000  # b.cond
+            or (word & 0x7E000000) in (0x34000000, 0x36000000)  # cbz/cbnz, tbz/tbnz
+            or (word & 0xFE000000) == 0xD6000000)  # br, blr, ret
+
+
 def mca_cycles(blocks, mcpu):
     """{block key: cycles per run} from llvm-mca's model of `mcpu`, for blocks {key: code hex}."""
     regions = []
@@ -176,38 +185,43 @@ def count(args):
                 break
             hot.append(key)
             covered += key[1] * runs
-        # qemu ends a block at a page boundary: a loop whose body crosses one runs as two or
-        # more blocks (the loop's, its entry's), which llvm-mca would model apart, each without
-        # the others' overlap. Where every run of the block at a page's start follows one of
-        # the blocks ending there, each of those is modelled together with it and counts the
-        # pair's cycles, the page's block none of its own.
+        # qemu ends a block at a page boundary: a loop whose body crosses one runs as a block up
+        # to the boundary (the loop's, and its entry's when that falls through into the loop)
+        # and one from it, which llvm-mca would model apart, each without the other's overlap.
+        # Where every run of the block at a page's start follows one of the blocks that end
+        # there without a branch, each of those is modelled joined with it and counts the
+        # pair's cycles, the page's block none of its own (decided per address, and only where
+        # llvm-mca modelled every pair).
         ending = defaultdict(list)
         for vaddr, insns, runs, code in blocks:
-            if (vaddr + 4 * insns) % PAGE == 0:
-                ending[vaddr + 4 * insns].append((code, insns, runs))
-        hot_set, merged_of, folded = set(hot), {}, set()
+            if (vaddr + 4 * insns) % PAGE == 0 and code and not ends_in_branch(code):
+                ending[vaddr + 4 * insns].append((vaddr, insns, runs, code))
+        hot_set, merges = set(hot), []
         for vaddr, insns, runs, code in blocks:
             preds = ending.get(vaddr, [])
-            if vaddr % PAGE or not preds or sum(r for _, _, r in preds) != runs:
+            if vaddr % PAGE or not code or not preds or sum(p[2] for p in preds) != runs:
                 continue
-            if not any((c, n) in hot_set for c, n, _ in preds):
-                continue
-            folded.add((code, insns))
-            for c, n, _ in preds:
-                merged_of[(c, n)] = (c + code, n + insns)
-        regions = {key: key[0] for key in hot if key not in merged_of and key not in folded}
-        regions.update({merged: merged[0] for merged in merged_of.values()})
+            if any((p[3], p[1]) in hot_set for p in preds):
+                merges.append((vaddr, insns, code, preds))
+        regions = {key: key[0] for key in hot}
+        for _, insns, code, preds in merges:
+            regions.update({(p[3] + code, p[1] + insns): p[3] + code for p in preds})
         per_run = mca_cycles(regions, args.cycles)
-        for key, merged in merged_of.items():
-            if merged in per_run:
-                per_run[key] = per_run[merged]
-        for key in folded:
-            per_run[key] = 0.0
+        at_address = {}  # vaddr -> cycles per run, where a merge decides them
+        for vaddr, insns, code, preds in merges:
+            joined = [per_run.get((p[3] + code, p[1] + insns)) for p in preds]
+            if all(c is not None for c in joined):
+                at_address.update({p[0]: c for p, c in zip(preds, joined)})
+                at_address[vaddr] = 0.0
+
+        def cycles_per_run(vaddr, insns, code):
+            return at_address.get(vaddr, per_run.get((code, insns)))
+
         # Blocks not modelled count one cycle per instruction.
         cycles_of_function = Counter()
         modelled = 0
         for vaddr, insns, runs, code in blocks:
-            c = per_run.get((code, insns))
+            c = cycles_per_run(vaddr, insns, code)
             cycles_of_function[readable(function_of(vaddr))] += (insns if c is None else c) * runs
             modelled += 0 if c is None else insns * runs
         result.update(mcpu=args.cycles, cycles=int(sum(cycles_of_function.values())),
@@ -221,10 +235,9 @@ def count(args):
     result["functions"] = functions
     if args.blocks:
         # The hottest blocks by cycles (instructions without --cycles), at their linked address.
-        per_run = per_run if args.cycles else {}
         rows = []
         for vaddr, insns, runs, code in blocks:
-            c = per_run.get((code, insns))
+            c = cycles_per_run(vaddr, insns, code) if args.cycles else None
             rows.append({"address": hex(vaddr - bias) if bias is not None else hex(vaddr),
                          "function": readable(function_of(vaddr)), "instructions": insns, "runs": runs,
                          "cycles_per_run": c, "cycles": int((insns if c is None else c) * runs)})
@@ -271,7 +284,9 @@ def main():
     ap.add_argument("--top", type=int, default=12, help="functions listed (text output)")
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout, every function")
     ap.add_argument("--blocks", type=int, default=0, metavar="N",
-                    help="also list the N hottest blocks (linked address, runs, cycles per run)")
+                    help="also list the N hottest blocks (linked address, runs, cycles per run; a "
+                         "loop body split by a page boundary shows its cycles on its first block, "
+                         "0 on the second)")
     ap.add_argument("command", nargs=argparse.REMAINDER)
     args = ap.parse_args()
     if args.command[:1] == ["--"]:

@@ -3,8 +3,9 @@
 //!
 //! `dot_u8i8_neon`: 8-bit multiplies (an i16-pair kernel set, `smlal` on i16, did half the work
 //! per instruction and was dropped). `smull` takes i8, so the row's u8 values become `x - 128` (one `eor`
-//! with 0x80), and `128 * sum_k w[k][o]` is added back to the outputs (computed once per call
-//! and block of outputs): the integer result is exactly `sum x * w`. A product of two i8 fits in
+//! with 0x80), and `128 * sum_k w[k][o]` is added back to the outputs (from the packed layer's
+//! weight sums, or computed once per call and block of outputs): the integer result is exactly
+//! `sum x * w`. A product of two i8 fits in
 //! i16, and so do two when the weights avoid -128 (|2 * -128 * 127| = 32512): quads are taken
 //! two at a time, `smull` of the first + `smlal` of the second into i16, then one `sadalp` adds
 //! pairs of those into i32 lanes. 16 multiply-accumulates per 3 instructions; the A72's multiply
@@ -183,17 +184,17 @@ pub(super) unsafe fn put_lanes(
     }
 }
 
-/// Rows `r0..r0 + 4` of the patch, those past the last row replaced by it.
+/// Rows `r0..r0 + R` of the patch, those past the last row replaced by it.
 ///
 /// # Safety
 /// `r0 < rows`, and the patch must hold `rows` rows of `depth_bytes`.
 #[inline(always)]
-pub(super) unsafe fn clamped_rows(
+pub(super) unsafe fn clamped_rows<const R: usize>(
     patch: *const u8,
     depth_bytes: usize,
     r0: usize,
     rows: usize,
-) -> [*const u8; 4] {
+) -> [*const u8; R] {
     // SAFETY: every row index is below `rows` (the caller's preconditions).
     std::array::from_fn(|r| unsafe { patch.add((r0 + r).min(rows - 1) * depth_bytes) })
 }
@@ -219,8 +220,8 @@ impl Tile {
 
     /// The sums `sum x * w - 128 * sum w` of the 4 rows at `x` over `quads` quads: per row
     /// and vector two accumulators, each lane the sum of products of one output, folded by
-    /// `addp` at the end. `PAIRED`: two quads per `sadalp` (weights without -128; an odd last
-    /// quad alone, after the loop), else one.
+    /// `addp` at the end. `PAIRED`: two quads per `sadalp` (weights without -128; the first two
+    /// set the accumulators with `saddlp`; an odd last quad alone, after the loop), else one.
     ///
     /// Not inlined: one copy serves every call (inlined into the partial vector's, with its
     /// repeated vector known, LLVM made a narrower loop of it).
@@ -238,7 +239,7 @@ impl Tile {
     }
 
     /// Every 4 rows of the patch's `rows` (the last 1-3 with the last row repeated) through
-    /// [`Tile::sums`], each tile's sums handed to `end` in registers: one call and one copy of
+    /// the loop of [`Tile::sums`], each tile's sums handed to `end` in registers: one call and one copy of
     /// the loop per caller's `end` (a sink that requantizes stores bytes without a round trip
     /// of the sums through memory, and with no call per tile).
     ///
@@ -251,7 +252,7 @@ impl Tile {
         &self,
         (patch, depth_bytes, rows): (*const u8, usize, usize),
         quads: usize,
-        end: &impl TileEnd<2>,
+        end: &impl TileEnd<4, 2>,
     ) {
         // SAFETY: the caller's preconditions; rows clamped to the last.
         unsafe {

@@ -48,12 +48,11 @@ impl<'a> NeonRequant<'a> {
 
     /// The outputs of four channels for their sums `acc` plus bias `bias` and multipliers
     /// `m`, as i32 lanes within `[lo, hi]`; `residual` points at the four residual inputs of
-    /// those channels (read only when the requantization has a residual and the call
-    /// residual inputs).
+    /// those channels (read only with `RES`).
     ///
     /// # Safety
-    /// `residual` must point at 4 readable bytes when [`NeonRequant::new`] was told the call
-    /// has residual inputs.
+    /// `RES` must be [`NeonRequant::with_residual`], and then `residual` point at 4 readable
+    /// bytes.
     #[inline(always)]
     pub(crate) unsafe fn lanes<const RES: bool>(
         &self,
@@ -321,7 +320,8 @@ impl<'a, const BYTES: bool, const RES: bool> RequantSink<'a, BYTES, RES> {
         out: &mut [u8],
         out_c: usize,
     ) -> Self {
-        debug_assert_eq!((BYTES, RES), (rq.byte_bounds(), rq.with_residual()));
+        // (Once per call: with `RES` and no residual inputs, `put` would read through null.)
+        assert_eq!((BYTES, RES), (rq.byte_bounds(), rq.with_residual()));
         RequantSink {
             rq,
             residual: residual.map_or(std::ptr::null(), <[u8]>::as_ptr),
@@ -481,19 +481,19 @@ pub(crate) trait SinkExt: Sink {
     }
 }
 
-/// What a tile's row loop does with the sums of each 4 rows, `V` vectors each, at the tile's
+/// What a tile's row loop does with the sums of each `R` rows, `V` vectors each, at the tile's
 /// end (a trait rather than a closure, so that it is inlined into the loop for certain: a
 /// closure was not, and its call cost the A72 a tenth of an inference).
-pub(crate) trait TileEnd<const V: usize> {
-    /// Takes the sums of rows `r0..r0 + 4` (those past the call's last row are repeats of it).
+pub(crate) trait TileEnd<const R: usize, const V: usize> {
+    /// Takes the sums of rows `r0..r0 + R` (those past the call's last row are repeats of it).
     ///
     /// # Safety
     /// As the implementation states.
-    unsafe fn end(&self, r0: usize, sums: [[int32x4_t; V]; 4]);
+    unsafe fn end(&self, r0: usize, sums: [[int32x4_t; V]; R]);
 }
 
 /// The sums put into a sink, from the tile's registers: of `rows` rows, the first `vectors`
-/// (`1..=V`) vectors of outputs from `o`, with their channels `ch`.
+/// (`1..=4`, or `V`) vectors of outputs from `o`, with their channels `ch`.
 pub(crate) struct ToSink<S: Sink, const V: usize> {
     /// A copy, so that its fields may stay in registers (through a reference, they were
     /// read again after every store).
@@ -504,24 +504,26 @@ pub(crate) struct ToSink<S: Sink, const V: usize> {
     pub(crate) ch: [S::Channels; V],
 }
 
-impl<S: Sink, const V: usize> TileEnd<V> for ToSink<S, V> {
+impl<S: Sink, const R: usize, const V: usize> TileEnd<R, V> for ToSink<S, V> {
     /// # Safety
-    /// As for [`Sink::put`], for rows `r0..r0 + 4` (those below `rows`) and those outputs.
+    /// As for [`Sink::put`], for rows `r0..r0 + R` (those below `rows`) and those outputs.
     #[inline(always)]
-    unsafe fn end(&self, r0: usize, sums: [[int32x4_t; V]; 4]) {
-        let rows = (r0, (self.rows - r0).min(4));
+    unsafe fn end(&self, r0: usize, sums: [[int32x4_t; V]; R]) {
+        let rows = (r0, (self.rows - r0).min(R));
+        debug_assert!(self.vectors <= 4.min(V) || self.vectors == V);
         // The first `$n` vectors of each row (`$n <= V`).
         macro_rules! put {
             ($n:literal) => {{
                 let s = |r: usize| -> [int32x4_t; $n] { std::array::from_fn(|v| sums[r][v]) };
                 let ch: [S::Channels; $n] = std::array::from_fn(|v| self.ch[v]);
-                self.sink
-                    .put_rows(rows, self.o, [s(0), s(1), s(2), s(3)], ch)
+                let sums: [[int32x4_t; $n]; R] = std::array::from_fn(s);
+                self.sink.put_rows(rows, self.o, sums, ch)
             }};
         }
         // SAFETY: the caller's preconditions; each arm takes at most `V` vectors.
         unsafe {
             match self.vectors {
+                8 if V >= 8 => put!(8),
                 4 if V >= 4 => put!(4),
                 3 if V >= 3 => put!(3),
                 2 if V >= 2 => put!(2),

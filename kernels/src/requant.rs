@@ -63,14 +63,16 @@ pub struct TileRequant<'a> {
     pub hi: i32,
     pub residual: Option<(i32, f32)>,
     /// What the caller knows of the call's weights, if anything (a packed layer computes it
-    /// once). Not part of the definition: with it or without, the outputs are the same.
+    /// once). Not part of the definition: given, it must be true of the call's weights, and
+    /// then the outputs are the same as without it (wrong, they are unspecified, though no
+    /// kernel reads or writes outside its buffers).
     pub weight_sums: Option<WeightSums<'a>>,
 }
 
-/// Each channel's sum of weights, as a call's weights hold them, and whether any of them is
-/// -128: the kernels that take `x - 128` for their u8 inputs add back `128` times the sum
-/// instead of summing the weights at every call, and (without a -128) pair products in i16
-/// without looking for the pairs that could overflow.
+/// Each channel's sum of weights, exactly as a call's weights hold them, and `has_min`, false
+/// only if no weight of the call is -128: the kernels that take `x - 128` for their u8 inputs
+/// add back `128` times the sum instead of summing the weights at every call, and (without a
+/// -128) pair products in i16 without looking for the pairs that could overflow.
 #[derive(Clone, Copy, Debug)]
 pub struct WeightSums<'a> {
     pub sums: &'a [i32],
