@@ -5,12 +5,11 @@
 //! per instruction and was dropped). `smull` takes i8, so the row's u8 values become `x - 128` (one `eor`
 //! with 0x80), and `128 * sum_k w[k][o]` is added back to the outputs (from the packed layer's
 //! weight sums, or computed once per call and block of outputs): the integer result is exactly
-//! `sum x * w`. A product of two i8 fits in
-//! i16, and so do two when the weights avoid -128 (|2 * -128 * 127| = 32512): quads are taken
-//! two at a time, `smull` of the first + `smlal` of the second into i16, then one `sadalp` adds
-//! pairs of those into i32 lanes. 16 multiply-accumulates per 3 instructions; the A72's multiply
-//! pipe (`smull`, `smlal`) and its other pipe (`sadalp`, the row's `dup` and `eor`) are equally
-//! busy. A block of outputs whose weights hold -128 in the same byte lane of two paired quads
+//! `sum x * w`. A product of two i8 fits in i16, and so do two when the weights avoid -128
+//! (|2 * -128 * 127| = 32512): quads are taken two at a time, `smull` of the first + `smlal` of
+//! the second into i16, then one `sadalp` adds pairs of those into i32 lanes. 16
+//! multiply-accumulates per 3 instructions; the A72's multiply pipe (`smull`, `smlal`) and its
+//! other pipe (`sadalp`, the row's `dup` and `eor`) are equally busy. A block of outputs whose weights hold -128 in the same byte lane of two paired quads
 //! (never written by our quantizer, which uses [-127, 127], rare from others: see
 //! [`bias_back`]) takes one quad at a time: `smull` then `sadalp`.
 //!
@@ -74,9 +73,9 @@ pub fn dot_u8i8_requant_neon(
     ));
     with_requant_sink!((rq, residual, out, ldo), |sink| {
         for (o0, width) in crate::signatures::panels(n) {
-            // SAFETY: `fits_requant` holds: rows * depth_bytes patch values, depth_bytes * n weights (the panel's
-            // from o0 * depth_bytes), n channels of requantization, and rows of n outputs (and residual
-            // inputs, if any) ldo apart.
+            // SAFETY: `fits_requant` holds: rows * depth_bytes patch values, depth_bytes * n
+            // weights (the panel's from o0 * depth_bytes), n channels of requantization, and
+            // rows of n outputs (and residual inputs, if any) ldo apart.
             unsafe {
                 let w = w.as_ptr().add(o0 * depth_bytes);
                 dot_u8_neon(rows, patch.as_ptr(), depth_bytes, w, width, (sink, o0))
@@ -238,10 +237,10 @@ impl Tile {
         unsafe { self.sums_inline::<PAIRED>(x, quads) }
     }
 
-    /// Every 4 rows of the patch's `rows` (the last 1-3 with the last row repeated) through
-    /// the loop of [`Tile::sums`], each tile's sums handed to `end` in registers: one call and one copy of
-    /// the loop per caller's `end` (a sink that requantizes stores bytes without a round trip
-    /// of the sums through memory, and with no call per tile).
+    /// Every 4 rows of the patch's `rows` (the last 1-3 with the last row repeated) through the
+    /// loop of [`Tile::sums`], each tile's sums handed to `end` in registers: one call and one
+    /// copy of the loop per caller's `end` (a sink that requantizes stores bytes without a
+    /// round trip of the sums through memory, and with no call per tile).
     ///
     /// # Safety
     /// The patch must hold `rows` rows of `depth_bytes` (`4 * quads <= depth_bytes`), the
@@ -479,7 +478,8 @@ pub(super) unsafe fn paired_step<const SPREAD: bool, const FIRST: bool>(
     // The first vector's quads in registers t2 / t3 (step 0 / 1), the second's in `$a` / `$b`
     // (t4 / t5 when spread, else t2 / t3 again); t0 / t1 hold the loads, then the i16 products.
     macro_rules! step {
-        ($acc:literal, $dir:ident, $width:literal, $dups:literal, $a:literal, $b:literal, $($spread:tt)*) => {
+        ($acc:literal, $dir:ident, $width:literal, $dups:literal, $a:literal, $b:literal,
+         $($spread:tt)*) => {
             asm!(
                 concat!("ldr {t0:", $width, "}, [{x}, {o0}]"),
                 concat!("ldr {t1:", $width, "}, [{x}, {o1}]"),

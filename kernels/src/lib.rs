@@ -234,7 +234,8 @@ mod tests {
             // The weights' sums, given in two cases of three (a packed layer has them).
             let sums = signatures::dot_weight_sums(depth_bytes, &w, n);
             let has_min = w.contains(&i8::MIN);
-            let weight_sums = (seed % 3 != 0).then_some(requant::WeightSums { sums: &sums, has_min });
+            let weight_sums =
+                (seed % 3 != 0).then_some(requant::WeightSums { sums: &sums, has_min });
             // Scales as a quantizer makes them, some large enough to saturate, and (rarely)
             // the values no quantizer writes: NaN, infinities, zero.
             let multiplier: Vec<f32> = (0..n)
@@ -308,7 +309,8 @@ mod tests {
             let bias: Vec<i32> = (0..out_c).map(|_| next() as i32 >> 12).collect();
             let sums = s.weight_sums(&w);
             let has_min = w.contains(&i8::MIN);
-            let weight_sums = (seed % 3 != 0).then_some(requant::WeightSums { sums: &sums, has_min });
+            let weight_sums =
+                (seed % 3 != 0).then_some(requant::WeightSums { sums: &sums, has_min });
             let multiplier: Vec<f32> = (0..out_c)
                 .map(|_| match next() % 64 {
                     0 => f32::NAN,

@@ -91,9 +91,9 @@ pub fn dot_u8i8_requant_sdot(
     }
     with_requant_sink!((rq, residual, out, ldo), |sink| {
         for (o0, width) in crate::signatures::panels(n) {
-            // SAFETY: the CPU has `dotprod`; `fits_requant` holds: rows * depth_bytes patch values, depth_bytes * n
-            // weights (the panel's from o0 * depth_bytes), n channels of requantization, and rows of n
-            // outputs (and residual inputs, if any) ldo apart.
+            // SAFETY: the CPU has `dotprod`; `fits_requant` holds: rows * depth_bytes patch
+            // values, depth_bytes * n weights (the panel's from o0 * depth_bytes), n channels of
+            // requantization, and rows of n outputs (and residual inputs, if any) ldo apart.
             unsafe {
                 let w = w.as_ptr().add(o0 * depth_bytes);
                 panel(rows, patch.as_ptr(), depth_bytes, w, width, (sink, o0))
@@ -356,10 +356,10 @@ impl<const R: usize, const V: usize> Tile<R, V> {
         unsafe { self.sums_inline(x, quads) }
     }
 
-    /// Every `R` rows of the patch's `rows` (a last short tile with the last row repeated) through
-    /// the loop of [`Tile::sums`], each tile's sums handed to `end` in registers: one call and one copy of
-    /// the loop per caller's `end` (a sink that requantizes stores bytes without a round trip
-    /// of the sums through memory, and with no call per tile).
+    /// Every `R` rows of the patch's `rows` (a last short tile with the last row repeated)
+    /// through the loop of [`Tile::sums`], each tile's sums handed to `end` in registers: one
+    /// call and one copy of the loop per caller's `end` (a sink that requantizes stores bytes
+    /// without a round trip of the sums through memory, and with no call per tile).
     ///
     /// # Safety
     /// The CPU must have `dotprod`; the patch must hold `rows` rows of `depth_bytes`

@@ -1,5 +1,6 @@
 //! Where the aarch64 kernels' tiles put their sums ([`Sink`]): added to i32 accumulators, or
-//! requantized into bytes by [`NeonRequant`], which is [`super::requant`] on four NEON lanes: the same f32 operations in the same order (`scvtf`, `fmul`, the residual's `fmul` and
+//! requantized into bytes by [`NeonRequant`], which is [`super::requant`] on four NEON lanes:
+//! the same f32 operations in the same order (`scvtf`, `fmul`, the residual's `fmul` and
 //! `fadd`, no fused multiply-add), the clamp to +-2^22 with `fmax` / `fmin` (a NaN stays NaN),
 //! then `fcvtns`, which rounds ties to even as [`super::requant::round_half_even`] does and
 //! turns a NaN into 0 as it does. Zero point and bounds are added and applied in i32, and the
@@ -339,26 +340,25 @@ macro_rules! with_requant_sink {
         let rq = $crate::neon_sink::NeonRequant::new($rq, residual.is_some());
         match (rq.byte_bounds(), rq.with_residual()) {
             (true, false) => {
-                let $sink =
-                    &$crate::neon_sink::RequantSink::<true, false>::new(rq, residual, out, out_c);
-                $body
+                with_requant_sink!(@as true, false, rq, residual, out, out_c, |$sink| $body)
             }
             (true, true) => {
-                let $sink =
-                    &$crate::neon_sink::RequantSink::<true, true>::new(rq, residual, out, out_c);
-                $body
+                with_requant_sink!(@as true, true, rq, residual, out, out_c, |$sink| $body)
             }
             (false, false) => {
-                let $sink =
-                    &$crate::neon_sink::RequantSink::<false, false>::new(rq, residual, out, out_c);
-                $body
+                with_requant_sink!(@as false, false, rq, residual, out, out_c, |$sink| $body)
             }
             (false, true) => {
-                let $sink =
-                    &$crate::neon_sink::RequantSink::<false, true>::new(rq, residual, out, out_c);
-                $body
+                with_requant_sink!(@as false, true, rq, residual, out, out_c, |$sink| $body)
             }
         }
+    }};
+    // One arm: the sink of those `BYTES` and `RES`.
+    (@as $bytes:literal, $res:literal, $rq:ident, $residual:ident, $out:ident, $out_c:ident,
+     |$sink:ident| $body:expr) => {{
+        let $sink =
+            &$crate::neon_sink::RequantSink::<$bytes, $res>::new($rq, $residual, $out, $out_c);
+        $body
     }};
 }
 pub(crate) use with_requant_sink;

@@ -426,7 +426,9 @@ proptest! {
     /// The weight sums a packed layer hands the kernels are those of the weights each call
     /// gets, in both layouts, and `has_min` says whether a weight is -128.
     #[test]
-    fn packed_weight_sums_are_those_of_each_calls_weights(case in prop_oneof![cases(), direct_cases()]) {
+    fn packed_weight_sums_are_those_of_each_calls_weights(
+        case in prop_oneof![cases(), direct_cases()],
+    ) {
         let (conv, w, _, _) = build(&case);
         // Now and then a -128 somewhere.
         let mut w = w;
@@ -435,14 +437,16 @@ proptest! {
             w[at] = i8::MIN;
         }
         let g = conv.geom.clone();
-        let packed = PackedWeights::pack(&g, &w, &conv.bias, conv.requant.in_zero, crate::dispatch::Family::U8Quads);
+        let family = crate::dispatch::Family::U8Quads;
+        let packed = PackedWeights::pack(&g, &w, &conv.bias, conv.requant.in_zero, family);
         let PackedWeights::U8 { w: pw, weight_sums, direct, .. } = &packed else {
             panic!("u8 weights");
         };
         prop_assert_eq!(weight_sums.has_min, w.contains(&i8::MIN));
         let (cout, dq) = (g.cpg_out(), g.depth_bytes());
         for grp in 0..g.groups {
-            let want = crate::signatures::dot_weight_sums(dq, &pw[grp * cout * dq..][..cout * dq], cout);
+            let group = &pw[grp * cout * dq..][..cout * dq];
+            let want = crate::signatures::dot_weight_sums(dq, group, cout);
             prop_assert_eq!(&weight_sums.of(grp * cout..(grp + 1) * cout).sums, &&want[..]);
         }
         if let (Some(dw), Some(ds)) = (direct, g.direct_shape()) {
