@@ -39,8 +39,6 @@ MODELLED_SHARE = 0.995
 MAX_MODELLED_BLOCKS = 5000
 # Blocks per llvm-mca run.
 MCA_BATCH = 400
-# qemu's translation blocks end at page boundaries.
-PAGE = 4096
 
 
 def build_plugin():
@@ -185,24 +183,28 @@ def count(args):
                 break
             hot.append(key)
             covered += key[1] * runs
-        # qemu ends a block at a page boundary: a loop whose body crosses one runs as a block up
-        # to the boundary (the loop's, and its entry's when that falls through into the loop)
-        # and one from it, which llvm-mca would model apart, each without the other's overlap.
-        # Where every run of the block at a page's start follows one of the blocks that end
-        # there without a branch, each of those is modelled joined with it and counts the
-        # pair's cycles, the page's block none of its own (decided per address, and only where
-        # llvm-mca modelled every pair).
+        # qemu ends a block where the code does not branch: at a page boundary, and where a
+        # block of many vector instructions fills its buffer of generated operations. Straight
+        # code split so (a loop whose body crosses a page, its entry falling through into it, a
+        # long tile end) runs as two blocks, which llvm-mca would model apart, each without the
+        # other's overlap (and a short tail as a loop of its own dependency chain). Where every
+        # run of a block follows one of the blocks that end at its start without a branch,
+        # each of those is modelled joined with it and counts the pair's cycles, the second
+        # block none of its own (decided per address, only where llvm-mca modelled every pair,
+        # and not for a block that is itself the second of a pair: pairs, not chains).
         ending = defaultdict(list)
         for vaddr, insns, runs, code in blocks:
-            if (vaddr + 4 * insns) % PAGE == 0 and code and not ends_in_branch(code):
+            if code and not ends_in_branch(code):
                 ending[vaddr + 4 * insns].append((vaddr, insns, runs, code))
         hot_set, merges = set(hot), []
         for vaddr, insns, runs, code in blocks:
             preds = ending.get(vaddr, [])
-            if vaddr % PAGE or not code or not preds or sum(p[2] for p in preds) != runs:
+            if not code or not preds or sum(p[2] for p in preds) != runs:
                 continue
             if any((p[3], p[1]) in hot_set for p in preds):
                 merges.append((vaddr, insns, code, preds))
+        seconds = {m[0] for m in merges}
+        merges = [m for m in merges if not any(p[0] in seconds for p in m[3])]
         regions = {key: key[0] for key in hot}
         for _, insns, code, preds in merges:
             regions.update({(p[3] + code, p[1] + insns): p[3] + code for p in preds})
@@ -284,9 +286,9 @@ def main():
     ap.add_argument("--top", type=int, default=12, help="functions listed (text output)")
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout, every function")
     ap.add_argument("--blocks", type=int, default=0, metavar="N",
-                    help="also list the N hottest blocks (linked address, runs, cycles per run; a "
-                         "loop body split by a page boundary shows its cycles on its first block, "
-                         "0 on the second)")
+                    help="also list the N hottest blocks (linked address, runs, cycles per run; "
+                         "straight code qemu split in two shows its cycles on its first block, 0 "
+                         "on the second)")
     ap.add_argument("command", nargs=argparse.REMAINDER)
     args = ap.parse_args()
     if args.command[:1] == ["--"]:

@@ -19,13 +19,6 @@ pub fn operands(geom: &ConvGeometry) -> (Vec<i8>, Vec<i32>, Vec<u8>, LayerRequan
         .collect();
     let bias: Vec<i32> = bytes(cout, 2).iter().map(|&b| b as i32 * 10).collect();
     let x = bytes(geom.in_h * geom.in_w * geom.in_c, 3);
-    let requant = LayerRequant {
-        in_zero: 3,
-        multiplier: vec![0.02 * 0.01 / 0.05; cout],
-        out_zero: 0,
-        lo: 0,
-        hi: 255,
-        residual: None,
-    };
+    let requant = LayerRequant::new(3, vec![0.02 * 0.01 / 0.05; cout], 0, (0, 255), None);
     (w, bias, x, requant)
 }

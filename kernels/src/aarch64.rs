@@ -234,7 +234,7 @@ impl Tile {
         quads: usize,
     ) -> [[int32x4_t; 2]; 4] {
         // SAFETY: the caller's preconditions.
-        unsafe { self.sums_inline::<PAIRED>(x, quads) }
+        unsafe { self.sums_inline::<PAIRED>(x, quads, None) }
     }
 
     /// Every 4 rows of the patch's `rows` (the last 1-3 with the last row repeated) through the
@@ -255,14 +255,16 @@ impl Tile {
     ) {
         // SAFETY: the caller's preconditions; rows clamped to the last.
         unsafe {
+            let start = *end.start();
             for r0 in (0..rows).step_by(4) {
                 let x = clamped_rows(patch, depth_bytes, r0, rows);
-                end.end(r0, self.sums_inline::<PAIRED>(x, quads));
+                end.end(r0, self.sums_inline::<PAIRED>(x, quads, Some(start)));
             }
         }
     }
 
-    /// [`Tile::sums`], inlined into its caller.
+    /// [`Tile::sums`], plus `start` (each vector's, in every row) if given, added as the
+    /// accumulators are folded; inlined into its caller.
     ///
     /// # Safety
     /// As for [`Tile::sums`].
@@ -271,6 +273,7 @@ impl Tile {
         &self,
         x: [*const u8; 4],
         quads: usize,
+        start: Option<[int32x4_t; 2]>,
     ) -> [[int32x4_t; 2]; 4] {
         // SAFETY: the caller's preconditions; NEON is baseline.
         unsafe {
@@ -303,10 +306,11 @@ impl Tile {
                 }
             }
             let fold = |ar: [[int32x4_t; 2]; 2]| {
-                [
-                    vpaddq_s32(ar[0][0], ar[0][1]),
-                    vpaddq_s32(ar[1][0], ar[1][1]),
-                ]
+                let s: [int32x4_t; 2] = std::array::from_fn(|v| vpaddq_s32(ar[v][0], ar[v][1]));
+                match start {
+                    Some(start) => [vaddq_s32(s[0], start[0]), vaddq_s32(s[1], start[1])],
+                    None => s,
+                }
             };
             [fold(a[0]), fold(a[1]), fold(a[2]), fold(a[3])]
         }
@@ -392,13 +396,8 @@ unsafe fn dot_u8_neon(
             };
             // The channels' constants once for all rows; each tile's sums go to the sink
             // straight from the tile's registers.
-            let end = ToSink {
-                sink: *sink,
-                rows,
-                o: o0 + o,
-                vectors,
-                ch: [sink.channels(o0 + o, b0), sink.channels(o0 + last, b1)],
-            };
+            let ch = [sink.channels(o0 + o, b0), sink.channels(o0 + last, b1)];
+            let end = ToSink::new(*sink, (rows, o0 + o, vectors), ch);
             if m0 || m1 {
                 tile.rows_with::<false>((patch, depth_bytes, rows), quads, &end)
             } else {

@@ -317,6 +317,7 @@ mod tests {
                 hi: a.max(b),
                 residual: residual.then(|| (next() as u8 as i32, (next() % 1000) as f32 * 1e-3)),
                 weight_sums: None,
+                nan_free: TileRequant::nan_free_multipliers(&multiplier, None),
             };
             let len = (rows - 1) * ldo + n;
             let res: Vec<u8> = (0..len).map(|_| next() as u8).collect();

@@ -238,11 +238,13 @@ mod tests {
                 (seed % 3 != 0).then_some(requant::WeightSums { sums: &sums, has_min });
             // Scales as a quantizer makes them, some large enough to saturate, and (rarely)
             // the values no quantizer writes: NaN, infinities, zero.
+            // Half the cases without NaN and infinities (the kernels' NaN-free rounding).
+            let special = seed % 2 == 0;
             let multiplier: Vec<f32> = (0..n)
                 .map(|_| match next() % 64 {
-                    0 => f32::NAN,
-                    1 => f32::INFINITY,
-                    2 => f32::NEG_INFINITY,
+                    0 if special => f32::NAN,
+                    1 if special => f32::INFINITY,
+                    2 if special => f32::NEG_INFINITY,
                     3 => 0.0,
                     k => (k as f32 - 32.0) * 1e-5 * (1 + next() % 1000) as f32,
                 })
@@ -254,14 +256,17 @@ mod tests {
             // And every eighth a zero point far outside with byte bounds (a kernel that
             // narrows with saturation before the zero point must not take it).
             let zero = if seed % 8 == 1 { (next() % (1 << 21)) as i32 - (1 << 20) } else { wide(next()) };
+            let rq_residual =
+                residual.then(|| (next() as u8 as i32, (next() % 1000) as f32 * 1e-3));
             let rq = requant::TileRequant {
                 bias: &bias,
                 multiplier: &multiplier,
                 zero,
                 lo: a.min(b),
                 hi: a.max(b),
-                residual: residual.then(|| (next() as u8 as i32, (next() % 1000) as f32 * 1e-3)),
+                residual: rq_residual,
                 weight_sums,
+                nan_free: requant::TileRequant::nan_free_multipliers(&multiplier, rq_residual),
             };
             let len = (rows - 1) * ldo + n;
             let res: Vec<u8> = (0..len).map(|_| next() as u8).collect();
@@ -311,22 +316,26 @@ mod tests {
             let has_min = w.contains(&i8::MIN);
             let weight_sums =
                 (seed % 3 != 0).then_some(requant::WeightSums { sums: &sums, has_min });
+            let special = seed % 2 == 0;
             let multiplier: Vec<f32> = (0..out_c)
                 .map(|_| match next() % 64 {
-                    0 => f32::NAN,
-                    1 => f32::INFINITY,
+                    0 if special => f32::NAN,
+                    1 if special => f32::INFINITY,
                     k => (k as f32 - 32.0) * 1e-5 * (1 + next() % 1000) as f32,
                 })
                 .collect();
             let (a, b) = (next() as u8 as i32, next() as u8 as i32);
+            let rq_residual =
+                residual.then(|| (next() as u8 as i32, (next() % 1000) as f32 * 1e-3));
             let rq = requant::TileRequant {
                 bias: &bias,
                 multiplier: &multiplier,
                 zero: next() as u8 as i32,
                 lo: a.min(b),
                 hi: a.max(b),
-                residual: residual.then(|| (next() as u8 as i32, (next() % 1000) as f32 * 1e-3)),
+                residual: rq_residual,
                 weight_sums,
+                nan_free: requant::TileRequant::nan_free_multipliers(&multiplier, rq_residual),
             };
             let len = pixels * out_c;
             let res: Vec<u8> = (0..len).map(|_| next() as u8).collect();

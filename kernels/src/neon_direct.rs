@@ -240,6 +240,7 @@ impl Tile<'_> {
             } else {
                 ch0
             };
+            let start = [sink.start(ch0), sink.start(ch1)];
             for p in (0..pixels).step_by(TILE_PIXELS) {
                 let at = std::array::from_fn(|r| (p + r).min(pixels - 1) * self.pstride);
                 let mut sums = self.sums::<SPREAD>(at);
@@ -249,6 +250,11 @@ impl Tile<'_> {
                         for (sv, mv) in sr.iter_mut().zip(mr) {
                             *sv = vaddq_s32(*sv, mv);
                         }
+                    }
+                }
+                for sr in sums.iter_mut() {
+                    for (sv, &st) in sr.iter_mut().zip(&start) {
+                        *sv = vaddq_s32(*sv, st);
                     }
                 }
                 let rows = (pixels - p).min(TILE_PIXELS);

@@ -15,7 +15,7 @@
 //! with the `dotprod` feature.
 
 use super::aarch64::{bias_back, clamped_rows, partial_weights, put_lanes};
-use super::neon_sink::{with_requant_sink, AccSink, Sink, TileEnd, ToSink};
+use super::neon_sink::{fresh_copies, with_requant_sink, AccSink, Sink, TileEnd, ToSink};
 use super::requant::TileRequant;
 use std::arch::aarch64::*;
 use std::arch::asm;
@@ -201,13 +201,8 @@ unsafe fn block<const R: usize, const V: usize>(
         };
         // The channels' constants once for all rows; each tile's sums go to the sink straight
         // from the tile's registers.
-        let end = ToSink {
-            sink: *sink,
-            rows,
-            o: o0 + o,
-            vectors,
-            ch: std::array::from_fn(|v| sink.channels(o0 + vector(v), back[v])),
-        };
+        let ch = std::array::from_fn(|v| sink.channels(o0 + vector(v), back[v]));
+        let end = ToSink::new(*sink, (rows, o0 + o, vectors), ch);
         tile.rows_with((patch, depth_bytes, rows), quads, &end);
     }
 }
@@ -353,11 +348,13 @@ impl<const R: usize, const V: usize> Tile<R, V> {
     #[target_feature(enable = "dotprod")]
     unsafe fn sums(&self, x: [*const u8; R], quads: usize) -> [[int32x4_t; V]; R] {
         // SAFETY: the caller's preconditions.
-        unsafe { self.sums_inline(x, quads) }
+        unsafe { self.sums_inline(x, quads, [[vdupq_n_s32(0); V]; R]) }
     }
 
     /// Every `R` rows of the patch's `rows` (a last short tile with the last row repeated)
-    /// through the loop of [`Tile::sums`], each tile's sums handed to `end` in registers: one
+    /// through the loop of [`Tile::sums`], from `end`'s start ([`TileEnd::start`]: the
+    /// accumulators are loaded with it, rather than zeroed and added to it at the end), each
+    /// tile's sums handed to `end` in registers: one
     /// call and one copy of the loop per caller's `end` (a sink that requantizes stores bytes
     /// without a round trip of the sums through memory, and with no call per tile).
     ///
@@ -377,21 +374,26 @@ impl<const R: usize, const V: usize> Tile<R, V> {
         unsafe {
             for r0 in (0..rows).step_by(R) {
                 let x = clamped_rows::<R>(patch, depth_bytes, r0, rows);
-                end.end(r0, self.sums_inline(x, quads));
+                end.end(r0, self.sums_inline(x, quads, fresh_copies(end.start())));
             }
         }
     }
 
-    /// [`Tile::sums`], inlined into its caller.
+    /// [`Tile::sums`] plus `start`, inlined into its caller.
     ///
     /// # Safety
     /// As for [`Tile::sums`], the caller compiled with `dotprod`.
     #[inline(always)]
-    unsafe fn sums_inline(&self, x: [*const u8; R], quads: usize) -> [[int32x4_t; V]; R] {
+    unsafe fn sums_inline(
+        &self,
+        x: [*const u8; R],
+        quads: usize,
+        start: [[int32x4_t; V]; R],
+    ) -> [[int32x4_t; V]; R] {
         // SAFETY: the caller's preconditions; loads stay inside the rows' `quads` quads.
         unsafe {
             let flip = vdupq_n_u8(0x80);
-            let mut a = [[vdupq_n_s32(0); V]; R];
+            let mut a = start;
             let mut q = 0;
             while q + 4 <= quads {
                 let xq: [int8x16_t; R] = std::array::from_fn(|r| {

@@ -17,7 +17,7 @@
 
 use super::aarch64::bias_back;
 use super::neon_dot::{available, sdot};
-use super::neon_sink::{with_requant_sink, AccSink, Sink, SinkExt};
+use super::neon_sink::{fresh_copies, with_requant_sink, AccSink, Sink, SinkExt};
 use super::requant::TileRequant;
 use crate::signatures::DirectShape;
 use std::arch::aarch64::*;
@@ -175,9 +175,11 @@ impl Tile<'_> {
         // SAFETY: the caller's preconditions; the tile's pixels are clamped below `pixels`.
         unsafe {
             let ch: [_; 4] = std::array::from_fn(|v| sink.channels(o + 4 * v, back[v]));
+            let start = ch.map(|ch| sink.start(ch));
             for p in (0..pixels).step_by(4) {
                 let at = std::array::from_fn(|r| (p + r).min(pixels - 1) * self.pstride);
-                sink.put_rows((p, (pixels - p).min(4)), o, self.sums::<L>(at), ch);
+                let a = fresh_copies(&start);
+                sink.put_rows((p, (pixels - p).min(4)), o, self.sums::<L>(at, a), ch);
             }
         }
     }
@@ -205,16 +207,19 @@ impl Tile<'_> {
         }
     }
 
-    /// The sums `sum x * w - 128 * sum w` of the 4 pixels at bytes `at` of the input (a
-    /// clamped tile repeats one), the 16 outputs.
+    /// `start` plus the sums `sum x * w - 128 * sum w` of the 4 pixels at bytes `at` of the
+    /// input (a clamped tile repeats one), the 16 outputs.
     ///
     /// # Safety
     /// The pixels must be the call's; the CPU must have `dotprod` and the caller be compiled
     /// with it.
     #[inline(always)]
-    unsafe fn sums<const L: u8>(&self, at: [usize; 4]) -> [[int32x4_t; 4]; 4] {
-        // SAFETY: NEON is baseline on aarch64.
-        let mut a = [[unsafe { vdupq_n_s32(0) }; 4]; 4];
+    unsafe fn sums<const L: u8>(
+        &self,
+        at: [usize; 4],
+        start: [[int32x4_t; 4]; 4],
+    ) -> [[int32x4_t; 4]; 4] {
+        let mut a = start;
         // SAFETY: the caller's preconditions: each load is a window's bytes of the block's
         // groups (16 bytes: 4 groups of 4, 2 of 8, or 4 quads of one group), each weight a
         // step's.

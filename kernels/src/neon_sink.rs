@@ -1,12 +1,17 @@
 //! Where the aarch64 kernels' tiles put their sums ([`Sink`]): added to i32 accumulators, or
 //! requantized into bytes by [`NeonRequant`], which is [`super::requant`] on four NEON lanes:
 //! the same f32 operations in the same order (`scvtf`, `fmul`, the residual's `fmul` and
-//! `fadd`, no fused multiply-add), the clamp to +-2^22 with `fmax` / `fmin` (a NaN stays NaN),
-//! then `fcvtns`, which rounds ties to even as [`super::requant::round_half_even`] does and
-//! turns a NaN into 0 as it does. Zero point and bounds are added and applied in i32, and the
-//! low byte of each lane is the output (`as u8`).
+//! `fadd`, no fused multiply-add). In general ([`NeonRequant::lanes`]) the clamp to +-2^22
+//! with `fmax` / `fmin` (a NaN stays NaN), then `fcvtns`, which rounds ties to even as
+//! [`super::requant::round_half_even`] does and turns a NaN into 0 as it does; zero point and
+//! bounds are added and applied in i32, and the low byte of each lane is the output (`as u8`).
+//! For the bounds of every model ([`NeonRequant::bytes`]), the rounding of
+//! `round_half_even` itself (adding 1.5 * 2^23) and saturating narrows.
+//!
+//! A tile's accumulators start from the bias (and `128 * sum w`, [`Sink::start`]), loaded
+//! from memory ([`fresh_copies`]).
 
-use super::requant::{TileRequant, LIMIT};
+use super::requant::{TileRequant, LIMIT, MAGIC};
 use std::arch::aarch64::*;
 
 /// A [`TileRequant`] with its per-call constants in vector registers.
@@ -21,6 +26,8 @@ pub(crate) struct NeonRequant<'a> {
     hi8: uint8x8_t,
     residual_zero: int32x4_t,
     residual_multiplier: float32x4_t,
+    /// The bits of [`MAGIC`] less the zero point (for [`NeonRequant::bytes`]).
+    magic_less_zero: int32x4_t,
     /// Whether the residual term is added: the requantization has one and the call passed
     /// the residual inputs (as [`TileRequant::output`], which zips the two).
     with_residual: bool,
@@ -42,14 +49,15 @@ impl<'a> NeonRequant<'a> {
                 hi8: vdup_n_u8(rq.hi.clamp(0, 255) as u8),
                 residual_zero: vdupq_n_s32(rz),
                 residual_multiplier: vdupq_n_f32(rm),
+                magic_less_zero: vdupq_n_s32((MAGIC.to_bits() as i32).wrapping_sub(rq.zero)),
                 with_residual: residual_inputs && rq.residual.is_some(),
             }
         }
     }
 
-    /// The outputs of four channels for their sums `acc` plus bias `bias` and multipliers
-    /// `m`, as i32 lanes within `[lo, hi]`; `residual` points at the four residual inputs of
-    /// those channels (read only with `RES`).
+    /// The outputs of four channels for their accumulators `acc` (bias included) and
+    /// multipliers `m`, as i32 lanes within `[lo, hi]`; `residual` points at the four residual
+    /// inputs of those channels (read only with `RES`).
     ///
     /// # Safety
     /// `RES` must be [`NeonRequant::with_residual`], and then `residual` point at 4 readable
@@ -57,12 +65,12 @@ impl<'a> NeonRequant<'a> {
     #[inline(always)]
     pub(crate) unsafe fn lanes<const RES: bool>(
         &self,
-        (acc, bias, m): (int32x4_t, int32x4_t, float32x4_t),
+        (acc, m): (int32x4_t, float32x4_t),
         residual: *const u8,
     ) -> int32x4_t {
         // SAFETY: the caller guarantees the residual bytes; NEON is baseline.
         unsafe {
-            let v = self.scaled::<RES>(vaddq_s32(acc, bias), m, residual);
+            let v = self.scaled::<RES>(acc, m, residual);
             let v = vminq_f32(vmaxq_f32(v, vdupq_n_f32(-LIMIT)), vdupq_n_f32(LIMIT));
             let q = vaddq_s32(vcvtnq_s32_f32(v), self.zero);
             vminq_s32(vmaxq_s32(q, self.lo), self.hi)
@@ -100,33 +108,43 @@ impl<'a> NeonRequant<'a> {
         self.with_residual
     }
 
-    /// Whether [`NeonRequant::bytes`] computes the definition: bounds within a byte and a
-    /// zero point within +-2^21 (every model's; the kernels' tests also try others).
+    /// Whether [`NeonRequant::bytes`] computes the definition: bounds within a byte, a zero
+    /// point within +-2^21 and no NaN among the f32 values ([`TileRequant::nan_free`]), as in
+    /// every model (the kernels' tests also try others).
     #[inline(always)]
     pub(crate) fn byte_bounds(&self) -> bool {
         let rq = self.rq;
-        0 <= rq.lo && rq.lo <= rq.hi && rq.hi <= 255 && rq.zero.unsigned_abs() <= 1 << 21
+        0 <= rq.lo
+            && rq.lo <= rq.hi
+            && rq.hi <= 255
+            && rq.zero.unsigned_abs() <= 1 << 21
+            && rq.nan_free
     }
 
     /// The outputs of four channels (as [`NeonRequant::lanes`]) before the clamp, for
-    /// bounds within a byte ([`NeonRequant::byte_bounds`]): no clamp to +-2^22, since
-    /// `fcvtns` saturates and the zero point is added with saturation, so that a value
-    /// beyond +-2^22 still lands beyond the byte's bounds on its own side, as the clamped
-    /// one does; the saturating narrows and the byte clamp ([`NeonRequant::store8_bytes`])
-    /// then give the definition's bytes.
+    /// [`NeonRequant::byte_bounds`]: `v + 1.5 * 2^23` in f32 holds `1.5 * 2^23 + round(v)`
+    /// (ties to even) for `|v| <= 2^22`, so its bits less those of `1.5 * 2^23`, less the zero
+    /// point with saturation, are the output before the clamp, in two operations of either
+    /// vector pipe (`fcvtns` is two of the A76's V0 alone). Beyond +-2^22 (no clamp here)
+    /// those bits stay beyond the byte's bounds on their own side, as the clamped value does
+    /// (positive floats' bits grow with them, and a sum at or below zero has the sign bit, a
+    /// negative i32 the saturating subtraction keeps negative); the saturating narrows and the
+    /// byte clamp ([`NeonRequant::store8_bytes`]) then give the definition's bytes. A NaN would
+    /// not give the definition's zero point: none is there.
     ///
     /// # Safety
     /// As for [`NeonRequant::lanes`].
     #[inline(always)]
     pub(crate) unsafe fn bytes<const RES: bool>(
         &self,
-        (acc, bias, m): (int32x4_t, int32x4_t, float32x4_t),
+        (acc, m): (int32x4_t, float32x4_t),
         residual: *const u8,
     ) -> int32x4_t {
         // SAFETY: the caller's preconditions; NEON is baseline.
         unsafe {
-            let v = self.scaled::<RES>(vaddq_s32(acc, bias), m, residual);
-            vqaddq_s32(vcvtnq_s32_f32(v), self.zero)
+            let v = self.scaled::<RES>(acc, m, residual);
+            let t = vaddq_f32(v, vdupq_n_f32(MAGIC));
+            vqsubq_s32(vreinterpretq_s32_f32(t), self.magic_less_zero)
         }
     }
 
@@ -209,6 +227,11 @@ pub(crate) trait Sink: Copy {
     /// `o + 4` within the call's outputs.
     unsafe fn channels(&self, o: usize, back: int32x4_t) -> Self::Channels;
 
+    /// What the sums of four channels start from, given their [`Sink::channels`]:
+    /// [`Sink::put`] takes sums that include it (a tile starts its accumulators from it, or
+    /// adds it at its end). `128 * sum w`, and the bias of a requantization.
+    fn start(&self, ch: Self::Channels) -> int32x4_t;
+
     /// `128 *` the weight sums of channels `o..o + 4`, if the call has them
     /// ([`TileRequant::weight_sums`]).
     ///
@@ -230,7 +253,8 @@ pub(crate) trait Sink: Copy {
     /// Whether the call's weights may hold -128 (true unless the call says otherwise).
     fn has_min(&self) -> bool;
 
-    /// The sums of row `p`, channels `o..o + 4 V`, with their channels `ch`.
+    /// The sums of row `p`, channels `o..o + 4 V` ([`Sink::start`] included), with their
+    /// channels `ch`.
     ///
     /// # Safety
     /// `p` must be one of the call's rows and `o + 4 V` within its outputs; `ch` those of
@@ -243,7 +267,8 @@ pub(crate) trait Sink: Copy {
         ch: [Self::Channels; V],
     );
 
-    /// The sum of row `p`, channel `o` (the channels a vector leaves over).
+    /// The sum of row `p`, channel `o` (the channels a vector leaves over), without
+    /// [`Sink::start`]'s bias but with `128 * sum w`.
     ///
     /// # Safety
     /// As for [`Sink::put`], with one channel.
@@ -266,6 +291,11 @@ impl Sink for AccSink {
     }
 
     #[inline(always)]
+    fn start(&self, back: int32x4_t) -> int32x4_t {
+        back
+    }
+
+    #[inline(always)]
     unsafe fn back(&self, _o: usize) -> Option<int32x4_t> {
         None
     }
@@ -281,13 +311,13 @@ impl Sink for AccSink {
         p: usize,
         o: usize,
         sums: [int32x4_t; V],
-        back: [int32x4_t; V],
+        _back: [int32x4_t; V],
     ) {
         // SAFETY: the caller guarantees the accumulators are in bounds; NEON is baseline.
         unsafe {
-            for (v, (sum, b)) in sums.into_iter().zip(back).enumerate() {
+            for (v, sum) in sums.into_iter().enumerate() {
                 let a = self.acc.add(p * self.out_c + o + 4 * v);
-                vst1q_s32(a, vaddq_s32(vld1q_s32(a), vaddq_s32(sum, b)));
+                vst1q_s32(a, vaddq_s32(vld1q_s32(a), sum));
             }
         }
     }
@@ -381,6 +411,11 @@ impl<const BYTES: bool, const RES: bool> Sink for RequantSink<'_, BYTES, RES> {
     }
 
     #[inline(always)]
+    fn start(&self, (bias_back, _): (int32x4_t, float32x4_t)) -> int32x4_t {
+        bias_back
+    }
+
+    #[inline(always)]
     unsafe fn back(&self, o: usize) -> Option<int32x4_t> {
         // SAFETY: the caller guarantees channels `o..o + 4`, which `fits_requant` /
         // `fits_direct_requant` found in the weight sums; NEON is baseline.
@@ -407,9 +442,8 @@ impl<const BYTES: bool, const RES: bool> Sink for RequantSink<'_, BYTES, RES> {
         // when there are some) are in bounds.
         unsafe {
             if BYTES {
-                let q: [int32x4_t; V] = std::array::from_fn(|v| {
-                    self.rq.bytes::<RES>((sums[v], ch[v].0, ch[v].1), res(v))
-                });
+                let q: [int32x4_t; V] =
+                    std::array::from_fn(|v| self.rq.bytes::<RES>((sums[v], ch[v].1), res(v)));
                 if V.is_multiple_of(2) {
                     for v in (0..V).step_by(2) {
                         self.rq
@@ -423,7 +457,7 @@ impl<const BYTES: bool, const RES: bool> Sink for RequantSink<'_, BYTES, RES> {
                 return;
             }
             let lanes: [int32x4_t; V] =
-                std::array::from_fn(|v| self.rq.lanes::<RES>((sums[v], ch[v].0, ch[v].1), res(v)));
+                std::array::from_fn(|v| self.rq.lanes::<RES>((sums[v], ch[v].1), res(v)));
             if V.is_multiple_of(2) {
                 for v in (0..V).step_by(2) {
                     NeonRequant::store8(self.out.add(at + 4 * v), lanes[v], lanes[v + 1]);
@@ -485,7 +519,12 @@ pub(crate) trait SinkExt: Sink {
 /// end (a trait rather than a closure, so that it is inlined into the loop for certain: a
 /// closure was not, and its call cost the A72 a tenth of an inference).
 pub(crate) trait TileEnd<const R: usize, const V: usize> {
-    /// Takes the sums of rows `r0..r0 + R` (those past the call's last row are repeats of it).
+    /// What each vector's sums start from ([`Sink::start`]), in memory (see
+    /// [`fresh_copies`]).
+    fn start(&self) -> &[int32x4_t; V];
+
+    /// Takes the sums of rows `r0..r0 + R` (those past the call's last row are repeats of
+    /// it), [`TileEnd::start`] included.
     ///
     /// # Safety
     /// As the implementation states.
@@ -502,9 +541,49 @@ pub(crate) struct ToSink<S: Sink, const V: usize> {
     pub(crate) o: usize,
     pub(crate) vectors: usize,
     pub(crate) ch: [S::Channels; V],
+    /// [`Sink::start`] of each of `ch`.
+    pub(crate) start: [int32x4_t; V],
+}
+
+impl<S: Sink, const V: usize> ToSink<S, V> {
+    /// The sums of `rows` rows, `vectors` vectors from output `o`, put into `sink` with their
+    /// channels `ch`.
+    #[inline(always)]
+    pub(crate) fn new(
+        sink: S,
+        (rows, o, vectors): (usize, usize, usize),
+        ch: [S::Channels; V],
+    ) -> Self {
+        ToSink {
+            sink,
+            rows,
+            o,
+            vectors,
+            ch,
+            start: ch.map(|ch| sink.start(ch)),
+        }
+    }
+}
+
+/// `R` copies of the `V` vectors at `start`, each loaded anew: volatile loads, which LLVM may
+/// neither hoist out of a loop nor merge. A tile's accumulators start from them: as values
+/// hoisted into registers, each tile copied them into its accumulators, one vector operation
+/// per accumulator (and the registers they held made LLVM shuffle others), where a load takes
+/// none, and the vector pipes are what a tile's start and end wait for.
+#[inline(always)]
+pub(crate) fn fresh_copies<const R: usize, const V: usize>(
+    start: &[int32x4_t; V],
+) -> [[int32x4_t; V]; R] {
+    // SAFETY: `start` is a reference, so each vector is valid, aligned and initialized.
+    std::array::from_fn(|_| std::array::from_fn(|v| unsafe { std::ptr::read_volatile(&start[v]) }))
 }
 
 impl<S: Sink, const R: usize, const V: usize> TileEnd<R, V> for ToSink<S, V> {
+    #[inline(always)]
+    fn start(&self) -> &[int32x4_t; V] {
+        &self.start
+    }
+
     /// # Safety
     /// As for [`Sink::put`], for rows `r0..r0 + R` (those below `rows`) and those outputs.
     #[inline(always)]

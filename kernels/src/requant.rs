@@ -67,6 +67,10 @@ pub struct TileRequant<'a> {
     /// then the outputs are the same as without it (wrong, they are unspecified, though no
     /// kernel reads or writes outside its buffers).
     pub weight_sums: Option<WeightSums<'a>>,
+    /// True only if no f32 value of the definition is NaN: every multiplier, and the
+    /// residual's, finite and at most 2^64 in magnitude ([`TileRequant::nan_free_multipliers`]).
+    /// Then the kernels may round without a NaN case. False is always allowed.
+    pub nan_free: bool,
 }
 
 /// Each channel's sum of weights, exactly as a call's weights hold them, and `has_min`, false
@@ -97,6 +101,17 @@ impl LayerWeightSums {
 }
 
 impl TileRequant<'_> {
+    /// Whether multipliers `m` and the residual's make [`TileRequant::nan_free`] true: with
+    /// each at most 2^64 in magnitude, a product with an i32 is at most 2^96 and the sum of two
+    /// such is finite, where an infinity or NaN multiplier could make NaN (`inf * 0`, `inf -
+    /// inf`).
+    pub fn nan_free_multipliers(m: &[f32], residual: Option<(i32, f32)>) -> bool {
+        const BOUND: f32 = 18_446_744_073_709_551_616.0; // 2^64
+        let tame = |m: f32| m.abs() <= BOUND;
+        // (A fold rather than `all`: no early exit, so that it vectorizes.)
+        m.iter().fold(true, |ok, &m| ok & tame(m)) && residual.is_none_or(|(_, rm)| tame(rm))
+    }
+
     /// Output channel `o` of accumulator `acc` (bias not yet added), with the residual input's
     /// value `r` (used only when there is a residual).
     #[inline(always)]

@@ -8,18 +8,46 @@ use std::ops::Range;
 
 /// The requantization of a convolution's outputs ([`crate::requant`] defines it):
 /// input zero point, per-channel multiplier, output zero point, clamp bounds, and the residual
-/// input's zero point and multiplier.
+/// input's zero point and multiplier. Made by [`LayerRequant::new`], read-only after.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerRequant {
-    pub in_zero: i32,
-    pub multiplier: Vec<f32>,
-    pub out_zero: i32,
-    pub lo: i32,
-    pub hi: i32,
-    pub residual: Option<(i32, f32)>,
+    pub(crate) in_zero: i32,
+    pub(crate) multiplier: Vec<f32>,
+    pub(crate) out_zero: i32,
+    pub(crate) lo: i32,
+    pub(crate) hi: i32,
+    pub(crate) residual: Option<(i32, f32)>,
+    /// [`TileRequant::nan_free`] of every channel, found once.
+    nan_free: bool,
 }
 
 impl LayerRequant {
+    /// Input zero point `in_zero`, per-channel `multiplier`, output zero point `out_zero`,
+    /// clamp bounds `(lo, hi)` and the residual input's zero point and multiplier.
+    pub fn new(
+        in_zero: i32,
+        multiplier: Vec<f32>,
+        out_zero: i32,
+        (lo, hi): (i32, i32),
+        residual: Option<(i32, f32)>,
+    ) -> Self {
+        let nan_free = TileRequant::nan_free_multipliers(&multiplier, residual);
+        LayerRequant {
+            in_zero,
+            multiplier,
+            out_zero,
+            lo,
+            hi,
+            residual,
+            nan_free,
+        }
+    }
+
+    /// The residual input's zero point and multiplier, if the outputs add one.
+    pub fn residual(&self) -> Option<(i32, f32)> {
+        self.residual
+    }
+
     #[inline]
     pub fn apply(&self, o: usize, acc: i32, residual: Option<u8>) -> u8 {
         let residual = self.residual.zip(residual).map(|((rz, rm), r)| (r, rz, rm));
@@ -46,6 +74,7 @@ impl LayerRequant {
             lo: self.lo,
             hi: self.hi,
             residual: self.residual,
+            nan_free: self.nan_free,
         }
     }
 

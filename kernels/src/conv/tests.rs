@@ -117,16 +117,14 @@ fn build(case: &Case) -> (PackedConv, Vec<i8>, Vec<u8>, Option<Vec<u8>>) {
         .map(|&b| 1e-4 + b as f32 * 2e-5)
         .collect();
     let out_zero = (case.seed % 256) as i32;
-    let requant = LayerRequant {
-        in_zero: (case.seed >> 8) as i32 & 255,
+    let requant = LayerRequant::new(
+        (case.seed >> 8) as i32 & 255,
         multiplier,
         out_zero,
-        lo: if case.relu { out_zero } else { 0 },
-        hi: 255,
-        residual: case
-            .residual
+        (if case.relu { out_zero } else { 0 }, 255),
+        case.residual
             .then_some((((case.seed >> 16) & 255) as i32, 0.37)),
-    };
+    );
     let conv = PackedConv::new(g, &w, bias, requant, case.family);
     let residual = case.residual.then(|| bytes(conv.out_len(), case.seed ^ 4));
     (conv, w, x, residual)

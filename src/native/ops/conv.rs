@@ -155,14 +155,13 @@ impl Expansion for ConvSpec {
             "{prefix}: a depth of {} is above the supported 16384",
             geom.cpg_in() * geom.kernel * geom.kernel
         );
-        let requant = LayerRequant {
-            in_zero: self.in_zero,
-            multiplier: mult.try_as_plain_ram()?.as_slice::<f32>()?.to_vec(),
-            out_zero: self.out_zero,
-            lo: self.lo,
-            hi: self.hi,
-            residual: self.residual.map(|(z, m)| (z, f32::from_bits(m))),
-        };
+        let requant = LayerRequant::new(
+            self.in_zero,
+            mult.try_as_plain_ram()?.as_slice::<f32>()?.to_vec(),
+            self.out_zero,
+            (self.lo, self.hi),
+            self.residual.map(|(z, m)| (z, f32::from_bits(m))),
+        );
         let packed = parked::take(self.packed)
             .with_context(|| format!("{prefix}: no packed weights under its key"))?;
         let conv = PackedConv::from_packed(
@@ -207,7 +206,7 @@ impl NativeConv {
         } else {
             format!("{0}x{0}", g.kernel)
         };
-        let fused = if self.conv.requant.residual.is_some() {
+        let fused = if self.conv.requant.residual().is_some() {
             " + residual"
         } else {
             ""
@@ -256,7 +255,7 @@ impl EvalOp for NativeConv {
             residual.map(|r| r.len())
         );
         ensure!(
-            residual.is_some() == self.conv.requant.residual.is_some(),
+            residual.is_some() == self.conv.requant.residual().is_some(),
             "NativeConv: residual input does not match the op"
         );
         // SAFETY: the buffer is only written until `run_threads` returns, and it writes every

@@ -115,14 +115,7 @@ impl Expansion for HeadSpec {
         geom.check().map_err(|e| format_err!("{prefix}: {e}"))?;
         // Only the weights, the input zero point and the bias (none: it is added in float) of
         // the packed convolution are used.
-        let requant = LayerRequant {
-            in_zero: self.pool_zero,
-            multiplier: vec![1.0; classes],
-            out_zero: 0,
-            lo: 0,
-            hi: 255,
-            residual: None,
-        };
+        let requant = LayerRequant::new(self.pool_zero, vec![1.0; classes], 0, (0, 255), None);
         let fc = PackedConv::new(
             geom,
             w.try_as_plain_ram()?.as_slice::<i8>()?,
