@@ -416,7 +416,7 @@ unsafe fn dot_u8_neon(
             // The channels' constants once for all rows; each tile's sums go to the sink
             // straight from the tile's registers.
             let ch = [sink.channels(o0 + o, b0), sink.channels(o0 + last, b1)];
-            let end = ToSink::new(*sink, (rows, o0 + o, vectors), ch);
+            let end = ToSink::new((*sink, 0), (rows, o0 + o, vectors), ch);
             if m0 || m1 {
                 tile.rows_with::<false>((patch, depth_bytes, rows), quads, &end)
             } else {

@@ -19,6 +19,7 @@ use super::neon_sink::{fresh_copies, with_requant_sink, AccSink, Sink, TileEnd, 
 use super::requant::TileRequant;
 use std::arch::aarch64::*;
 use std::arch::asm;
+use std::cell::Cell;
 
 /// Whether this CPU has the dot-product instructions.
 pub fn available() -> bool {
@@ -90,6 +91,12 @@ pub fn dot_u8i8_requant_sdot(
         );
     }
     with_requant_sink!((rq, residual, out, ldo), |sink| {
+        if flips(n, depth_bytes) {
+            // SAFETY: as below; `flips` holds.
+            return unsafe {
+                flipped_panels((rows, patch.as_ptr(), depth_bytes), (w.as_ptr(), n), sink)
+            };
+        }
         for (o0, width) in crate::signatures::panels(n) {
             // SAFETY: the CPU has `dotprod`; `fits_requant` holds: rows * depth_bytes patch
             // values, depth_bytes * n weights (the panel's from o0 * depth_bytes), n channels of
@@ -100,6 +107,62 @@ pub fn dot_u8i8_requant_sdot(
             }
         }
     })
+}
+
+/// The most bytes of rows [`flipped_panels`] flips at a time (an L1 cache's worth at most;
+/// in tests, few enough that the tests' calls take several blocks).
+const FLIP_BLOCK_BYTES: usize = if cfg!(test) { 1024 } else { 32 * 1024 };
+
+thread_local! {
+    /// Each thread's rows flipped to `x - 128`, kept between calls.
+    static FLIPPED: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// Whether a call of `n` outputs and `depth_bytes` per row takes [`flipped_panels`]: whole
+/// panels (the 2 x 32 tile, which has a loop for flipped rows), depth in whole steps of 4 quads,
+/// and at least two panels to share each row's flip.
+fn flips(n: usize, depth_bytes: usize) -> bool {
+    n.is_multiple_of(32) && n >= 64 && depth_bytes.is_multiple_of(16)
+}
+
+/// Every panel of a call ([`flips`]) over its rows flipped to `x - 128` ahead, a block of
+/// rows at a time into a thread's buffer: one `eor` per 16 bytes of a row, where each panel
+/// would take its own (the tile's loop has 2 `eor`s per 64 `sdot`, on the same two vector
+/// pipes: 3 % of the pointwise convolutions' time on the A76).
+///
+/// # Safety
+/// The CPU must have `dotprod`; `patch` must hold `rows * depth_bytes` values, `w`
+/// `depth_bytes * n`, and the sink rows of `n` outputs; `flips(n, depth_bytes)`.
+#[target_feature(enable = "dotprod")]
+unsafe fn flipped_panels(
+    (rows, patch, depth_bytes): (usize, *const u8, usize),
+    (w, n): (*const i8, usize),
+    sink: &impl Sink,
+) {
+    debug_assert!(flips(n, depth_bytes));
+    // An even number of rows per block (the tile's two), as many as fit.
+    let per_block = (FLIP_BLOCK_BYTES / depth_bytes).max(2) / 2 * 2;
+    let mut buf = FLIPPED.take();
+    buf.resize(per_block.min(rows) * depth_bytes, 0);
+    let flip = vdupq_n_u8(0x80);
+    for r0 in (0..rows).step_by(per_block) {
+        let rb = per_block.min(rows - r0);
+        // SAFETY: rows `r0..r0 + rb` are inside `patch`, and `buf` holds `rb * depth_bytes`
+        // bytes; the panels' preconditions are the caller's, over the flipped rows.
+        unsafe {
+            let (from, to) = (patch.add(r0 * depth_bytes), buf.as_mut_ptr());
+            // (`to` read once: through `buf`, LLVM read the pointer again after each store.)
+            for i in (0..rb * depth_bytes).step_by(16) {
+                vst1q_u8(to.add(i), veorq_u8(vld1q_u8(from.add(i)), flip));
+            }
+            for o0 in (0..n).step_by(32) {
+                let x = (rb, buf.as_ptr(), depth_bytes);
+                let ws = (w.add(o0 * depth_bytes), 32, 0);
+                block::<2, 8, true>(x, ws, (sink, o0, r0), 8);
+            }
+        }
+    }
+    FLIPPED.set(buf);
 }
 
 /// `a + sum_t w[4i + t] * x[4L + t]` per i32 lane `i`: `sdot` with quad `L` of `x`.
@@ -156,15 +219,15 @@ unsafe fn panel(
         // for 32 `sdot`, half as many as 4 x 16 takes).
         if whole == 32 {
             let (x, ws) = ((rows, patch, depth_bytes), (w, n, 0));
-            block::<2, 8>(x, ws, (sink, o0), 8);
+            block::<2, 8, false>(x, ws, (sink, o0, 0), 8);
         }
         for o in (0..whole).step_by(16).filter(|_| whole != 32) {
             // 16 outputs, or a last 8 or 4 on their own tile (12 as 16, the last repeated).
             let (x, ws) = ((rows, patch, depth_bytes), (w, n, o));
             match ((whole - o) / 4).min(4) {
-                1 => block::<4, 1>(x, ws, (sink, o0), 1),
-                2 => block::<4, 2>(x, ws, (sink, o0), 2),
-                v => block::<4, 4>(x, ws, (sink, o0), v),
+                1 => block::<4, 1, false>(x, ws, (sink, o0, 0), 1),
+                2 => block::<4, 2, false>(x, ws, (sink, o0, 0), 2),
+                v => block::<4, 4, false>(x, ws, (sink, o0, 0), v),
             }
         }
         if whole < n {
@@ -174,15 +237,17 @@ unsafe fn panel(
 }
 
 /// Every row of the `vectors` (`<= V`; `1..=4`, or `V`) vectors of outputs from `o`, on the
-/// `R`-row, `V`-vector tile (its vectors past `vectors` repeat the last).
+/// `R`-row, `V`-vector tile (its vectors past `vectors` repeat the last); the patch's rows are
+/// the sink's from `first`, as u8 or (`FLIPPED`) already `x - 128`.
 ///
 /// # Safety
-/// As for [`panel`], with the outputs inside the panel's whole vectors.
+/// As for [`panel`], with the outputs inside the panel's whole vectors and the sink's rows
+/// from `first`.
 #[inline(always)]
-unsafe fn block<const R: usize, const V: usize>(
+unsafe fn block<const R: usize, const V: usize, const FLIPPED: bool>(
     (rows, patch, depth_bytes): (usize, *const u8, usize),
     (w, n, o): (*const i8, usize, usize),
-    (sink, o0): (&impl Sink, usize),
+    (sink, o0, first): (&impl Sink, usize, usize),
     vectors: usize,
 ) {
     let quads = depth_bytes / 4;
@@ -202,8 +267,8 @@ unsafe fn block<const R: usize, const V: usize>(
         // The channels' constants once for all rows; each tile's sums go to the sink straight
         // from the tile's registers.
         let ch = std::array::from_fn(|v| sink.channels(o0 + vector(v), back[v]));
-        let end = ToSink::new(*sink, (rows, o0 + o, vectors), ch);
-        tile.rows_with((patch, depth_bytes, rows), quads, &end);
+        let end = ToSink::new((*sink, first), (rows, o0 + o, vectors), ch);
+        tile.rows_with::<FLIPPED>((patch, depth_bytes, rows), quads, &end);
     }
 }
 
@@ -348,7 +413,7 @@ impl<const R: usize, const V: usize> Tile<R, V> {
     #[target_feature(enable = "dotprod")]
     unsafe fn sums(&self, x: [*const u8; R], quads: usize) -> [[int32x4_t; V]; R] {
         // SAFETY: the caller's preconditions.
-        unsafe { self.sums_inline(x, quads, [[vdupq_n_s32(0); V]; R]) }
+        unsafe { self.sums_inline::<false>(x, quads, [[vdupq_n_s32(0); V]; R]) }
     }
 
     /// Every `R` rows of the patch's `rows` (a last short tile with the last row repeated)
@@ -364,7 +429,7 @@ impl<const R: usize, const V: usize> Tile<R, V> {
     /// `end` take every 4 rows from 0 to `rows`.
     #[inline(never)]
     #[target_feature(enable = "dotprod")]
-    unsafe fn rows_with(
+    unsafe fn rows_with<const FLIPPED: bool>(
         &self,
         (patch, depth_bytes, rows): (*const u8, usize, usize),
         quads: usize,
@@ -374,17 +439,21 @@ impl<const R: usize, const V: usize> Tile<R, V> {
         unsafe {
             for r0 in (0..rows).step_by(R) {
                 let x = clamped_rows::<R>(patch, depth_bytes, r0, rows);
-                end.end(r0, self.sums_inline(x, quads, fresh_copies(end.start())));
+                end.end(
+                    r0,
+                    self.sums_inline::<FLIPPED>(x, quads, fresh_copies(end.start())),
+                );
             }
         }
     }
 
-    /// [`Tile::sums`] plus `start`, inlined into its caller.
+    /// [`Tile::sums`] plus `start`, inlined into its caller; `FLIPPED`: of rows that hold
+    /// `x - 128` already (no `eor`).
     ///
     /// # Safety
     /// As for [`Tile::sums`], the caller compiled with `dotprod`.
     #[inline(always)]
-    unsafe fn sums_inline(
+    unsafe fn sums_inline<const FLIPPED: bool>(
         &self,
         x: [*const u8; R],
         quads: usize,
@@ -392,13 +461,15 @@ impl<const R: usize, const V: usize> Tile<R, V> {
     ) -> [[int32x4_t; V]; R] {
         // SAFETY: the caller's preconditions; loads stay inside the rows' `quads` quads.
         unsafe {
-            let flip = vdupq_n_u8(0x80);
+            let flip = vdupq_n_u8(if FLIPPED { 0 } else { 0x80 });
+            let x16 = |at: *const u8| match FLIPPED {
+                true => vld1q_s8(at as *const i8),
+                false => vreinterpretq_s8_u8(veorq_u8(vld1q_u8(at), flip)),
+            };
             let mut a = start;
             let mut q = 0;
             while q + 4 <= quads {
-                let xq: [int8x16_t; R] = std::array::from_fn(|r| {
-                    vreinterpretq_s8_u8(veorq_u8(vld1q_u8(x[r].add(4 * q)), flip))
-                });
+                let xq: [int8x16_t; R] = std::array::from_fn(|r| x16(x[r].add(4 * q)));
                 self.step4(&mut a, xq, q);
                 q += 4;
             }
@@ -424,9 +495,8 @@ impl<const R: usize, const V: usize> Tile<R, V> {
                     wq: 128,
                     wv: std::array::from_fn(|v| 16 * v),
                 };
-                let xq: [int8x16_t; R] = std::array::from_fn(|r| {
-                    vreinterpretq_s8_u8(veorq_u8(vld1q_u8(xb[r].as_ptr()), flip))
-                });
+                // (Flipped rows' padding is 0, as is the weights': products of 0 either way.)
+                let xq: [int8x16_t; R] = std::array::from_fn(|r| x16(xb[r].as_ptr()));
                 tail.step4(&mut a, xq, 0);
             }
             a

@@ -14,6 +14,12 @@
 use super::requant::{TileRequant, LIMIT, MAGIC};
 use std::arch::aarch64::*;
 
+/// Whether [`RequantSink`] turns residual inputs into f32 by [`NeonRequant::residual_table`]:
+/// where the build's CPU has the dot product (the A76 class, whose table look-up is one
+/// micro-op of either vector pipe; the A72 takes five), else by widening
+/// ([`NeonRequant::residual_lanes`]). The same values either way.
+const TABLE_RESIDUAL: bool = cfg!(target_feature = "dotprod");
+
 /// A [`TileRequant`] with its per-call constants in vector registers.
 #[derive(Clone, Copy)]
 pub(crate) struct NeonRequant<'a> {
@@ -28,6 +34,8 @@ pub(crate) struct NeonRequant<'a> {
     residual_multiplier: float32x4_t,
     /// The bits of [`MAGIC`] less the zero point (for [`NeonRequant::bytes`]).
     magic_less_zero: int32x4_t,
+    /// [`MAGIC`] plus the residual zero point (for [`NeonRequant::residual_table`]).
+    residual_magic: float32x4_t,
     /// Whether the residual term is added: the requantization has one and the call passed
     /// the residual inputs (as [`TileRequant::output`], which zips the two).
     with_residual: bool,
@@ -50,25 +58,23 @@ impl<'a> NeonRequant<'a> {
                 residual_zero: vdupq_n_s32(rz),
                 residual_multiplier: vdupq_n_f32(rm),
                 magic_less_zero: vdupq_n_s32((MAGIC.to_bits() as i32).wrapping_sub(rq.zero)),
+                residual_magic: vdupq_n_f32(MAGIC + rz as f32),
                 with_residual: residual_inputs && rq.residual.is_some(),
             }
         }
     }
 
     /// The outputs of four channels for their accumulators `acc` (bias included) and
-    /// multipliers `m`, as i32 lanes within `[lo, hi]`; `residual` points at the four residual
-    /// inputs of those channels (read only with `RES`).
-    ///
-    /// # Safety
-    /// `RES` must be [`NeonRequant::with_residual`], and then `residual` point at 4 readable
-    /// bytes.
+    /// multipliers `m`, as i32 lanes within `[lo, hi]`; `residual` is `(r - residual zero) as
+    /// f32` of their residual inputs `r` (added only with `RES`, which must be
+    /// [`NeonRequant::with_residual`]).
     #[inline(always)]
-    pub(crate) unsafe fn lanes<const RES: bool>(
+    pub(crate) fn lanes<const RES: bool>(
         &self,
         (acc, m): (int32x4_t, float32x4_t),
-        residual: *const u8,
+        residual: float32x4_t,
     ) -> int32x4_t {
-        // SAFETY: the caller guarantees the residual bytes; NEON is baseline.
+        // SAFETY: NEON is baseline; register operations only.
         unsafe {
             let v = self.scaled::<RES>(acc, m, residual);
             let v = vminq_f32(vmaxq_f32(v, vdupq_n_f32(-LIMIT)), vdupq_n_f32(LIMIT));
@@ -77,28 +83,72 @@ impl<'a> NeonRequant<'a> {
         }
     }
 
-    /// `acc * m`, plus the residual term when there is one (`RES`, which is
-    /// [`NeonRequant::with_residual`]): the f32 part of the definition.
-    ///
-    /// # Safety
-    /// As for [`NeonRequant::lanes`].
+    /// `acc * m`, plus `residual * residual multiplier` with `RES`: the f32 part of the
+    /// definition.
     #[inline(always)]
-    unsafe fn scaled<const RES: bool>(
+    fn scaled<const RES: bool>(
         &self,
         acc: int32x4_t,
         m: float32x4_t,
-        residual: *const u8,
+        residual: float32x4_t,
     ) -> float32x4_t {
-        // SAFETY: the caller guarantees the residual bytes; NEON is baseline.
+        // SAFETY: NEON is baseline; register operations only.
         unsafe {
             let mut v = vmulq_f32(vcvtq_f32_s32(acc), m);
             if RES {
-                let r = vdup_n_u32((residual as *const u32).read_unaligned());
-                let r = vmovl_u16(vget_low_u16(vmovl_u8(vreinterpret_u8_u32(r))));
-                let r = vsubq_s32(vreinterpretq_s32_u32(r), self.residual_zero);
-                v = vaddq_f32(v, vmulq_f32(vcvtq_f32_s32(r), self.residual_multiplier));
+                v = vaddq_f32(v, vmulq_f32(residual, self.residual_multiplier));
             }
             v
+        }
+    }
+
+    /// `(r - residual zero) as f32` of the four residual inputs `r` at `residual`.
+    ///
+    /// # Safety
+    /// `residual` must point at 4 readable bytes.
+    #[inline(always)]
+    pub(crate) unsafe fn residual_lanes(&self, residual: *const u8) -> float32x4_t {
+        // SAFETY: the caller guarantees the bytes; NEON is baseline.
+        unsafe {
+            let r = vdup_n_u32((residual as *const u32).read_unaligned());
+            let r = vmovl_u16(vget_low_u16(vmovl_u8(vreinterpret_u8_u32(r))));
+            vcvtq_f32_s32(vsubq_s32(vreinterpretq_s32_u32(r), self.residual_zero))
+        }
+    }
+
+    /// [`NeonRequant::residual_lanes`] of residual inputs `4 j..4 j + 4` of the 16 in `r`,
+    /// for [`NeonRequant::byte_bounds`] (a residual zero point within +-2^21): one table
+    /// look-up puts each byte under the bits of 1.5 * 2^23 (`0x4B40_00rr` is `1.5 * 2^23 +
+    /// r`), and subtracting `1.5 * 2^23 + zero` (an integer below 2^24, exact in f32) leaves
+    /// `r - zero` exactly: two operations of either vector pipe of the A76, where widening
+    /// and `scvtf` take five, three of them bound to one pipe (the A72 spends five
+    /// micro-ops on the look-up alone: [`TABLE_RESIDUAL`]).
+    #[inline(always)]
+    fn residual_table(&self, r: uint8x16_t, j: usize) -> float32x4_t {
+        // The byte of lane `l` is input `4 j + l`, the others those of 1.5 * 2^23 (0x4B4000)
+        // from the second table register.
+        const AT: [[u8; 16]; 4] = {
+            let mut at = [[0u8; 16]; 4];
+            let mut j = 0;
+            while j < 4 {
+                let mut l = 0;
+                while l < 4 {
+                    at[j][4 * l] = (4 * j + l) as u8;
+                    at[j][4 * l + 1] = 16;
+                    at[j][4 * l + 2] = 17;
+                    at[j][4 * l + 3] = 18;
+                    l += 1;
+                }
+                j += 1;
+            }
+            at
+        };
+        const HIGH: [u8; 16] = [0x00, 0x40, 0x4B, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        // SAFETY: NEON is baseline; the loads read the constants above.
+        unsafe {
+            let table = uint8x16x2_t(r, vld1q_u8(HIGH.as_ptr()));
+            let bits = vqtbl2q_u8(table, vld1q_u8(AT[j].as_ptr()));
+            vsubq_f32(vreinterpretq_f32_u8(bits), self.residual_magic)
         }
     }
 
@@ -108,9 +158,10 @@ impl<'a> NeonRequant<'a> {
         self.with_residual
     }
 
-    /// Whether [`NeonRequant::bytes`] computes the definition: bounds within a byte, a zero
-    /// point within +-2^21 and no NaN among the f32 values ([`TileRequant::nan_free`]), as in
-    /// every model (the kernels' tests also try others).
+    /// Whether [`NeonRequant::bytes`] computes the definition (and
+    /// [`NeonRequant::residual_table`] the residual term): bounds within a byte, zero points
+    /// within +-2^21 and no NaN among the f32 values ([`TileRequant::nan_free`]), as in every
+    /// model (the kernels' tests also try others).
     #[inline(always)]
     pub(crate) fn byte_bounds(&self) -> bool {
         let rq = self.rq;
@@ -118,6 +169,9 @@ impl<'a> NeonRequant<'a> {
             && rq.lo <= rq.hi
             && rq.hi <= 255
             && rq.zero.unsigned_abs() <= 1 << 21
+            && rq
+                .residual
+                .is_none_or(|(rz, _)| rz.unsigned_abs() <= 1 << 21)
             && rq.nan_free
     }
 
@@ -131,16 +185,13 @@ impl<'a> NeonRequant<'a> {
     /// negative i32 the saturating subtraction keeps negative); the saturating narrows and the
     /// byte clamp ([`NeonRequant::store8_bytes`]) then give the definition's bytes. A NaN would
     /// not give the definition's zero point: none is there.
-    ///
-    /// # Safety
-    /// As for [`NeonRequant::lanes`].
     #[inline(always)]
-    pub(crate) unsafe fn bytes<const RES: bool>(
+    pub(crate) fn bytes<const RES: bool>(
         &self,
         (acc, m): (int32x4_t, float32x4_t),
-        residual: *const u8,
+        residual: float32x4_t,
     ) -> int32x4_t {
-        // SAFETY: the caller's preconditions; NEON is baseline.
+        // SAFETY: NEON is baseline; register operations only.
         unsafe {
             let v = self.scaled::<RES>(acc, m, residual);
             let t = vaddq_f32(v, vdupq_n_f32(MAGIC));
@@ -441,9 +492,18 @@ impl<const BYTES: bool, const RES: bool> Sink for RequantSink<'_, BYTES, RES> {
         // SAFETY: the caller guarantees the outputs (and residual inputs, which are only read
         // when there are some) are in bounds.
         unsafe {
+            // The residual inputs as f32 (16 bytes at a time by table where the vectors come
+            // in fours), read only with `RES`.
+            let r: [float32x4_t; V] = std::array::from_fn(|v| match RES {
+                false => vdupq_n_f32(0.0),
+                true if TABLE_RESIDUAL && BYTES && V.is_multiple_of(4) => {
+                    self.rq.residual_table(vld1q_u8(res(v / 4 * 4)), v % 4)
+                }
+                true => self.rq.residual_lanes(res(v)),
+            });
             if BYTES {
                 let q: [int32x4_t; V] =
-                    std::array::from_fn(|v| self.rq.bytes::<RES>((sums[v], ch[v].1), res(v)));
+                    std::array::from_fn(|v| self.rq.bytes::<RES>((sums[v], ch[v].1), r[v]));
                 if V.is_multiple_of(2) {
                     for v in (0..V).step_by(2) {
                         self.rq
@@ -457,7 +517,7 @@ impl<const BYTES: bool, const RES: bool> Sink for RequantSink<'_, BYTES, RES> {
                 return;
             }
             let lanes: [int32x4_t; V] =
-                std::array::from_fn(|v| self.rq.lanes::<RES>((sums[v], ch[v].1), res(v)));
+                std::array::from_fn(|v| self.rq.lanes::<RES>((sums[v], ch[v].1), r[v]));
             if V.is_multiple_of(2) {
                 for v in (0..V).step_by(2) {
                     NeonRequant::store8(self.out.add(at + 4 * v), lanes[v], lanes[v + 1]);
@@ -502,9 +562,19 @@ pub(crate) trait SinkExt: Sink {
         // SAFETY: the caller's preconditions.
         unsafe {
             if rows == R {
-                // A whole tile unrolled: one block of straight code whose rows overlap.
-                for (r, s) in sums.into_iter().enumerate() {
-                    self.put(p0 + r, o, s, ch);
+                // A whole tile unrolled by hand, one block of straight code whose rows overlap
+                // (with the residual's table look-ups, LLVM rolled a `for` over the rows into
+                // a loop through memory).
+                const { assert!(R <= 4) };
+                self.put(p0, o, sums[0], ch);
+                if R > 1 {
+                    self.put(p0 + 1, o, sums[1 % R], ch);
+                }
+                if R > 2 {
+                    self.put(p0 + 2, o, sums[2 % R], ch);
+                }
+                if R > 3 {
+                    self.put(p0 + 3, o, sums[3 % R], ch);
                 }
             } else {
                 for (r, s) in sums.into_iter().enumerate().take(rows) {
@@ -531,12 +601,14 @@ pub(crate) trait TileEnd<const R: usize, const V: usize> {
     unsafe fn end(&self, r0: usize, sums: [[int32x4_t; V]; R]);
 }
 
-/// The sums put into a sink, from the tile's registers: of `rows` rows, the first `vectors`
-/// (`1..=4`, or `V`) vectors of outputs from `o`, with their channels `ch`.
+/// The sums put into a sink, from the tile's registers: of `rows` rows (the sink's from
+/// `first`), the first `vectors` (`1..=4`, or `V`) vectors of outputs from `o`, with their
+/// channels `ch`.
 pub(crate) struct ToSink<S: Sink, const V: usize> {
     /// A copy, so that its fields may stay in registers (through a reference, they were
     /// read again after every store).
     pub(crate) sink: S,
+    pub(crate) first: usize,
     pub(crate) rows: usize,
     pub(crate) o: usize,
     pub(crate) vectors: usize,
@@ -547,15 +619,16 @@ pub(crate) struct ToSink<S: Sink, const V: usize> {
 
 impl<S: Sink, const V: usize> ToSink<S, V> {
     /// The sums of `rows` rows, `vectors` vectors from output `o`, put into `sink` with their
-    /// channels `ch`.
+    /// channels `ch`; the tile's row 0 is the sink's row `first`.
     #[inline(always)]
     pub(crate) fn new(
-        sink: S,
+        (sink, first): (S, usize),
         (rows, o, vectors): (usize, usize, usize),
         ch: [S::Channels; V],
     ) -> Self {
         ToSink {
             sink,
+            first,
             rows,
             o,
             vectors,
@@ -585,10 +658,11 @@ impl<S: Sink, const R: usize, const V: usize> TileEnd<R, V> for ToSink<S, V> {
     }
 
     /// # Safety
-    /// As for [`Sink::put`], for rows `r0..r0 + R` (those below `rows`) and those outputs.
+    /// As for [`Sink::put`], for the sink's rows `first + r0..first + r0 + R` (those below
+    /// `first + rows`) and those outputs.
     #[inline(always)]
     unsafe fn end(&self, r0: usize, sums: [[int32x4_t; V]; R]) {
-        let rows = (r0, (self.rows - r0).min(R));
+        let rows = (self.first + r0, (self.rows - r0).min(R));
         debug_assert!(self.vectors <= 4.min(V) || self.vectors == V);
         // The first `$n` vectors of each row (`$n <= V`).
         macro_rules! put {
