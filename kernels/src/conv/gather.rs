@@ -76,6 +76,12 @@ impl PackedConv {
                 if !in_place {
                     for r in 0..rows {
                         let (oy, ox) = ((p0 + r) / ow, (p0 + r) % ow);
+                        if dense_u8 {
+                            let row = &mut patch8[r * depth..][..k * k * cin];
+                            if gather_inside(row, x, (oy * s, ox * s), g) {
+                                continue;
+                            }
+                        }
                         for ky in 0..k {
                             let iy = (oy * s + ky) as isize - p as isize;
                             if dense_u8 {
@@ -173,6 +179,25 @@ impl PackedConv {
         }
         SCRATCH.set(scratch);
     }
+}
+
+/// The window at padded position `(py, px)` (the input's `(py - pad, px - pad)`) of a dense
+/// convolution into `patch` (its `k` rows of `k * in_c` bytes), if the window lies inside the
+/// input: one copy per window row and no test per tap (most of a stem's windows; the others
+/// take [`gather_row`]). Whether it did.
+#[inline(always)]
+fn gather_inside(patch: &mut [u8], x: &[u8], (py, px): (usize, usize), g: &ConvGeometry) -> bool {
+    let (k, c, pad) = (g.kernel, g.in_c, g.pad);
+    let inside = py >= pad && px >= pad && py - pad + k <= g.in_h && px - pad + k <= g.in_w;
+    if !inside {
+        return false;
+    }
+    let (row, stride) = (k * c, g.in_w * c);
+    let at = ((py - pad) * g.in_w + (px - pad)) * c;
+    for (ky, dst) in patch.chunks_exact_mut(row).enumerate() {
+        copy_bytes(dst, &x[at + ky * stride..][..row]);
+    }
+    true
 }
 
 /// One window row of a dense convolution's patch: the `kernel` taps from input pixel
