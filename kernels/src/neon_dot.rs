@@ -91,7 +91,7 @@ pub fn dot_u8i8_requant_sdot(
         );
     }
     with_requant_sink!((rq, residual, out, ldo), |sink| {
-        if flips(n, depth_bytes) {
+        if flips(n) {
             // SAFETY: as below; `flips` holds.
             return unsafe {
                 flipped_panels((rows, patch.as_ptr(), depth_bytes), (w.as_ptr(), n), sink)
@@ -118,11 +118,10 @@ thread_local! {
     static FLIPPED: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
-/// Whether a call of `n` outputs and `depth_bytes` per row takes [`flipped_panels`]: whole
-/// panels (the 2 x 32 tile, which has a loop for flipped rows), depth in whole steps of 4 quads,
-/// and at least two panels to share each row's flip.
-fn flips(n: usize, depth_bytes: usize) -> bool {
-    n.is_multiple_of(32) && n >= 64 && depth_bytes.is_multiple_of(16)
+/// Whether a call of `n` outputs takes [`flipped_panels`]: whole panels (the 2 x 32 tile,
+/// which has a loop for flipped rows), at least two to share each row's flip.
+fn flips(n: usize) -> bool {
+    n.is_multiple_of(32) && n >= 64
 }
 
 /// Every panel of a call ([`flips`]) over its rows flipped to `x - 128` ahead, a block of
@@ -132,14 +131,14 @@ fn flips(n: usize, depth_bytes: usize) -> bool {
 ///
 /// # Safety
 /// The CPU must have `dotprod`; `patch` must hold `rows * depth_bytes` values, `w`
-/// `depth_bytes * n`, and the sink rows of `n` outputs; `flips(n, depth_bytes)`.
+/// `depth_bytes * n`, and the sink rows of `n` outputs; `flips(n)`.
 #[target_feature(enable = "dotprod")]
 unsafe fn flipped_panels(
     (rows, patch, depth_bytes): (usize, *const u8, usize),
     (w, n): (*const i8, usize),
     sink: &impl Sink,
 ) {
-    debug_assert!(flips(n, depth_bytes));
+    debug_assert!(flips(n));
     // An even number of rows per block (the tile's two), as many as fit.
     let per_block = (FLIP_BLOCK_BYTES / depth_bytes).max(2) / 2 * 2;
     let mut buf = FLIPPED.take();
@@ -152,8 +151,12 @@ unsafe fn flipped_panels(
         unsafe {
             let (from, to) = (patch.add(r0 * depth_bytes), buf.as_mut_ptr());
             // (`to` read once: through `buf`, LLVM read the pointer again after each store.)
-            for i in (0..rb * depth_bytes).step_by(16) {
+            let (len, whole) = (rb * depth_bytes, rb * depth_bytes / 16 * 16);
+            for i in (0..whole).step_by(16) {
                 vst1q_u8(to.add(i), veorq_u8(vld1q_u8(from.add(i)), flip));
+            }
+            for i in whole..len {
+                *to.add(i) = *from.add(i) ^ 0x80;
             }
             for o0 in (0..n).step_by(32) {
                 let x = (rb, buf.as_ptr(), depth_bytes);
@@ -306,7 +309,7 @@ unsafe fn partial_vector(
             let mut sums = tile.sums(x, quads.saturating_sub(1));
             if quads > 0 {
                 let x = x.map(|row| row.add(4 * (quads - 1)));
-                last_tile.quad(&mut sums, x, 0);
+                last_tile.quad::<false>(&mut sums, x, 0);
             }
             let rows = (r0, (rows - r0).min(4));
             put_lanes(sink, rows, (o0 + o, lanes), sums.map(|s| s[0]), back);
@@ -377,16 +380,22 @@ impl<const R: usize, const V: usize> Tile<R, V> {
         }
     }
 
-    /// Adds quad `q` of the rows at `x` (one quad each, broadcast) times its weights into `a`.
+    /// Adds quad `q` of the rows at `x` (one quad each, broadcast; `FLIPPED`: `x - 128`
+    /// already) times its weights into `a`.
     ///
     /// # Safety
     /// The CPU must have `dotprod` and the caller be compiled with it; the 4 bytes at each
     /// `x[r]` and the quad's weights must be readable.
     #[inline(always)]
-    unsafe fn quad(&self, a: &mut [[int32x4_t; V]; R], x: [*const u8; R], q: usize) {
+    unsafe fn quad<const FLIPPED: bool>(
+        &self,
+        a: &mut [[int32x4_t; V]; R],
+        x: [*const u8; R],
+        q: usize,
+    ) {
         // SAFETY: the caller's preconditions.
         unsafe {
-            let flip = vdupq_n_u8(0x80);
+            let flip = vdupq_n_u8(if FLIPPED { 0 } else { 0x80 });
             let w = self.w(q);
             for (ar, xr) in a.iter_mut().zip(x) {
                 let word = (xr as *const u32).read_unaligned();
@@ -401,7 +410,7 @@ impl<const R: usize, const V: usize> Tile<R, V> {
 
     /// The sums `sum x * w - 128 * sum w` of the 4 rows at `x` over `quads` quads, 16 outputs:
     /// 4 quads per step (one 16-byte load and `eor` per row; quad `j` of it by the indexed
-    /// `sdot`), the last 1-3 as one more such step on zero-padded copies.
+    /// `sdot`), the last 1-3 one at a time.
     ///
     /// Not inlined: one copy serves every call (inlined into the partial vector's, with its
     /// repeated vector known, LLVM made a narrower loop of it).
@@ -473,31 +482,11 @@ impl<const R: usize, const V: usize> Tile<R, V> {
                 self.step4(&mut a, xq, q);
                 q += 4;
             }
-            // The last 1-3 quads: one more step of four on zero-padded copies of the rows'
-            // bytes and the quads' weights (written as 1-3 steps of one, LLVM folded them into
-            // a loop of its own).
-            let rem = quads - q;
-            if rem > 0 {
-                let mut xb = [[0u8; 16]; R];
-                for (b, &row) in xb.iter_mut().zip(&x) {
-                    std::ptr::copy_nonoverlapping(row.add(4 * q), b.as_mut_ptr(), 4 * rem);
-                }
-                // (Up to 8 vectors of 16 bytes per quad.)
-                let mut wb = [[0i8; 128]; 4];
-                for (j, b) in wb.iter_mut().enumerate().take(rem) {
-                    for (v, &wv) in self.wv.iter().enumerate() {
-                        let from = self.w.add((q + j) * self.wq + wv);
-                        std::ptr::copy_nonoverlapping(from, b[16 * v..].as_mut_ptr(), 16);
-                    }
-                }
-                let tail = Tile::<R, V> {
-                    w: wb.as_ptr() as *const i8,
-                    wq: 128,
-                    wv: std::array::from_fn(|v| 16 * v),
-                };
-                // (Flipped rows' padding is 0, as is the weights': products of 0 either way.)
-                let xq: [int8x16_t; R] = std::array::from_fn(|r| x16(xb[r].as_ptr()));
-                tail.step4(&mut a, xq, 0);
+            // The last 1-3 quads one at a time, each row's 4 bytes broadcast (as one more step
+            // of four on zero-padded copies of the rows and weights, the copies took 5 times
+            // as long as the quads).
+            for j in q..quads {
+                self.quad::<FLIPPED>(&mut a, x.map(|row| row.add(4 * j)), j);
             }
             a
         }
