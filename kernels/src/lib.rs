@@ -106,6 +106,28 @@ mod tests {
         }
     }
 
+    /// The biases of a requantizing case whose channels' positive weights sum to `pos`: small
+    /// ones, except every fourth case up to +-2^24 (accumulators past +-2^22, which a kernel
+    /// that turns them into f32 by adding bits must not take) and every fourth at the top of
+    /// the range it may take (`2^22 - 1` for inputs of 255 on the positive weights).
+    fn biases(seed: u64, pos: &[i32], next: &mut impl FnMut() -> u64) -> Vec<i32> {
+        let bias = |&p: &i32| match seed % 4 {
+            3 => (next() % (1 << 25)) as i32 - (1 << 24),
+            2 => (1 << 22) - 1 - 255 * p,
+            _ => next() as i32 >> 12,
+        };
+        pos.iter().map(bias).collect()
+    }
+
+    /// Whether every channel keeps its accumulator within +-2^22
+    /// ([`requant::narrow_accumulator`]), from the sums of its positive and negative weights.
+    fn narrow(pos: &[i32], neg: &[i32], bias: &[i32]) -> bool {
+        let channel = |((&p, &n), &b): ((&i32, &i32), &i32)| {
+            requant::narrow_accumulator(p as i64, n as i64, b)
+        };
+        pos.iter().zip(neg).zip(bias).all(channel)
+    }
+
     /// A reproducible stream of pseudo-random words from a proptest seed.
     pub(super) fn xorshift(seed: u64) -> impl FnMut() -> u64 {
         let mut s = seed | 1;
@@ -230,12 +252,17 @@ mod tests {
             let patch: Vec<u8> = (0..rows * depth_bytes).map(|_| clash_input(seed, next())).collect();
             let floor = if seed % 4 == 0 { -128 } else { -127 };
             let w: Vec<i8> = (0..depth_bytes * n).map(|_| clash_weight(seed, next()).max(floor)).collect();
-            let bias: Vec<i32> = (0..n).map(|_| next() as i32 >> 12).collect();
             // The weights' sums, given in two cases of three (a packed layer has them).
             let sums = signatures::dot_weight_sums(depth_bytes, &w, n);
             let has_min = w.contains(&i8::MIN);
+            let sums_of = |f: fn(i8) -> i8| {
+                signatures::dot_weight_sums(depth_bytes, &w.iter().map(|&v| f(v)).collect::<Vec<_>>(), n)
+            };
+            let (pos, neg) = (sums_of(|v| v.max(0)), sums_of(|v| v.min(0)));
+            let bias = biases(seed, &pos, &mut next);
+            let narrow = narrow(&pos, &neg, &bias);
             let weight_sums =
-                (seed % 3 != 0).then_some(requant::WeightSums { sums: &sums, has_min });
+                (seed % 3 != 0).then_some(requant::WeightSums { sums: &sums, has_min, narrow });
             // Scales as a quantizer makes them, some large enough to saturate, and (rarely)
             // the values no quantizer writes: NaN, infinities, zero.
             // Half the cases without NaN and infinities (the kernels' NaN-free rounding).
@@ -246,6 +273,8 @@ mod tests {
                     1 if special => f32::INFINITY,
                     2 if special => f32::NEG_INFINITY,
                     3 => 0.0,
+                    // (With the biases up to 2^24, scales that keep them within the bytes.)
+                    k if seed % 4 == 3 => (k as f32 - 32.0) * 2f32.powi(-22),
                     k => (k as f32 - 32.0) * 1e-5 * (1 + next() % 1000) as f32,
                 })
                 .collect();
@@ -311,16 +340,22 @@ mod tests {
             let mut next = xorshift(seed);
             let xp: Vec<u8> = (0..kernel * row).map(|_| clash_input(seed, next())).collect();
             let w: Vec<i8> = (0..s.weights().unwrap()).map(|_| clash_weight(seed, next())).collect();
-            let bias: Vec<i32> = (0..out_c).map(|_| next() as i32 >> 12).collect();
             let sums = s.weight_sums(&w);
             let has_min = w.contains(&i8::MIN);
+            let sums_of =
+                |f: fn(i8) -> i8| s.weight_sums(&w.iter().map(|&v| f(v)).collect::<Vec<_>>());
+            let (pos, neg) = (sums_of(|v| v.max(0)), sums_of(|v| v.min(0)));
+            let bias = biases(seed, &pos, &mut next);
+            let narrow = narrow(&pos, &neg, &bias);
             let weight_sums =
-                (seed % 3 != 0).then_some(requant::WeightSums { sums: &sums, has_min });
+                (seed % 3 != 0).then_some(requant::WeightSums { sums: &sums, has_min, narrow });
             let special = seed % 2 == 0;
             let multiplier: Vec<f32> = (0..out_c)
                 .map(|_| match next() % 64 {
                     0 if special => f32::NAN,
                     1 if special => f32::INFINITY,
+                    // (With the biases up to 2^24, scales that keep them within the bytes.)
+                    k if seed % 4 == 3 => (k as f32 - 32.0) * 2f32.powi(-22),
                     k => (k as f32 - 32.0) * 1e-5 * (1 + next() % 1000) as f32,
                 })
                 .collect();

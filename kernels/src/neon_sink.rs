@@ -76,7 +76,7 @@ impl<'a> NeonRequant<'a> {
     ) -> int32x4_t {
         // SAFETY: NEON is baseline; register operations only.
         unsafe {
-            let v = self.scaled::<RES>(acc, m, residual);
+            let v = self.scaled::<RES, false>(acc, m, residual);
             let v = vminq_f32(vmaxq_f32(v, vdupq_n_f32(-LIMIT)), vdupq_n_f32(LIMIT));
             let q = vaddq_s32(vcvtnq_s32_f32(v), self.zero);
             vminq_s32(vmaxq_s32(q, self.lo), self.hi)
@@ -84,9 +84,12 @@ impl<'a> NeonRequant<'a> {
     }
 
     /// `acc * m`, plus `residual * residual multiplier` with `RES`: the f32 part of the
-    /// definition.
+    /// definition. With `NARROW`, `acc` holds the bits of `1.5 * 2^23 + acc` (an accumulator
+    /// within +-2^22 plus those bits: an f32 with `acc` in its low bits, exactly `1.5 * 2^23 +
+    /// acc`), and subtracting `1.5 * 2^23` gives `acc as f32` in one operation of either vector
+    /// pipe, where `scvtf` is two of the A76's V0 alone.
     #[inline(always)]
-    fn scaled<const RES: bool>(
+    fn scaled<const RES: bool, const NARROW: bool>(
         &self,
         acc: int32x4_t,
         m: float32x4_t,
@@ -94,7 +97,11 @@ impl<'a> NeonRequant<'a> {
     ) -> float32x4_t {
         // SAFETY: NEON is baseline; register operations only.
         unsafe {
-            let mut v = vmulq_f32(vcvtq_f32_s32(acc), m);
+            let a = match NARROW {
+                true => vsubq_f32(vreinterpretq_f32_s32(acc), vdupq_n_f32(MAGIC)),
+                false => vcvtq_f32_s32(acc),
+            };
+            let mut v = vmulq_f32(a, m);
             if RES {
                 v = vaddq_f32(v, vmulq_f32(residual, self.residual_multiplier));
             }
@@ -152,6 +159,13 @@ impl<'a> NeonRequant<'a> {
         }
     }
 
+    /// Whether the call's accumulators are within +-2^22 ([`super::requant::WeightSums::narrow`]), for the byte
+    /// path ([`NeonRequant::byte_bounds`]): the `NARROW` of [`NeonRequant::bytes`].
+    #[inline(always)]
+    pub(crate) fn narrow(&self) -> bool {
+        self.byte_bounds() && self.rq.weight_sums.is_some_and(|ws| ws.narrow)
+    }
+
     /// Whether the residual term is added (the `RES` of the methods that add it).
     #[inline(always)]
     pub(crate) fn with_residual(&self) -> bool {
@@ -185,15 +199,17 @@ impl<'a> NeonRequant<'a> {
     /// negative i32 the saturating subtraction keeps negative); the saturating narrows and the
     /// byte clamp ([`NeonRequant::store8_bytes`]) then give the definition's bytes. A NaN would
     /// not give the definition's zero point: none is there.
+    /// With `NARROW` ([`NeonRequant::narrow`]), `acc` holds the bits of `1.5 * 2^23 + acc`
+    /// (see [`NeonRequant::scaled`]).
     #[inline(always)]
-    pub(crate) fn bytes<const RES: bool>(
+    pub(crate) fn bytes<const RES: bool, const NARROW: bool>(
         &self,
         (acc, m): (int32x4_t, float32x4_t),
         residual: float32x4_t,
     ) -> int32x4_t {
         // SAFETY: NEON is baseline; register operations only.
         unsafe {
-            let v = self.scaled::<RES>(acc, m, residual);
+            let v = self.scaled::<RES, NARROW>(acc, m, residual);
             let t = vaddq_f32(v, vdupq_n_f32(MAGIC));
             vqsubq_s32(vreinterpretq_s32_f32(t), self.magic_less_zero)
         }
@@ -381,20 +397,23 @@ impl Sink for AccSink {
 }
 
 /// Requantized into bytes, rows `out_c` apart, with residual inputs laid out alike; `BYTES`
-/// is [`NeonRequant::byte_bounds`], `RES` [`NeonRequant::with_residual`]: decided once per
-/// call ([`with_requant_sink`]), so that no tile tests them.
+/// is [`NeonRequant::byte_bounds`], `RES` [`NeonRequant::with_residual`], `NARROW`
+/// [`NeonRequant::narrow`]: decided once per call ([`with_requant_sink`]), so that no tile
+/// tests them.
 #[derive(Clone, Copy)]
-pub(crate) struct RequantSink<'a, const BYTES: bool, const RES: bool> {
+pub(crate) struct RequantSink<'a, const BYTES: bool, const RES: bool, const NARROW: bool> {
     rq: NeonRequant<'a>,
     residual: *const u8,
     out: *mut u8,
     out_c: usize,
 }
 
-impl<'a, const BYTES: bool, const RES: bool> RequantSink<'a, BYTES, RES> {
+impl<'a, const BYTES: bool, const RES: bool, const NARROW: bool>
+    RequantSink<'a, BYTES, RES, NARROW>
+{
     /// Requantized by `rq` into `out`, rows `out_c` apart, with the residual inputs (if any)
-    /// laid out alike. The kernel that makes it has checked the buffers' lengths; `BYTES` and
-    /// `RES` must be `rq`'s.
+    /// laid out alike. The kernel that makes it has checked the buffers' lengths; `BYTES`,
+    /// `RES` and `NARROW` must be `rq`'s.
     #[inline(always)]
     pub(crate) fn new(
         rq: NeonRequant<'a>,
@@ -403,7 +422,8 @@ impl<'a, const BYTES: bool, const RES: bool> RequantSink<'a, BYTES, RES> {
         out_c: usize,
     ) -> Self {
         // (Once per call: with `RES` and no residual inputs, `put` would read through null.)
-        assert_eq!((BYTES, RES), (rq.byte_bounds(), rq.with_residual()));
+        let of_rq = (rq.byte_bounds(), rq.with_residual(), rq.narrow());
+        assert_eq!((BYTES, RES, NARROW), of_rq);
         RequantSink {
             rq,
             residual: residual.map_or(std::ptr::null(), <[u8]>::as_ptr),
@@ -414,38 +434,38 @@ impl<'a, const BYTES: bool, const RES: bool> RequantSink<'a, BYTES, RES> {
 }
 
 /// Runs `$body` with `$sink` bound to a [`RequantSink`] of `($rq, $residual, $out, $out_c)`
-/// whose `BYTES` and `RES` are the call's: four copies of `$body`, each without the tests.
+/// whose `BYTES`, `RES` and `NARROW` are the call's: six copies of `$body` (`NARROW` only
+/// with `BYTES`), each without the tests.
 macro_rules! with_requant_sink {
     (($rq:expr, $residual:expr, $out:expr, $out_c:expr), |$sink:ident| $body:expr) => {{
         let (residual, out, out_c): (Option<&[u8]>, &mut [u8], usize) = ($residual, $out, $out_c);
         let rq = $crate::neon_sink::NeonRequant::new($rq, residual.is_some());
-        match (rq.byte_bounds(), rq.with_residual()) {
-            (true, false) => {
-                with_requant_sink!(@as true, false, rq, residual, out, out_c, |$sink| $body)
-            }
-            (true, true) => {
-                with_requant_sink!(@as true, true, rq, residual, out, out_c, |$sink| $body)
-            }
-            (false, false) => {
-                with_requant_sink!(@as false, false, rq, residual, out, out_c, |$sink| $body)
-            }
-            (false, true) => {
-                with_requant_sink!(@as false, true, rq, residual, out, out_c, |$sink| $body)
-            }
+        let at = (rq, residual, out, out_c);
+        match (rq.byte_bounds(), rq.with_residual(), rq.narrow()) {
+            (true, false, true) => with_requant_sink!(@as true, false, true, at, |$sink| $body),
+            (true, true, true) => with_requant_sink!(@as true, true, true, at, |$sink| $body),
+            (true, false, false) => with_requant_sink!(@as true, false, false, at, |$sink| $body),
+            (true, true, false) => with_requant_sink!(@as true, true, false, at, |$sink| $body),
+            (false, false, _) => with_requant_sink!(@as false, false, false, at, |$sink| $body),
+            (false, true, _) => with_requant_sink!(@as false, true, false, at, |$sink| $body),
         }
     }};
-    // One arm: the sink of those `BYTES` and `RES`.
-    (@as $bytes:literal, $res:literal, $rq:ident, $residual:ident, $out:ident, $out_c:ident,
-     |$sink:ident| $body:expr) => {{
-        let $sink =
-            &$crate::neon_sink::RequantSink::<$bytes, $res>::new($rq, $residual, $out, $out_c);
+    // One arm: the sink of those `BYTES`, `RES` and `NARROW`.
+    (@as $bytes:literal, $res:literal, $narrow:literal, $at:ident, |$sink:ident| $body:expr) => {{
+        let (rq, residual, out, out_c) = $at;
+        let $sink = &$crate::neon_sink::RequantSink::<$bytes, $res, $narrow>::new(
+            rq, residual, out, out_c,
+        );
         $body
     }};
 }
 pub(crate) use with_requant_sink;
 
-impl<const BYTES: bool, const RES: bool> Sink for RequantSink<'_, BYTES, RES> {
-    /// The bias with `128 * sum w` added, and the multipliers.
+impl<const BYTES: bool, const RES: bool, const NARROW: bool> Sink
+    for RequantSink<'_, BYTES, RES, NARROW>
+{
+    /// The bias with `128 * sum w` added (and with `NARROW` the bits of `1.5 * 2^23`: see
+    /// [`NeonRequant::bytes`]), and the multipliers.
     type Channels = (int32x4_t, float32x4_t);
 
     #[inline(always)]
@@ -453,11 +473,12 @@ impl<const BYTES: bool, const RES: bool> Sink for RequantSink<'_, BYTES, RES> {
         let rq = self.rq.rq;
         // SAFETY: the caller guarantees channels `o..o + 4`; NEON is baseline.
         unsafe {
-            let bias = vld1q_s32(rq.bias.as_ptr().add(o));
-            (
-                vaddq_s32(bias, back),
-                vld1q_f32(rq.multiplier.as_ptr().add(o)),
-            )
+            let bias = vaddq_s32(vld1q_s32(rq.bias.as_ptr().add(o)), back);
+            let bias = match NARROW {
+                true => vaddq_s32(bias, vdupq_n_s32(MAGIC.to_bits() as i32)),
+                false => bias,
+            };
+            (bias, vld1q_f32(rq.multiplier.as_ptr().add(o)))
         }
     }
 
@@ -503,7 +524,7 @@ impl<const BYTES: bool, const RES: bool> Sink for RequantSink<'_, BYTES, RES> {
             });
             if BYTES {
                 let q: [int32x4_t; V] =
-                    std::array::from_fn(|v| self.rq.bytes::<RES>((sums[v], ch[v].1), r[v]));
+                    std::array::from_fn(|v| self.rq.bytes::<RES, NARROW>((sums[v], ch[v].1), r[v]));
                 if V.is_multiple_of(2) {
                     for v in (0..V).step_by(2) {
                         self.rq

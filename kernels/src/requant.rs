@@ -76,11 +76,24 @@ pub struct TileRequant<'a> {
 /// Each channel's sum of weights, exactly as a call's weights hold them, and `has_min`, false
 /// only if no weight of the call is -128: the kernels that take `x - 128` for their u8 inputs
 /// add back `128` times the sum instead of summing the weights at every call, and (without a
-/// -128) pair products in i16 without looking for the pairs that could overflow.
+/// -128) pair products in i16 without looking for the pairs that could overflow. `narrow`,
+/// true only if every accumulator of the call (its u8 inputs' products with its weights, plus
+/// its bias) lies within +-2^22 whatever the inputs ([`narrow_accumulator`] of every channel):
+/// then a kernel may turn them into f32 by adding bits, not by `scvtf`.
 #[derive(Clone, Copy, Debug)]
 pub struct WeightSums<'a> {
     pub sums: &'a [i32],
     pub has_min: bool,
+    pub narrow: bool,
+}
+
+/// Whether an output channel whose weights sum to `pos` over the positive ones and `neg` over
+/// the negative ones, with `bias`, keeps its accumulator within +-2^22 for any u8 inputs
+/// (`255 * neg + bias` to `255 * pos + bias`).
+pub fn narrow_accumulator(pos: i64, neg: i64, bias: i32) -> bool {
+    const BOUND: i64 = 1 << 22;
+    let bias = i64::from(bias);
+    -BOUND < 255 * neg + bias && 255 * pos + bias < BOUND
 }
 
 /// A layer's [`WeightSums`], owned: every output channel's.
@@ -88,6 +101,7 @@ pub struct WeightSums<'a> {
 pub struct LayerWeightSums {
     pub sums: Vec<i32>,
     pub has_min: bool,
+    pub narrow: bool,
 }
 
 impl LayerWeightSums {
@@ -96,6 +110,7 @@ impl LayerWeightSums {
         WeightSums {
             sums: &self.sums[channels],
             has_min: self.has_min,
+            narrow: self.narrow,
         }
     }
 }

@@ -5,7 +5,7 @@
 use super::geometry::ConvGeometry;
 use super::requant_pass::LayerRequant;
 use crate::aligned::Aligned;
-use crate::requant::LayerWeightSums;
+use crate::requant::{self, LayerWeightSums};
 use crate::{Family, PANEL};
 
 /// A convolution ready to run: geometry, packed weights, bias, requantization.
@@ -138,7 +138,7 @@ impl PackedWeights {
                 let mut p = Aligned::new(geom.groups * dq * cout);
                 let mut adjusted = bias.to_vec();
                 let mut weight_sums = vec![0; out_c];
-                let mut has_min = false;
+                let (mut has_min, mut narrow) = (false, true);
                 let shape = geom.direct_shape();
                 let mut direct =
                     shape.map(|ds| Aligned::new(ds.weights().expect("checked geometry")));
@@ -155,15 +155,18 @@ impl PackedWeights {
                         let at = base + u * step;
                         p[at..at + 4].copy_from_slice(quad);
                     }
-                    // The sum and the least weight in one pass.
-                    let (mut sum, mut least) = (0i32, 0i8);
+                    // The sums (all, positive) and the least weight in one pass.
+                    let (mut sum, mut pos, mut least) = (0i32, 0i32, 0i8);
                     for &v in &ordered[..depth] {
                         sum += v as i32;
+                        pos += v.max(0) as i32;
                         least = least.min(v);
                     }
                     adjusted[oc] -= in_zero * sum;
                     weight_sums[oc] = sum;
                     has_min |= least == i8::MIN;
+                    narrow &=
+                        requant::narrow_accumulator(pos as i64, (sum - pos) as i64, adjusted[oc]);
                     // The direct layout (`DirectShape::weight_at`): blocks of 16 outputs; per tap
                     // and input quad, `width` outputs of 4 bytes (channels past `cin` zero).
                     if let (Some(ds), Some(dw)) = (&shape, direct.as_mut()) {
@@ -186,6 +189,7 @@ impl PackedWeights {
                     weight_sums: LayerWeightSums {
                         sums: weight_sums,
                         has_min,
+                        narrow,
                     },
                     direct,
                 }
