@@ -659,17 +659,26 @@ impl<S: Sink, const V: usize> ToSink<S, V> {
     }
 }
 
-/// `R` copies of the `V` vectors at `start`, each loaded anew: volatile loads, which LLVM may
-/// neither hoist out of a loop nor merge. A tile's accumulators start from them: as values
-/// hoisted into registers, each tile copied them into its accumulators, one vector operation
-/// per accumulator (and the registers they held made LLVM shuffle others), where a load takes
-/// none, and the vector pipes are what a tile's start and end wait for.
+/// `R` copies of the `V` vectors at `start`: every other row loaded anew (volatile loads,
+/// which LLVM may neither hoist out of a loop nor merge), the rows between copied from the
+/// row before. A tile's accumulators start from them. As values hoisted into registers, each
+/// tile copied them into its accumulators, one vector operation per accumulator (and the
+/// registers they held made LLVM shuffle others); loaded, each row takes none, but the A76
+/// loads two vectors per cycle where its vector pipes copy two: half of each, in parallel.
 #[inline(always)]
 pub(crate) fn fresh_copies<const R: usize, const V: usize>(
     start: &[int32x4_t; V],
 ) -> [[int32x4_t; V]; R] {
     // SAFETY: `start` is a reference, so each vector is valid, aligned and initialized.
-    std::array::from_fn(|_| std::array::from_fn(|v| unsafe { std::ptr::read_volatile(&start[v]) }))
+    let load = || std::array::from_fn(|v| unsafe { std::ptr::read_volatile(&start[v]) });
+    let mut last: [int32x4_t; V] = load();
+    // (`from_fn` makes the rows in order.)
+    std::array::from_fn(|r| {
+        if r > 0 && r % 2 == 0 {
+            last = load();
+        }
+        last
+    })
 }
 
 impl<S: Sink, const R: usize, const V: usize> TileEnd<R, V> for ToSink<S, V> {
