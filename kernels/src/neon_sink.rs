@@ -230,6 +230,25 @@ impl<'a> NeonRequant<'a> {
         }
     }
 
+    /// Sixteen outputs of [`NeonRequant::bytes`] (`q[0]` to `q[3]`), as
+    /// [`NeonRequant::store8_bytes`] does eight, with one byte narrow and clamp for all 16.
+    ///
+    /// # Safety
+    /// `out` must point at 16 writable bytes; the bounds within a byte.
+    #[inline(always)]
+    pub(crate) unsafe fn store16_bytes(&self, out: *mut u8, q: [int32x4_t; 4]) {
+        // SAFETY: the caller guarantees the 16 bytes; NEON is baseline.
+        unsafe {
+            let lo = vqmovun_s16(vqmovn_high_s32(vqmovn_s32(q[0]), q[1]));
+            let y = vqmovun_high_s16(lo, vqmovn_high_s32(vqmovn_s32(q[2]), q[3]));
+            let (lo8, hi8) = (
+                vcombine_u8(self.lo8, self.lo8),
+                vcombine_u8(self.hi8, self.hi8),
+            );
+            vst1q_u8(out, vminq_u8(vmaxq_u8(y, lo8), hi8));
+        }
+    }
+
     /// Four outputs of [`NeonRequant::bytes`], as [`NeonRequant::store8_bytes`] does eight.
     ///
     /// # Safety
@@ -525,7 +544,12 @@ impl<const BYTES: bool, const RES: bool, const NARROW: bool> Sink
             if BYTES {
                 let q: [int32x4_t; V] =
                     std::array::from_fn(|v| self.rq.bytes::<RES, NARROW>((sums[v], ch[v].1), r[v]));
-                if V.is_multiple_of(2) {
+                if V.is_multiple_of(4) {
+                    for v in (0..V).step_by(4) {
+                        let q = [q[v], q[v + 1], q[v + 2], q[v + 3]];
+                        self.rq.store16_bytes(self.out.add(at + 4 * v), q);
+                    }
+                } else if V.is_multiple_of(2) {
                     for v in (0..V).step_by(2) {
                         self.rq
                             .store8_bytes(self.out.add(at + 4 * v), q[v], q[v + 1]);
