@@ -3,12 +3,12 @@
 //!
 //! One `sdot` multiplies four i8 pairs per i32 lane and adds them: 16 multiply-accumulates per
 //! instruction, four times the `smull` path of [`super::aarch64`]. The u8 inputs become
-//! `x - 128` (one `eor` per 16 bytes) and `128 * sum w` is added back, as there. A tile is 2
-//! rows x 32 outputs (a whole panel) or 4 rows x 16: per 4 quads, one 16-byte load and `eor` per
-//! row, 8 (4) weight vectors per quad shared by the rows, and the indexed form
-//! `sdot v.4s, w.16b, x.4b[j]` takes quad `j` of the row's register, so no quad is broadcast. 16
-//! accumulators either way; the wide tile takes half the `eor`s (they share the two vector pipes
-//! with the `sdot`s: 33.1 cycles per 64 `sdot` on the A76 model, against 34.1).
+//! `x - 128` and `128 * sum w` is added back, as there. A tile is 2 rows x 32 outputs (a whole
+//! panel) or 4 rows x 16: per 4 quads, one 16-byte load per row, 8 (4) weight vectors per quad
+//! shared by the rows, and the indexed form `sdot v.4s, w.16b, x.4b[j]` takes quad `j` of the
+//! row's register, so no quad is broadcast; 16 accumulators either way. A call of whole panels
+//! flips its rows to `x - 128` once, ahead of the panels ([`flipped_panels`]); other calls flip
+//! each row's 16 bytes in the loop (one `eor`, on the vector pipes the `sdot`s need).
 //!
 //! The `sdot` intrinsics are not stable Rust yet, so the instruction is written as inline
 //! assembly (one instruction, registers chosen by the compiler), inside functions compiled
@@ -91,7 +91,7 @@ pub fn dot_u8i8_requant_sdot(
         );
     }
     with_requant_sink!((rq, residual, out, ldo), |sink| {
-        if flips(n) {
+        if flips(n, depth_bytes) {
             // SAFETY: as below; `flips` holds.
             return unsafe {
                 flipped_panels((rows, patch.as_ptr(), depth_bytes), (w.as_ptr(), n), sink)
@@ -114,14 +114,15 @@ pub fn dot_u8i8_requant_sdot(
 const FLIP_BLOCK_BYTES: usize = if cfg!(test) { 1024 } else { 32 * 1024 };
 
 thread_local! {
-    /// Each thread's rows flipped to `x - 128`, kept between calls.
-    static FLIPPED: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    /// Each thread's buffer of rows flipped to `x - 128` (its memory kept between calls).
+    static FLIP_BUFFER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
-/// Whether a call of `n` outputs takes [`flipped_panels`]: whole panels (the 2 x 32 tile,
-/// which has a loop for flipped rows), at least two to share each row's flip.
-fn flips(n: usize) -> bool {
-    n.is_multiple_of(32) && n >= 64
+/// Whether a call of `n` outputs and `depth_bytes` per row takes [`flipped_panels`]: whole
+/// panels (the 2 x 32 tile, which has a loop for flipped rows), at least two to share each
+/// row's flip, and a depth.
+fn flips(n: usize, depth_bytes: usize) -> bool {
+    n.is_multiple_of(32) && n >= 64 && depth_bytes > 0
 }
 
 /// Every panel of a call ([`flips`]) over its rows flipped to `x - 128` ahead, a block of
@@ -131,17 +132,17 @@ fn flips(n: usize) -> bool {
 ///
 /// # Safety
 /// The CPU must have `dotprod`; `patch` must hold `rows * depth_bytes` values, `w`
-/// `depth_bytes * n`, and the sink rows of `n` outputs; `flips(n)`.
+/// `depth_bytes * n`, and the sink rows of `n` outputs; `flips(n, depth_bytes)`.
 #[target_feature(enable = "dotprod")]
 unsafe fn flipped_panels(
     (rows, patch, depth_bytes): (usize, *const u8, usize),
     (w, n): (*const i8, usize),
     sink: &impl Sink,
 ) {
-    debug_assert!(flips(n));
+    debug_assert!(flips(n, depth_bytes));
     // An even number of rows per block (the tile's two), as many as fit.
     let per_block = (FLIP_BLOCK_BYTES / depth_bytes).max(2) / 2 * 2;
-    let mut buf = FLIPPED.take();
+    let mut buf = FLIP_BUFFER.take();
     buf.resize(per_block.min(rows) * depth_bytes, 0);
     let flip = vdupq_n_u8(0x80);
     for r0 in (0..rows).step_by(per_block) {
@@ -150,7 +151,7 @@ unsafe fn flipped_panels(
         // bytes; the panels' preconditions are the caller's, over the flipped rows.
         unsafe {
             let (from, to) = (patch.add(r0 * depth_bytes), buf.as_mut_ptr());
-            // (`to` read once: through `buf`, LLVM read the pointer again after each store.)
+            // (`to` read once: through `buf`, the pointer is read again after each store.)
             let (len, whole) = (rb * depth_bytes, rb * depth_bytes / 16 * 16);
             for i in (0..whole).step_by(16) {
                 vst1q_u8(to.add(i), veorq_u8(vld1q_u8(from.add(i)), flip));
@@ -165,7 +166,7 @@ unsafe fn flipped_panels(
             }
         }
     }
-    FLIPPED.set(buf);
+    FLIP_BUFFER.set(buf);
 }
 
 /// `a + sum_t w[4i + t] * x[4L + t]` per i32 lane `i`: `sdot` with quad `L` of `x`.
@@ -428,9 +429,9 @@ impl<const R: usize, const V: usize> Tile<R, V> {
     /// Every `R` rows of the patch's `rows` (a last short tile with the last row repeated)
     /// through the loop of [`Tile::sums`], from `end`'s start ([`TileEnd::start`]: the
     /// accumulators are loaded with it, rather than zeroed and added to it at the end), each
-    /// tile's sums handed to `end` in registers: one
-    /// call and one copy of the loop per caller's `end` (a sink that requantizes stores bytes
-    /// without a round trip of the sums through memory, and with no call per tile).
+    /// tile's sums handed to `end` in registers: one call and one copy of the loop per caller's
+    /// `end` (a sink that requantizes stores bytes without a round trip of the sums through
+    /// memory, and with no call per tile).
     ///
     /// # Safety
     /// The CPU must have `dotprod`; the patch must hold `rows` rows of `depth_bytes`
@@ -482,9 +483,8 @@ impl<const R: usize, const V: usize> Tile<R, V> {
                 self.step4(&mut a, xq, q);
                 q += 4;
             }
-            // The last 1-3 quads one at a time, each row's 4 bytes broadcast (as one more step
-            // of four on zero-padded copies of the rows and weights, the copies took 5 times
-            // as long as the quads).
+            // The last 1-3 quads one at a time, each row's 4 bytes broadcast (no zero-padded
+            // copies of rows and weights to make a step of four).
             for j in q..quads {
                 self.quad::<FLIPPED>(&mut a, x.map(|row| row.add(4 * j)), j);
             }

@@ -1,23 +1,27 @@
 //! Where the aarch64 kernels' tiles put their sums ([`Sink`]): added to i32 accumulators, or
 //! requantized into bytes by [`NeonRequant`], which is [`super::requant`] on four NEON lanes:
-//! the same f32 operations in the same order (`scvtf`, `fmul`, the residual's `fmul` and
-//! `fadd`, no fused multiply-add). In general ([`NeonRequant::lanes`]) the clamp to +-2^22
-//! with `fmax` / `fmin` (a NaN stays NaN), then `fcvtns`, which rounds ties to even as
-//! [`super::requant::round_half_even`] does and turns a NaN into 0 as it does; zero point and
-//! bounds are added and applied in i32, and the low byte of each lane is the output (`as u8`).
-//! For the bounds of every model ([`NeonRequant::bytes`]), the rounding of
-//! `round_half_even` itself (adding 1.5 * 2^23) and saturating narrows.
+//! the same f32 operations in the same order (the accumulator as f32, `fmul`, the residual's
+//! `fmul` and `fadd`, no fused multiply-add). In general ([`NeonRequant::lanes`]) `scvtf`, the
+//! clamp to +-2^22 with `fmax` / `fmin` (a NaN stays NaN), then `fcvtns`, which rounds ties to
+//! even as [`super::requant::round_half_even`] does and turns a NaN into 0 as it does; zero
+//! point and bounds are added and applied in i32, and the low byte of each lane is the output
+//! (`as u8`). For the bounds of every model ([`NeonRequant::byte_path`],
+//! [`NeonRequant::bytes`]): the rounding of `round_half_even` itself (adding 1.5 * 2^23),
+//! saturating narrows, accumulators known to lie within +-2^22 and residual inputs turned into
+//! f32 by putting them under the bits of 1.5 * 2^23.
 //!
-//! A tile's accumulators start from the bias (and `128 * sum w`, [`Sink::start`]), loaded
-//! from memory ([`fresh_copies`]).
+//! The sums a sink takes start from the bias (and `128 * sum w`, [`Sink::start`]): the `sdot`
+//! tiles load their accumulators with it ([`fresh_copies`]), the `smull` ones add it as they
+//! fold.
 
 use super::requant::{TileRequant, LIMIT, MAGIC};
 use std::arch::aarch64::*;
 
-/// Whether [`RequantSink`] turns residual inputs into f32 by [`NeonRequant::residual_table`]:
-/// where the build's CPU has the dot product (the A76 class, whose table look-up is one
-/// micro-op of either vector pipe; the A72 takes five), else by widening
-/// ([`NeonRequant::residual_lanes`]). The same values either way.
+/// Whether [`RequantSink`] turns residual inputs into f32 by [`NeonRequant::residual_table`]
+/// where it can: where the build's CPU has the dot product (the A76 class, whose table look-up
+/// is one micro-op of either vector pipe; the A72 takes five), else by widening
+/// ([`NeonRequant::residual_widened`], [`NeonRequant::residual_lanes`]). The same values either
+/// way; the kernel tests run both (the rpi4 and rpi5 builds).
 const TABLE_RESIDUAL: bool = cfg!(target_feature = "dotprod");
 
 /// A [`TileRequant`] with its per-call constants in vector registers.
@@ -34,7 +38,8 @@ pub(crate) struct NeonRequant<'a> {
     residual_multiplier: float32x4_t,
     /// The bits of [`MAGIC`] less the zero point (for [`NeonRequant::bytes`]).
     magic_less_zero: int32x4_t,
-    /// [`MAGIC`] plus the residual zero point (for [`NeonRequant::residual_table`]).
+    /// [`MAGIC`] plus the residual zero point (for [`NeonRequant::residual_table`] and
+    /// [`NeonRequant::residual_widened`]).
     residual_magic: float32x4_t,
     /// Whether the residual term is added: the requantization has one and the call passed
     /// the residual inputs (as [`TileRequant::output`], which zips the two).
@@ -124,7 +129,7 @@ impl<'a> NeonRequant<'a> {
     }
 
     /// [`NeonRequant::residual_lanes`] of the 8 residual inputs `r`, for
-    /// [`NeonRequant::byte_bounds`]: widened to 32 bits (three widenings for 8 lanes), each
+    /// [`NeonRequant::byte_path`]: widened to 32 bits (three widenings for 8 lanes), each
     /// under the bits of 1.5 * 2^23 by an `orr`, then as [`NeonRequant::residual_table`]
     /// (on the A72, 4.5 micro-ops per 4 inputs, where `ld1r`, two widenings, `sub` and
     /// `scvtf` take 6).
@@ -145,7 +150,7 @@ impl<'a> NeonRequant<'a> {
     }
 
     /// [`NeonRequant::residual_lanes`] of residual inputs `4 j..4 j + 4` of the 16 in `r`,
-    /// for [`NeonRequant::byte_bounds`] (a residual zero point within +-2^21): one table
+    /// for [`NeonRequant::byte_path`] (a residual zero point within +-2^21): one table
     /// look-up puts each byte under the bits of 1.5 * 2^23 (`0x4B40_00rr` is `1.5 * 2^23 +
     /// r`), and subtracting `1.5 * 2^23 + zero` (an integer below 2^24, exact in f32) leaves
     /// `r - zero` exactly: two operations of either vector pipe of the A76, where widening
@@ -181,10 +186,10 @@ impl<'a> NeonRequant<'a> {
     }
 
     /// Whether the call's accumulators are within +-2^22 ([`super::requant::WeightSums::narrow`]), for the byte
-    /// path ([`NeonRequant::byte_bounds`]): the `NARROW` of [`NeonRequant::bytes`].
+    /// path ([`NeonRequant::byte_path`]): the `NARROW` of [`NeonRequant::bytes`].
     #[inline(always)]
     pub(crate) fn narrow(&self) -> bool {
-        self.byte_bounds() && self.rq.weight_sums.is_some_and(|ws| ws.narrow)
+        self.byte_path() && self.rq.weight_sums.is_some_and(|ws| ws.narrow)
     }
 
     /// Whether the residual term is added (the `RES` of the methods that add it).
@@ -198,7 +203,7 @@ impl<'a> NeonRequant<'a> {
     /// within +-2^21 and no NaN among the f32 values ([`TileRequant::nan_free`]), as in every
     /// model (the kernels' tests also try others).
     #[inline(always)]
-    pub(crate) fn byte_bounds(&self) -> bool {
+    pub(crate) fn byte_path(&self) -> bool {
         let rq = self.rq;
         0 <= rq.lo
             && rq.lo <= rq.hi
@@ -211,13 +216,13 @@ impl<'a> NeonRequant<'a> {
     }
 
     /// The outputs of four channels (as [`NeonRequant::lanes`]) before the clamp, for
-    /// [`NeonRequant::byte_bounds`]: `v + 1.5 * 2^23` in f32 holds `1.5 * 2^23 + round(v)`
+    /// [`NeonRequant::byte_path`]: `v + 1.5 * 2^23` in f32 holds `1.5 * 2^23 + round(v)`
     /// (ties to even) for `|v| <= 2^22`, so its bits less those of `1.5 * 2^23`, less the zero
     /// point with saturation, are the output before the clamp, in two operations of either
     /// vector pipe (`fcvtns` is two of the A76's V0 alone). Beyond +-2^22 (no clamp here)
     /// those bits stay beyond the byte's bounds on their own side, as the clamped value does
-    /// (positive floats' bits grow with them, and a sum at or below zero has the sign bit, a
-    /// negative i32 the saturating subtraction keeps negative); the saturating narrows and the
+    /// (positive floats' bits grow with them; a sum at or below zero has the bits of +0 or the
+    /// sign bit, which the saturating subtraction leaves negative); the saturating narrows and the
     /// byte clamp ([`NeonRequant::store8_bytes`]) then give the definition's bytes. A NaN would
     /// not give the definition's zero point: none is there.
     /// With `NARROW` ([`NeonRequant::narrow`]), `acc` holds the bits of `1.5 * 2^23 + acc`
@@ -323,9 +328,9 @@ impl<'a> NeonRequant<'a> {
 /// Where a tile's sums go: rows (output pixels) of `out_c` values (the row stride; a row may
 /// hold more than the kernel's outputs).
 pub(crate) trait Sink: Copy {
-    /// What the sink needs of four channels besides their sums (their `128 * sum w` and, for a
-    /// requantization, their bias and multipliers), read once for all the rows of a tile
-    /// column.
+    /// What the sink needs of four channels (their `128 * sum w` and, for a requantization,
+    /// their bias and multipliers: what the sums start from, [`Sink::start`], and what `put`
+    /// reads besides them), read once for all the rows of a tile column.
     type Channels: Copy;
 
     /// The [`Sink::Channels`] of channels `o..o + 4`, whose sums lack `back`.
@@ -374,8 +379,9 @@ pub(crate) trait Sink: Copy {
         ch: [Self::Channels; V],
     );
 
-    /// The sum of row `p`, channel `o` (the channels a vector leaves over), without
-    /// [`Sink::start`]'s bias but with `128 * sum w`.
+    /// The sum of row `p`, channel `o` (the channels a vector leaves over), with `128 * sum w`
+    /// but without the rest of [`Sink::start`] (the bias, and the bits a narrow
+    /// requantization's start adds).
     ///
     /// # Safety
     /// As for [`Sink::put`], with one channel.
@@ -437,7 +443,7 @@ impl Sink for AccSink {
 }
 
 /// Requantized into bytes, rows `out_c` apart, with residual inputs laid out alike; `BYTES`
-/// is [`NeonRequant::byte_bounds`], `RES` [`NeonRequant::with_residual`], `NARROW`
+/// is [`NeonRequant::byte_path`], `RES` [`NeonRequant::with_residual`], `NARROW`
 /// [`NeonRequant::narrow`]: decided once per call ([`with_requant_sink`]), so that no tile
 /// tests them.
 #[derive(Clone, Copy)]
@@ -462,7 +468,7 @@ impl<'a, const BYTES: bool, const RES: bool, const NARROW: bool>
         out_c: usize,
     ) -> Self {
         // (Once per call: with `RES` and no residual inputs, `put` would read through null.)
-        let of_rq = (rq.byte_bounds(), rq.with_residual(), rq.narrow());
+        let of_rq = (rq.byte_path(), rq.with_residual(), rq.narrow());
         assert_eq!((BYTES, RES, NARROW), of_rq);
         RequantSink {
             rq,
@@ -481,7 +487,7 @@ macro_rules! with_requant_sink {
         let (residual, out, out_c): (Option<&[u8]>, &mut [u8], usize) = ($residual, $out, $out_c);
         let rq = $crate::neon_sink::NeonRequant::new($rq, residual.is_some());
         let at = (rq, residual, out, out_c);
-        match (rq.byte_bounds(), rq.with_residual(), rq.narrow()) {
+        match (rq.byte_path(), rq.with_residual(), rq.narrow()) {
             (true, false, true) => with_requant_sink!(@as true, false, true, at, |$sink| $body),
             (true, true, true) => with_requant_sink!(@as true, true, true, at, |$sink| $body),
             (true, false, false) => with_requant_sink!(@as true, false, false, at, |$sink| $body),
@@ -553,9 +559,9 @@ impl<const BYTES: bool, const RES: bool, const NARROW: bool> Sink
         // SAFETY: the caller guarantees the outputs (and residual inputs, which are only read
         // when there are some) are in bounds.
         unsafe {
-            // The residual inputs as f32 (16 bytes at a time by table where the vectors come
-            // in fours and the CPU looks up fast, else 8 at a time where they come in pairs),
-            // read only with `RES`.
+            // The residual inputs as f32, read only with `RES`: on the byte path 16 bytes at a
+            // time by table where the vectors come in fours and the CPU looks up fast, else 8
+            // at a time where they come in pairs; otherwise 4 at a time.
             let r: [float32x4_t; V] = std::array::from_fn(|v| match RES {
                 false => vdupq_n_f32(0.0),
                 true if TABLE_RESIDUAL && BYTES && V.is_multiple_of(4) => {
@@ -633,8 +639,7 @@ pub(crate) trait SinkExt: Sink {
         unsafe {
             if rows == R {
                 // A whole tile unrolled by hand, one block of straight code whose rows overlap
-                // (with the residual's table look-ups, LLVM rolled a `for` over the rows into
-                // a loop through memory).
+                // (a `for` over the rows, LLVM may roll into a loop through memory).
                 const { assert!(R <= 4) };
                 self.put(p0, o, sums[0], ch);
                 if R > 1 {
@@ -710,10 +715,9 @@ impl<S: Sink, const V: usize> ToSink<S, V> {
 
 /// `R` copies of the `V` vectors at `start`: every other row loaded anew (volatile loads,
 /// which LLVM may neither hoist out of a loop nor merge), the rows between copied from the
-/// row before. A tile's accumulators start from them. As values hoisted into registers, each
-/// tile copied them into its accumulators, one vector operation per accumulator (and the
-/// registers they held made LLVM shuffle others); loaded, each row takes none, but the A76
-/// loads two vectors per cycle where its vector pipes copy two: half of each, in parallel.
+/// row before. A tile's accumulators start from them: a loaded row takes no vector operation
+/// (values held in registers would be copied, one operation per accumulator, and take
+/// registers the tile needs), a copied row no load, and the A76 does two of each per cycle.
 #[inline(always)]
 pub(crate) fn fresh_copies<const R: usize, const V: usize>(
     start: &[int32x4_t; V],

@@ -437,10 +437,19 @@ proptest! {
         let g = conv.geom.clone();
         let family = crate::dispatch::Family::U8Quads;
         let packed = PackedWeights::pack(&g, &w, &conv.bias, conv.requant.in_zero, family);
-        let PackedWeights::U8 { w: pw, weight_sums, direct, .. } = &packed else {
+        let PackedWeights::U8 { w: pw, weight_sums, direct, bias } = &packed else {
             panic!("u8 weights");
         };
         prop_assert_eq!(weight_sums.has_min, w.contains(&i8::MIN));
+        // Narrow: every channel's accumulator within +-2^22 (its weights in ONNX order, the
+        // bias the kernels add).
+        let per_channel = w.len() / g.out_c;
+        let narrow = w.chunks_exact(per_channel).zip(bias).all(|(c, &b)| {
+            let pos: i64 = c.iter().map(|&v| v.max(0) as i64).sum();
+            let neg: i64 = c.iter().map(|&v| v.min(0) as i64).sum();
+            crate::requant::narrow_accumulator(pos, neg, b)
+        });
+        prop_assert_eq!(weight_sums.narrow, narrow);
         let (cout, dq) = (g.cpg_out(), g.depth_bytes());
         for grp in 0..g.groups {
             let group = &pw[grp * cout * dq..][..cout * dq];
