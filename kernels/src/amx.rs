@@ -309,15 +309,17 @@ mod tests {
                 })
                 .collect();
             let (a, b) = (next() as u8 as i32, next() as u8 as i32);
+            let rq_residual =
+                residual.then(|| (next() as u8 as i32, (next() % 1000) as f32 * 1e-3));
             let rq = TileRequant {
                 bias: &bias,
                 multiplier: &multiplier,
                 zero: next() as u8 as i32,
                 lo: a.min(b),
                 hi: a.max(b),
-                residual: residual.then(|| (next() as u8 as i32, (next() % 1000) as f32 * 1e-3)),
+                residual: rq_residual,
                 weight_sums: None,
-                nan_free: TileRequant::nan_free_multipliers(&multiplier, None),
+                nan_free: TileRequant::nan_free_multipliers(&multiplier, rq_residual),
             };
             let len = (rows - 1) * ldo + n;
             let res: Vec<u8> = (0..len).map(|_| next() as u8).collect();

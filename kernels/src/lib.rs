@@ -106,6 +106,61 @@ mod tests {
         }
     }
 
+    /// What a requantizing case's kernels may be told of its weights `w` (each channel's sums in
+    /// the call's layout by `sums_of`; [`requant::WeightSums`]), and its biases ([`biases`]).
+    struct WeightFacts {
+        sums: Vec<i32>,
+        has_min: bool,
+        narrow: bool,
+        bias: Vec<i32>,
+    }
+
+    impl WeightFacts {
+        fn of(
+            seed: u64,
+            w: &[i8],
+            sums_of: impl Fn(&[i8]) -> Vec<i32>,
+            next: &mut impl FnMut() -> u64,
+        ) -> Self {
+            let part = |f: fn(i8) -> i8| sums_of(&w.iter().map(|&v| f(v)).collect::<Vec<_>>());
+            let (pos, neg) = (part(|v| v.max(0)), part(|v| v.min(0)));
+            let bias = biases(seed, &pos, next);
+            WeightFacts {
+                sums: sums_of(w),
+                has_min: w.contains(&i8::MIN),
+                narrow: narrow(&pos, &neg, &bias),
+                bias,
+            }
+        }
+
+        /// The weight sums as the call gets them: in two cases of three (a packed layer has
+        /// them).
+        fn given(&self, seed: u64) -> Option<requant::WeightSums<'_>> {
+            (!seed.is_multiple_of(3)).then_some(requant::WeightSums {
+                sums: &self.sums,
+                has_min: self.has_min,
+                narrow: self.narrow,
+            })
+        }
+    }
+
+    /// `n` multipliers as a quantizer makes them, some large enough to saturate, and (in half
+    /// the cases, by seed) now and then the values no quantizer writes: NaN, infinities (the
+    /// other half takes the kernels' NaN-free rounding); zero now and then. With [`biases`] up
+    /// to 2^24, scales that keep those within the bytes.
+    fn multipliers(seed: u64, n: usize, next: &mut impl FnMut() -> u64) -> Vec<f32> {
+        let special = (seed >> 3).is_multiple_of(2);
+        let mut one = || match next() % 64 {
+            0 if special => f32::NAN,
+            1 if special => f32::INFINITY,
+            2 if special => f32::NEG_INFINITY,
+            3 => 0.0,
+            k if seed % 4 == 3 => (k as f32 - 32.0) * 2f32.powi(-22),
+            k => (k as f32 - 32.0) * 1e-5 * (1 + next() % 1000) as f32,
+        };
+        (0..n).map(|_| one()).collect()
+    }
+
     /// The biases of a requantizing case whose channels' positive weights sum to `pos`: small
     /// ones, except every fourth case up to +-2^24 (accumulators past +-2^22, which a kernel
     /// that turns them into f32 by adding bits must not take) and every fourth at the top of
@@ -252,32 +307,9 @@ mod tests {
             let patch: Vec<u8> = (0..rows * depth_bytes).map(|_| clash_input(seed, next())).collect();
             let floor = if seed % 4 == 0 { -128 } else { -127 };
             let w: Vec<i8> = (0..depth_bytes * n).map(|_| clash_weight(seed, next()).max(floor)).collect();
-            // The weights' sums, given in two cases of three (a packed layer has them).
-            let sums = signatures::dot_weight_sums(depth_bytes, &w, n);
-            let has_min = w.contains(&i8::MIN);
-            let sums_of = |f: fn(i8) -> i8| {
-                signatures::dot_weight_sums(depth_bytes, &w.iter().map(|&v| f(v)).collect::<Vec<_>>(), n)
-            };
-            let (pos, neg) = (sums_of(|v| v.max(0)), sums_of(|v| v.min(0)));
-            let bias = biases(seed, &pos, &mut next);
-            let narrow = narrow(&pos, &neg, &bias);
-            let weight_sums =
-                (seed % 3 != 0).then_some(requant::WeightSums { sums: &sums, has_min, narrow });
-            // Scales as a quantizer makes them, some large enough to saturate, and (rarely)
-            // the values no quantizer writes: NaN, infinities, zero.
-            // Half the cases without NaN and infinities (the kernels' NaN-free rounding).
-            let special = (seed >> 3) % 2 == 0;
-            let multiplier: Vec<f32> = (0..n)
-                .map(|_| match next() % 64 {
-                    0 if special => f32::NAN,
-                    1 if special => f32::INFINITY,
-                    2 if special => f32::NEG_INFINITY,
-                    3 => 0.0,
-                    // (With the biases up to 2^24, scales that keep them within the bytes.)
-                    k if seed % 4 == 3 => (k as f32 - 32.0) * 2f32.powi(-22),
-                    k => (k as f32 - 32.0) * 1e-5 * (1 + next() % 1000) as f32,
-                })
-                .collect();
+            let facts = WeightFacts::of(seed, &w, |w| signatures::dot_weight_sums(depth_bytes, w, n), &mut next);
+            let (bias, weight_sums) = (&facts.bias, facts.given(seed));
+            let multiplier = multipliers(seed, n, &mut next);
             // Zero points and bounds are bytes in a model; every eighth case far outside
             // them (the kernels' general path).
             let wide = |v: u64| if seed % 8 == 0 { (v % (1 << 21)) as i32 - (1 << 20) } else { v as u8 as i32 };
@@ -288,7 +320,7 @@ mod tests {
             let rq_residual =
                 residual.then(|| (next() as u8 as i32, (next() % 1000) as f32 * 1e-3));
             let rq = requant::TileRequant {
-                bias: &bias,
+                bias,
                 multiplier: &multiplier,
                 zero,
                 lo: a.min(b),
@@ -340,30 +372,14 @@ mod tests {
             let mut next = xorshift(seed);
             let xp: Vec<u8> = (0..kernel * row).map(|_| clash_input(seed, next())).collect();
             let w: Vec<i8> = (0..s.weights().unwrap()).map(|_| clash_weight(seed, next())).collect();
-            let sums = s.weight_sums(&w);
-            let has_min = w.contains(&i8::MIN);
-            let sums_of =
-                |f: fn(i8) -> i8| s.weight_sums(&w.iter().map(|&v| f(v)).collect::<Vec<_>>());
-            let (pos, neg) = (sums_of(|v| v.max(0)), sums_of(|v| v.min(0)));
-            let bias = biases(seed, &pos, &mut next);
-            let narrow = narrow(&pos, &neg, &bias);
-            let weight_sums =
-                (seed % 3 != 0).then_some(requant::WeightSums { sums: &sums, has_min, narrow });
-            let special = (seed >> 3) % 2 == 0;
-            let multiplier: Vec<f32> = (0..out_c)
-                .map(|_| match next() % 64 {
-                    0 if special => f32::NAN,
-                    1 if special => f32::INFINITY,
-                    // (With the biases up to 2^24, scales that keep them within the bytes.)
-                    k if seed % 4 == 3 => (k as f32 - 32.0) * 2f32.powi(-22),
-                    k => (k as f32 - 32.0) * 1e-5 * (1 + next() % 1000) as f32,
-                })
-                .collect();
+            let facts = WeightFacts::of(seed, &w, |w| s.weight_sums(w), &mut next);
+            let (bias, weight_sums) = (&facts.bias, facts.given(seed));
+            let multiplier = multipliers(seed, out_c, &mut next);
             let (a, b) = (next() as u8 as i32, next() as u8 as i32);
             let rq_residual =
                 residual.then(|| (next() as u8 as i32, (next() % 1000) as f32 * 1e-3));
             let rq = requant::TileRequant {
-                bias: &bias,
+                bias,
                 multiplier: &multiplier,
                 zero: next() as u8 as i32,
                 lo: a.min(b),
