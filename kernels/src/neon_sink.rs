@@ -32,8 +32,8 @@ pub(crate) struct NeonRequant<'a> {
     lo: int32x4_t,
     hi: int32x4_t,
     /// `lo` and `hi` in every byte (used only with bounds within a byte).
-    lo8: uint8x8_t,
-    hi8: uint8x8_t,
+    lo8: uint8x16_t,
+    hi8: uint8x16_t,
     residual_zero: int32x4_t,
     residual_multiplier: float32x4_t,
     /// The bits of [`MAGIC`] less the zero point (for [`NeonRequant::bytes`]).
@@ -58,8 +58,8 @@ impl<'a> NeonRequant<'a> {
                 zero: vdupq_n_s32(rq.zero),
                 lo: vdupq_n_s32(rq.lo),
                 hi: vdupq_n_s32(rq.hi),
-                lo8: vdup_n_u8(rq.lo.clamp(0, 255) as u8),
-                hi8: vdup_n_u8(rq.hi.clamp(0, 255) as u8),
+                lo8: vdupq_n_u8(rq.lo.clamp(0, 255) as u8),
+                hi8: vdupq_n_u8(rq.hi.clamp(0, 255) as u8),
                 residual_zero: vdupq_n_s32(rz),
                 residual_multiplier: vdupq_n_f32(rm),
                 magic_less_zero: vdupq_n_s32((MAGIC.to_bits() as i32).wrapping_sub(rq.zero)),
@@ -251,7 +251,8 @@ impl<'a> NeonRequant<'a> {
         // SAFETY: the caller guarantees the 8 bytes; NEON is baseline.
         unsafe {
             let h = vqmovn_high_s32(vqmovn_s32(a), b);
-            let y = vmin_u8(vmax_u8(vqmovun_s16(h), self.lo8), self.hi8);
+            let (lo8, hi8) = (vget_low_u8(self.lo8), vget_low_u8(self.hi8));
+            let y = vmin_u8(vmax_u8(vqmovun_s16(h), lo8), hi8);
             vst1_u8(out, y);
         }
     }
@@ -267,11 +268,7 @@ impl<'a> NeonRequant<'a> {
         unsafe {
             let lo = vqmovun_s16(vqmovn_high_s32(vqmovn_s32(q[0]), q[1]));
             let y = vqmovun_high_s16(lo, vqmovn_high_s32(vqmovn_s32(q[2]), q[3]));
-            let (lo8, hi8) = (
-                vcombine_u8(self.lo8, self.lo8),
-                vcombine_u8(self.hi8, self.hi8),
-            );
-            vst1q_u8(out, vminq_u8(vmaxq_u8(y, lo8), hi8));
+            vst1q_u8(out, vminq_u8(vmaxq_u8(y, self.lo8), self.hi8));
         }
     }
 
@@ -284,7 +281,8 @@ impl<'a> NeonRequant<'a> {
         // SAFETY: the caller guarantees the 4 bytes; NEON is baseline.
         unsafe {
             let h = vqmovn_s32(a);
-            let y = vmin_u8(vmax_u8(vqmovun_s16(vcombine_s16(h, h)), self.lo8), self.hi8);
+            let (lo8, hi8) = (vget_low_u8(self.lo8), vget_low_u8(self.hi8));
+            let y = vmin_u8(vmax_u8(vqmovun_s16(vcombine_s16(h, h)), lo8), hi8);
             let word = vget_lane_u32::<0>(vreinterpret_u32_u8(y));
             (out as *mut u32).write_unaligned(word);
         }
